@@ -1,0 +1,53 @@
+/**
+ * Layering: DEFAULTS (from SETTINGS) < environment < flags. Parsing is strict:
+ * a malformed value is an error that names the setting.
+ */
+import os from 'node:os';
+
+import { StreambedError } from '../errors.js';
+import { type Config, flagAttribute, type SettingKey, SETTINGS } from './settings.js';
+
+export type { Config } from './settings.js';
+
+export type Flags = Record<string, unknown>;
+
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  flags: Flags = {},
+): Config {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const key of Object.keys(SETTINGS) as SettingKey[]) {
+    const s = SETTINGS[key];
+    const fromFlag = flags[flagAttribute(s.env)];
+    const fromEnv = env[s.env];
+    const raw = fromFlag ?? (fromEnv === '' ? undefined : fromEnv) ?? s.default;
+    const parsed = s.schema.safeParse(raw);
+    if (parsed.success) out[key] = parsed.data;
+    else problems.push(`${s.env}=${JSON.stringify(redact(key, raw))}: ${parsed.error.issues[0]?.message}`);
+  }
+  if (problems.length) {
+    throw new StreambedError('config', `invalid configuration: ${problems.join('; ')}`);
+  }
+  return out as Config;
+}
+
+function redact(key: SettingKey, raw: unknown): unknown {
+  return key === 'redisUrl' && typeof raw === 'string' ? redactUrl(raw) : raw;
+}
+
+/** Hide the password in a URL so it can be logged. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
+}
+
+/** Threads x intra-op threads never exceeds the cores unless asked to. */
+export function resolveThreads(config: Pick<Config, 'threads' | 'intraOpThreads'>): number {
+  if (config.threads !== undefined) return config.threads;
+  const cores = os.availableParallelism();
+  return Math.max(1, Math.floor(cores / config.intraOpThreads));
+}
+
+export function resolveInFlight(config: Pick<Config, 'inFlightBatches'>, threads: number): number {
+  return config.inFlightBatches ?? threads * 2;
+}

@@ -1,0 +1,59 @@
+/** Public types shared by the SDK, the CLI and the worker. */
+import type { ResultErrorCode } from './errors.js';
+import type { Lane } from './keys.js';
+
+export type { Lane } from './keys.js';
+export type { ResultErrorCode } from './errors.js';
+
+/** What a producer submits: one page or chunk of text (or several chunks). */
+export interface Page {
+  id: string;
+  source: string;
+  text?: string;
+  texts?: string[];
+  meta?: Record<string, unknown>;
+  /** Epoch ms after which the entry is answered `expired` instead of computed. */
+  deadlineMs?: number;
+}
+
+/** A validated request envelope, as the worker sees it. */
+export interface Envelope {
+  id: string;
+  source: string;
+  texts: string[];
+  /** True when the producer sent `text` (one string) rather than `texts`. */
+  single: boolean;
+  replyTo?: string;
+  meta?: Record<string, unknown>;
+  deadlineMs?: number;
+}
+
+export interface OkPayload {
+  model: string;
+  dim: number;
+  /** One L2-normalised (when configured) vector per chunk. */
+  vectors: Float32Array[];
+  truncated: boolean[];
+  hash: string;
+  meta?: Record<string, unknown>;
+  ms: number;
+  worker: string;
+}
+
+export interface ErrorPayload {
+  code: ResultErrorCode;
+  message: string;
+}
+
+interface ResultBase {
+  /** Id of the result entry on its stream. */
+  resultId: string;
+  id: string;
+  source: string;
+  /** Id of the request entry this answers. */
+  rid: string;
+}
+
+export type EmbedResult =
+  | (ResultBase & { status: 'ok'; res: OkPayload })
+  | (ResultBase & { status: 'error'; res: ErrorPayload });
