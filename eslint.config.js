@@ -1,12 +1,14 @@
 // Lint: typescript-eslint recommended plus import sorting; formatting is Prettier's job.
 import js from '@eslint/js';
 import simpleImportSort from 'eslint-plugin-simple-import-sort';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'models/**', 'bench/results/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  { languageOptions: { globals: globals.node } },
   {
     plugins: { 'simple-import-sort': simpleImportSort },
     rules: {

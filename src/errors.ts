@@ -25,7 +25,7 @@ export const TRANSIENT_ERROR_CODES = [
 ] as const;
 export type TransientErrorCode = (typeof TRANSIENT_ERROR_CODES)[number];
 
-export const OTHER_ERROR_CODES = ['config', 'internal'] as const;
+export const OTHER_ERROR_CODES = ['config', 'internal', 'backpressure'] as const;
 export type OtherErrorCode = (typeof OTHER_ERROR_CODES)[number];
 
 export type ErrorCode = ResultErrorCode | TransientErrorCode | OtherErrorCode;

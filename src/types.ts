@@ -1,9 +1,8 @@
 /** Public types shared by the SDK, the CLI and the worker. */
 import type { ResultErrorCode } from './errors.js';
-import type { Lane } from './keys.js';
 
-export type { Lane } from './keys.js';
 export type { ResultErrorCode } from './errors.js';
+export type { Lane } from './keys.js';
 
 /** What a producer submits: one page or chunk of text (or several chunks). */
 export interface Page {

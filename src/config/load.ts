@@ -11,10 +11,7 @@ export type { Config } from './settings.js';
 
 export type Flags = Record<string, unknown>;
 
-export function loadConfig(
-  env: NodeJS.ProcessEnv = process.env,
-  flags: Flags = {},
-): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Flags = {}): Config {
   const out: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const key of Object.keys(SETTINGS) as SettingKey[]) {
@@ -24,7 +21,10 @@ export function loadConfig(
     const raw = fromFlag ?? (fromEnv === '' ? undefined : fromEnv) ?? s.default;
     const parsed = s.schema.safeParse(raw);
     if (parsed.success) out[key] = parsed.data;
-    else problems.push(`${s.env}=${JSON.stringify(redact(key, raw))}: ${parsed.error.issues[0]?.message}`);
+    else
+      problems.push(
+        `${s.env}=${JSON.stringify(redact(key, raw))}: ${parsed.error.issues[0]?.message}`,
+      );
   }
   if (problems.length) {
     throw new StreambedError('config', `invalid configuration: ${problems.join('; ')}`);

@@ -6,7 +6,8 @@
  */
 import { z } from 'zod';
 
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max);
 const bool = z
   .union([z.boolean(), z.enum(['1', '0', 'true', 'false', 'yes', 'no'])])
   .transform((v) => v === true || v === '1' || v === 'true' || v === 'yes');
@@ -29,37 +30,157 @@ function setting<S extends z.ZodType>(
 }
 
 export const SETTINGS = {
-  redisUrl: setting('REDIS_URL', z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'), 'redis://127.0.0.1:6379', 'Redis URL; `rediss://` for TLS; ACL user and password go in the URL.'),
-  redisTlsCaFile: setting('REDIS_TLS_CA_FILE', optionalString, undefined, 'PEM file of the CA that signed the Redis server certificate (with `rediss://`).'),
-  keyPrefix: setting('KEY_PREFIX', z.string().regex(/^[A-Za-z0-9._-]{1,32}$/), 'sb', 'Prefix of every Redis key.'),
-  group: setting('GROUP', z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/), 'sb-workers', 'Consumer group name.'),
-  models: setting('MODELS', z.string(), '', 'Model table: `name=hf-id-or-path[;opt=value...]`, comma separated. Options: dtype (q8|fp32|fp16), pooling (mean|cls|none), normalize (true|false), maxTokens.'),
-  allowRemoteModels: setting('ALLOW_REMOTE_MODELS', bool, true, 'Allow downloading models from the Hugging Face hub; local folders always work offline.'),
-  modelCacheDir: setting('MODEL_CACHE_DIR', optionalString, undefined, 'Where downloaded models are cached (default: Transformers.js cache).'),
-  consumerName: setting('CONSUMER_NAME', optionalString, undefined, 'Consumer name; default `{POD_NAME or hostname}-{pid}`.'),
-  threads: setting('THREADS', int(1, 256).optional(), undefined, 'Worker threads per process; default: cores / INTRA_OP_THREADS.'),
-  intraOpThreads: setting('INTRA_OP_THREADS', int(1, 256), 1, 'ONNX Runtime threads per worker thread.'),
+  redisUrl: setting(
+    'REDIS_URL',
+    z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+    'redis://127.0.0.1:6379',
+    'Redis URL; `rediss://` for TLS; ACL user and password go in the URL.',
+  ),
+  redisTlsCaFile: setting(
+    'REDIS_TLS_CA_FILE',
+    optionalString,
+    undefined,
+    'PEM file of the CA that signed the Redis server certificate (with `rediss://`).',
+  ),
+  keyPrefix: setting(
+    'KEY_PREFIX',
+    z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
+    'sb',
+    'Prefix of every Redis key.',
+  ),
+  group: setting(
+    'GROUP',
+    z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/),
+    'sb-workers',
+    'Consumer group name.',
+  ),
+  models: setting(
+    'MODELS',
+    z.string(),
+    '',
+    'Model table: `name=hf-id-or-path[;opt=value...]`, comma separated. Options: dtype (q8|fp32|fp16), pooling (mean|cls), normalize (true|false), maxTokens.',
+  ),
+  allowRemoteModels: setting(
+    'ALLOW_REMOTE_MODELS',
+    bool,
+    true,
+    'Allow downloading models from the Hugging Face hub; local folders always work offline.',
+  ),
+  modelCacheDir: setting(
+    'MODEL_CACHE_DIR',
+    optionalString,
+    undefined,
+    'Where downloaded models are cached (default: Transformers.js cache).',
+  ),
+  consumerName: setting(
+    'CONSUMER_NAME',
+    optionalString,
+    undefined,
+    'Consumer name; default `{POD_NAME or hostname}-{pid}`.',
+  ),
+  threads: setting(
+    'THREADS',
+    int(1, 256).optional(),
+    undefined,
+    'Worker threads per process; default: cores / INTRA_OP_THREADS.',
+  ),
+  intraOpThreads: setting(
+    'INTRA_OP_THREADS',
+    int(1, 256),
+    1,
+    'ONNX Runtime threads per worker thread.',
+  ),
   batchSize: setting('BATCH_SIZE', int(1, 4096), 32, 'Most texts in one micro-batch.'),
-  maxBatchTokens: setting('MAX_BATCH_TOKENS', int(16), 4096, 'Most padded tokens (texts x longest) in one micro-batch.'),
-  inFlightBatches: setting('IN_FLIGHT_BATCHES', int(1, 1024).optional(), undefined, 'Micro-batches queued or running at once; default: 2 x THREADS.'),
+  maxBatchTokens: setting(
+    'MAX_BATCH_TOKENS',
+    int(16),
+    4096,
+    'Most padded tokens (texts x longest) in one micro-batch.',
+  ),
+  inFlightBatches: setting(
+    'IN_FLIGHT_BATCHES',
+    int(1, 1024).optional(),
+    undefined,
+    'Micro-batches queued or running at once; default: 2 x THREADS.',
+  ),
   readCount: setting('READ_COUNT', int(1, 10000), 64, 'Entries fetched per XREADGROUP call.'),
   blockMs: setting('BLOCK_MS', int(1, 60000), 1000, 'XREADGROUP BLOCK timeout.'),
-  claimIdleMs: setting('CLAIM_IDLE_MS', int(100), 60000, 'Entries pending longer than this on any consumer are reclaimed. Keep well above the slowest batch.'),
+  claimIdleMs: setting(
+    'CLAIM_IDLE_MS',
+    int(100),
+    60000,
+    'Entries pending longer than this on any consumer are reclaimed. Keep well above the slowest batch.',
+  ),
   claimIntervalMs: setting('CLAIM_INTERVAL_MS', int(50), 5000, 'How often the reclaimer runs.'),
-  maxDeliveries: setting('MAX_DELIVERIES', int(1, 1000), 5, 'Deliveries after which an entry is dead-lettered.'),
-  drainTimeoutMs: setting('DRAIN_TIMEOUT_MS', int(0), 30000, 'On SIGTERM, how long in-flight batches may finish before a forced exit.'),
-  maxEnvelopeBytes: setting('MAX_ENVELOPE_BYTES', int(1), 1048576, 'Most bytes of text in one envelope.'),
+  maxDeliveries: setting(
+    'MAX_DELIVERIES',
+    int(1, 1000),
+    5,
+    'Deliveries after which an entry is dead-lettered.',
+  ),
+  drainTimeoutMs: setting(
+    'DRAIN_TIMEOUT_MS',
+    int(0),
+    30000,
+    'On SIGTERM, how long in-flight batches may finish before a forced exit.',
+  ),
+  maxEnvelopeBytes: setting(
+    'MAX_ENVELOPE_BYTES',
+    int(1),
+    1048576,
+    'Most bytes of text in one envelope.',
+  ),
   maxMetaBytes: setting('MAX_META_BYTES', int(0), 16384, 'Most bytes of encoded `meta`.'),
   maxChunks: setting('MAX_CHUNKS', int(1), 256, 'Most chunks (`texts`) in one envelope.'),
-  replyToPattern: setting('REPLY_TO_PATTERN', z.string().min(1).optional(), undefined, 'Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`.'),
-  resultsMaxLen: setting('RESULTS_MAXLEN', int(0), 1000000, 'Approximate MAXLEN kept on result streams (0 = unbounded).'),
-  metricsPort: setting('METRICS_PORT', int(0, 65535), 9464, 'Port of /metrics, /healthz and /readyz (0 = disabled).'),
-  sink: setting('SINK', optionalString, undefined, 'Vector sink: `pglite:DIR` for embedded Postgres+pgvector in DIR; unset with PG_URL unset = streams only.'),
-  pgUrl: setting('PG_URL', optionalString, undefined, 'Postgres URL (with the pgvector extension) to upsert vectors into.'),
+  replyToPattern: setting(
+    'REPLY_TO_PATTERN',
+    z.string().min(1).optional(),
+    undefined,
+    'Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`.',
+  ),
+  resultsMaxLen: setting(
+    'RESULTS_MAXLEN',
+    int(0),
+    1000000,
+    'Approximate MAXLEN kept on result streams (0 = unbounded).',
+  ),
+  metricsPort: setting(
+    'METRICS_PORT',
+    int(0, 65535),
+    9464,
+    'Port of /metrics, /healthz and /readyz (0 = disabled).',
+  ),
+  sink: setting(
+    'SINK',
+    optionalString,
+    undefined,
+    'Vector sink: `pglite:DIR` for embedded Postgres+pgvector in DIR; unset with PG_URL unset = streams only.',
+  ),
+  pgUrl: setting(
+    'PG_URL',
+    optionalString,
+    undefined,
+    'Postgres URL (with the pgvector extension) to upsert vectors into.',
+  ),
   pgPoolSize: setting('PG_POOL_SIZE', int(1, 1000), 4, 'Postgres connections per process.'),
-  sinkTablePrefix: setting('SINK_TABLE_PREFIX', z.string().regex(/^[a-z_][a-z0-9_]{0,30}$/), 'sb_vectors_', 'Sink table name prefix; the model short name follows.'),
-  sinkIndex: setting('SINK_INDEX', z.enum(['none', 'hnsw', 'ivfflat']), 'none', 'Vector index created on sink tables.'),
-  logLevel: setting('LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info', 'Log level.'),
+  sinkTablePrefix: setting(
+    'SINK_TABLE_PREFIX',
+    z.string().regex(/^[a-z_][a-z0-9_]{0,30}$/),
+    'sb_vectors_',
+    'Sink table name prefix; the model short name follows.',
+  ),
+  sinkIndex: setting(
+    'SINK_INDEX',
+    z.enum(['none', 'hnsw', 'ivfflat']),
+    'none',
+    'Vector index created on sink tables.',
+  ),
+  logLevel: setting(
+    'LOG_LEVEL',
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    'info',
+    'Log level.',
+  ),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;

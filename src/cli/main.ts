@@ -1,0 +1,22 @@
+/** The `streambed` command line. */
+import { Command } from 'commander';
+
+import { toStreambedError } from '../errors.js';
+import { demoCommand } from './demo-command.js';
+import { modelsCommand } from './models-command.js';
+import { submitCommand } from './submit-command.js';
+import { workerCommand } from './worker-command.js';
+
+const program = new Command('streambed')
+  .description('Redis Streams consumer-group worker fleet that turns text into embeddings.')
+  .showHelpAfterError()
+  .addCommand(workerCommand())
+  .addCommand(submitCommand())
+  .addCommand(modelsCommand())
+  .addCommand(demoCommand());
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const e = toStreambedError(err);
+  console.error(`streambed: ${e.code}: ${e.message}`);
+  process.exit(e.code === 'config' || e.code === 'invalid' ? 2 : 1);
+});

@@ -1,0 +1,55 @@
+/**
+ * Where `submit` gets its pages: texts given as arguments, text/markdown
+ * files (id = the path), or JSONL lines `{id, source?, text | texts, meta?}`.
+ */
+import fs from 'node:fs';
+import readline from 'node:readline';
+
+import { StreambedError } from '../errors.js';
+import type { Page } from '../types.js';
+
+export async function readPages(opts: {
+  texts: string[];
+  files: string[];
+  jsonl: string[];
+  source: string;
+}): Promise<Page[]> {
+  const pages: Page[] = opts.texts.map((text, i) => ({
+    id: `arg-${i}`,
+    source: opts.source,
+    text,
+  }));
+  for (const file of opts.files)
+    pages.push({ id: file, source: opts.source, text: fs.readFileSync(file, 'utf8') });
+  for (const file of opts.jsonl) pages.push(...(await readJsonl(file, opts.source)));
+  return pages;
+}
+
+async function readJsonl(file: string, source: string): Promise<Page[]> {
+  const out: Page[] = [];
+  const lines = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+  let n = 0;
+  for await (const line of lines) {
+    n++;
+    if (!line.trim()) continue;
+    let row: Record<string, unknown>;
+    try {
+      row = JSON.parse(line) as Record<string, unknown>;
+    } catch (err) {
+      throw new StreambedError('invalid', `${file}:${n}: not JSON (${(err as Error).message})`);
+    }
+    if (typeof row.id !== 'string' || (typeof row.text !== 'string' && !Array.isArray(row.texts))) {
+      throw new StreambedError(
+        'invalid',
+        `${file}:${n}: needs a string "id" and "text" (or "texts")`,
+      );
+    }
+    out.push({
+      id: row.id,
+      source: typeof row.source === 'string' ? row.source : source,
+      ...(typeof row.text === 'string' ? { text: row.text } : { texts: row.texts as string[] }),
+      ...(row.meta !== undefined && { meta: row.meta as Record<string, unknown> }),
+    });
+  }
+  return out;
+}

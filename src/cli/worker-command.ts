@@ -1,0 +1,49 @@
+/**
+ * `streambed worker`: run one worker process. The first SIGTERM/SIGINT drains
+ * (stop reading, finish in-flight batches within DRAIN_TIMEOUT_MS, exit 0);
+ * a second signal, or the timeout, forces exit and leaves the rest pending.
+ */
+import { Command } from 'commander';
+
+import { loadConfig } from '../config/load.js';
+import { startHttp } from '../http/server.js';
+import { createLogger } from '../log.js';
+import { workerMetrics } from '../metrics/worker-metrics.js';
+import { startWorker } from '../worker/worker-process.js';
+import { addSettingOptions } from './settings-options.js';
+
+export function workerCommand(): Command {
+  const cmd = new Command('worker').description(
+    'Run a worker: consume request streams and write embeddings.',
+  );
+  addSettingOptions(cmd);
+  cmd.action(async (flags: Record<string, unknown>) => {
+    // Flags already carry env values (commander .env()); loadConfig re-reads env for the rest.
+    const config = loadConfig(process.env, flags);
+    const log = createLogger(config.logLevel);
+    const worker = startWorker(config, { log });
+    const http =
+      config.metricsPort > 0
+        ? await startHttp(config.metricsPort, worker, workerMetrics(worker))
+        : undefined;
+    let signals = 0;
+    const onSignal = (signal: string) => {
+      if (++signals > 1) {
+        log.warn({ signal }, 'second signal: forcing exit, in-flight entries stay pending');
+        process.exit(130);
+      }
+      log.info({ signal }, 'signal received: draining');
+      void worker.stop().then((clean) => {
+        http?.close();
+        process.exit(clean ? 0 : 1);
+      });
+    };
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
+    await worker.started.catch((err: Error) => {
+      log.fatal({ err: err.message }, 'worker failed to start');
+      process.exit(1);
+    });
+  });
+  return cmd;
+}

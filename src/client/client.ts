@@ -1,0 +1,158 @@
+/**
+ * The producer SDK. Imports nothing from the worker, ONNX Runtime or
+ * prom-client: a service that only submits pages pulls in ioredis and msgpackr.
+ */
+import { randomUUID } from 'node:crypto';
+
+import { Redis } from 'ioredis';
+import { Packr } from 'msgpackr';
+
+import { decodeResult } from '../codec/result.js';
+import { StreambedError } from '../errors.js';
+import { type Keys, keys as buildKeys, type Lane } from '../keys.js';
+import type { EmbedResult, Page } from '../types.js';
+import { Backlog } from './backlog.js';
+import { ReplyReader } from './reply-reader.js';
+
+const packr = new Packr({ useRecords: false });
+
+export interface ClientOptions {
+  /** A Redis URL or an ioredis instance (not closed by `close()` when passed in). */
+  redis: string | Redis;
+  prefix?: string;
+  group?: string;
+  /** Most unprocessed entries (lag + pending) on a request stream before submit waits or fails. */
+  maxBacklog?: number;
+  /** 'wait' (default) blocks submit until the backlog falls; 'fail' throws code `backpressure`. */
+  onBacklog?: 'wait' | 'fail';
+}
+
+export interface SubmitOptions {
+  model: string;
+  lane?: Lane;
+  /** Result stream; must match the fleet's allowed pattern (default `sb:reply:*`). */
+  replyTo?: string;
+}
+
+export interface EmbedOptions {
+  model: string;
+  timeoutMs?: number;
+  source?: string;
+}
+
+export class StreambedClient {
+  readonly keys: Keys;
+  private readonly redis: Redis;
+  private readonly owned: boolean;
+  private readonly backlog: Backlog;
+  private replies: ReplyReader | undefined;
+  private readonly clientId = randomUUID();
+
+  constructor(options: ClientOptions) {
+    this.owned = typeof options.redis === 'string';
+    this.redis =
+      typeof options.redis === 'string'
+        ? new Redis(options.redis, { maxRetriesPerRequest: null })
+        : options.redis;
+    this.keys = buildKeys(options.prefix, options.group);
+    this.backlog = new Backlog(
+      this.redis,
+      this.keys.group,
+      options.maxBacklog ?? 100_000,
+      options.onBacklog ?? 'wait',
+    );
+  }
+
+  /**
+   * XADD one envelope per page (one pipelined round trip per call) and count
+   * them as submitted in each source's progress hash. Returns the entry ids
+   * in page order. Waits (or fails) while the stream's backlog is above maxBacklog.
+   */
+  async submit(pages: readonly Page[], options: SubmitOptions): Promise<string[]> {
+    const stream = this.keys.request(options.model, options.lane);
+    await this.backlog.admit(stream, pages.length);
+    const pipeline = this.redis.pipeline();
+    const perSource = new Map<string, number>();
+    for (const page of pages) {
+      pipeline.xadd(stream, '*', 'env', packr.pack(envelopeOf(page, options.replyTo)));
+      perSource.set(page.source, (perSource.get(page.source) ?? 0) + 1);
+    }
+    for (const [source, n] of perSource)
+      pipeline.hincrby(this.keys.progress(source), 'submitted', n);
+    const results = (await pipeline.exec()) ?? [];
+    return results.slice(0, pages.length).map(([err, id]) => {
+      if (err)
+        throw new StreambedError('redis_unavailable', `XADD failed: ${err.message}`, {
+          cause: err,
+        });
+      return id as string;
+    });
+  }
+
+  /** Embed texts and wait for their vectors, through a private reply stream. */
+  async embed(texts: readonly string[], options: EmbedOptions): Promise<Float32Array[]> {
+    const replies = (this.replies ??= new ReplyReader(
+      this.redis,
+      this.keys.privateReply(this.clientId),
+    ));
+    const pages = texts.map((text) => ({
+      id: randomUUID(),
+      source: options.source ?? 'sdk',
+      text,
+    }));
+    const waits = pages.map((p) => replies.expect(p.id, options.timeoutMs ?? 30_000));
+    await this.submit(pages, { model: options.model, replyTo: replies.stream });
+    const results = await Promise.all(waits);
+    return results.map((r) => {
+      if (r.status === 'error') throw new StreambedError(r.res.code, r.res.message);
+      return r.res.vectors[0] as Float32Array;
+    });
+  }
+
+  /** Decoded results from a reply stream, oldest first, waiting for more at the end. */
+  async *results(
+    replyTo: string,
+    options: { from?: string; blockMs?: number; signal?: AbortSignal } = {},
+  ): AsyncGenerator<EmbedResult> {
+    const reader = this.redis.duplicate();
+    let last = options.from ?? '0';
+    try {
+      while (!options.signal?.aborted) {
+        const reply = (await reader.callBuffer(
+          'XREAD',
+          'COUNT',
+          '500',
+          'BLOCK',
+          String(options.blockMs ?? 1000),
+          'STREAMS',
+          replyTo,
+          last,
+        )) as Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+        for (const [, entries] of reply ?? []) {
+          for (const [id, fields] of entries) {
+            last = id.toString();
+            yield decodeResult(last, fields);
+          }
+        }
+      }
+    } finally {
+      reader.disconnect();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.replies?.close();
+    if (this.owned) await this.redis.quit();
+  }
+}
+
+function envelopeOf(page: Page, replyTo?: string): Record<string, unknown> {
+  return {
+    id: page.id,
+    source: page.source,
+    ...(page.texts !== undefined ? { texts: page.texts } : { text: page.text }),
+    ...(replyTo !== undefined && { reply_to: replyTo }),
+    ...(page.meta !== undefined && { meta: page.meta }),
+    ...(page.deadlineMs !== undefined && { deadline_ms: page.deadlineMs }),
+  };
+}

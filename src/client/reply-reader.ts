@@ -1,0 +1,89 @@
+/**
+ * Demultiplexes one private reply stream for `embed()`: a single blocking
+ * reader per client hands each result to the call waiting for its id.
+ * The stream expires when the client goes away, so abandoned ones vanish.
+ */
+import type { Redis } from 'ioredis';
+
+import { decodeResult } from '../codec/result.js';
+import { StreambedError } from '../errors.js';
+import type { EmbedResult } from '../types.js';
+
+const EXPIRE_S = 3600;
+
+export class ReplyReader {
+  private readonly waiting = new Map<
+    string,
+    { resolve: (r: EmbedResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+  >();
+  private readonly conn: Redis;
+  private closed = false;
+  private loop: Promise<void> | undefined;
+  private last = '0';
+
+  constructor(
+    private readonly redis: Redis,
+    readonly stream: string,
+  ) {
+    this.conn = redis.duplicate();
+  }
+
+  expect(id: string, timeoutMs: number): Promise<EmbedResult> {
+    const p = new Promise<EmbedResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new StreambedError('timeout', `no result for ${id} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(id, { resolve, reject, timer });
+    });
+    this.loop ??= this.run();
+    return p;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      let reply: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+      try {
+        reply = (await this.conn.callBuffer(
+          'XREAD',
+          'COUNT',
+          '1000',
+          'BLOCK',
+          '500',
+          'STREAMS',
+          this.stream,
+          this.last,
+        )) as typeof reply;
+      } catch {
+        // Connection trouble: ioredis reconnects; try again shortly unless closing.
+        if (this.closed) return;
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      for (const [, entries] of reply ?? []) {
+        for (const [idBuf, fields] of entries) {
+          this.last = idBuf.toString();
+          const result = decodeResult(this.last, fields);
+          const w = this.waiting.get(result.id);
+          if (!w) continue;
+          clearTimeout(w.timer);
+          this.waiting.delete(result.id);
+          w.resolve(result);
+        }
+      }
+      if (reply) await this.redis.expire(this.stream, EXPIRE_S);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const [id, w] of this.waiting) {
+      clearTimeout(w.timer);
+      w.reject(new StreambedError('shutting_down', `client closed before ${id} was answered`));
+    }
+    this.waiting.clear();
+    await this.loop;
+    this.conn.disconnect();
+    await this.redis.del(this.stream).catch(() => undefined);
+  }
+}

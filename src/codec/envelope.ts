@@ -1,0 +1,199 @@
+/**
+ * Decoding and validation of request entries (docs/design.md, "Request entry").
+ * Accepts the SDK's binary `env` field (a msgpack map) or flat string fields.
+ * Never throws on bad input: returns a typed rejection carrying whatever could
+ * be recovered (id, source, a usable reply stream) so the caller can answer it.
+ */
+import { unpack } from 'msgpackr';
+import { z } from 'zod';
+
+import type { ResultErrorCode } from '../errors.js';
+import type { Envelope } from '../types.js';
+import { globMatcher } from './glob.js';
+
+export interface EnvelopeLimits {
+  maxEnvelopeBytes: number;
+  maxMetaBytes: number;
+  maxChunks: number;
+  /** Glob that `reply_to` must match, e.g. `sb:reply:*`. */
+  replyToPattern: string;
+}
+
+export type DecodeOutcome =
+  | { ok: true; envelope: Envelope }
+  | {
+      ok: false;
+      code: ResultErrorCode;
+      message: string;
+      id?: string;
+      source?: string;
+      /** A reply stream the error may be sent to (only when it passed the allow pattern). */
+      replyTo?: string;
+    };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
+
+const shape = z.object({
+  id: z
+    .string()
+    .refine((s) => byteLength(s) >= 1 && byteLength(s) <= 256, 'id must be 1-256 bytes'),
+  source: z
+    .string()
+    .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'source must be 1-128 chars of [A-Za-z0-9._:-]'),
+  text: z.string().optional(),
+  texts: z.array(z.string()).optional(),
+  reply_to: z.string().min(1).optional(),
+  meta: z.record(z.string(), z.unknown()).optional(),
+  deadline_ms: z.number().int().nonnegative().optional(),
+});
+type RawEnvelope = z.infer<typeof shape>;
+
+/** Make a decoder bound to one set of limits (the pattern is compiled once). */
+export function envelopeDecoder(limits: EnvelopeLimits) {
+  const replyAllowed = globMatcher(limits.replyToPattern);
+  return (fields: Buffer[]): DecodeOutcome => decodeEntry(fields, limits, replyAllowed);
+}
+
+function decodeEntry(
+  fields: Buffer[],
+  limits: EnvelopeLimits,
+  replyAllowed: (key: string) => boolean,
+): DecodeOutcome {
+  const raw = readRaw(fields);
+  if ('error' in raw) return { ok: false, code: 'invalid', message: raw.error };
+  const salvage = salvageRouting(raw.value, replyAllowed);
+  const reject = (code: ResultErrorCode, message: string): DecodeOutcome => ({
+    ok: false,
+    code,
+    message,
+    ...salvage,
+  });
+
+  const parsed = shape.safeParse(raw.value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return reject('invalid', `${issue?.path.join('.') || 'entry'}: ${issue?.message}`);
+  }
+  const env = parsed.data;
+  const texts = chunksOf(env);
+  if (typeof texts === 'string') return reject('invalid', texts);
+  if (texts.length > limits.maxChunks) {
+    return reject('too_large', `${texts.length} chunks exceed the limit of ${limits.maxChunks}`);
+  }
+  const total = texts.reduce((n, t) => n + byteLength(t), 0);
+  if (total > limits.maxEnvelopeBytes) {
+    return reject(
+      'too_large',
+      `text is ${total} bytes, over the limit of ${limits.maxEnvelopeBytes}`,
+    );
+  }
+  if (env.meta !== undefined) {
+    const metaBytes = byteLength(JSON.stringify(env.meta));
+    if (metaBytes > limits.maxMetaBytes) {
+      return reject(
+        'too_large',
+        `meta is ${metaBytes} bytes, over the limit of ${limits.maxMetaBytes}`,
+      );
+    }
+  }
+  if (env.reply_to !== undefined && !replyAllowed(env.reply_to)) {
+    return reject(
+      'reply_to_denied',
+      `reply_to does not match the allowed pattern ${limits.replyToPattern}`,
+    );
+  }
+  return {
+    ok: true,
+    envelope: {
+      id: env.id,
+      source: env.source,
+      texts,
+      single: env.text !== undefined,
+      ...(env.reply_to !== undefined && { replyTo: env.reply_to }),
+      ...(env.meta !== undefined && { meta: env.meta }),
+      ...(env.deadline_ms !== undefined && { deadlineMs: env.deadline_ms }),
+    },
+  };
+}
+
+function chunksOf(env: RawEnvelope): string[] | string {
+  if (env.text !== undefined && env.texts !== undefined)
+    return 'give either text or texts, not both';
+  const texts = env.text !== undefined ? [env.text] : env.texts;
+  if (texts === undefined) return 'text or texts is required';
+  if (texts.length === 0) return 'texts is empty';
+  if (texts.some((t) => t.trim().length === 0)) return 'empty text';
+  return texts;
+}
+
+/** Pull id, source and an allowed reply_to out of even an invalid entry, to answer it. */
+function salvageRouting(value: Record<string, unknown>, replyAllowed: (key: string) => boolean) {
+  const out: { id?: string; source?: string; replyTo?: string } = {};
+  if (typeof value.id === 'string' && byteLength(value.id) <= 256) out.id = value.id;
+  if (typeof value.source === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(value.source)) {
+    out.source = value.source;
+  }
+  if (typeof value.reply_to === 'string' && replyAllowed(value.reply_to))
+    out.replyTo = value.reply_to;
+  return out;
+}
+
+type Raw = { value: Record<string, unknown> } | { error: string };
+
+/** Turn the entry's field list into one plain object, from either wire form. */
+function readRaw(fields: Buffer[]): Raw {
+  const flat = new Map<string, Buffer>();
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    flat.set((fields[i] as Buffer).toString('latin1'), fields[i + 1] as Buffer);
+  }
+  const env = flat.get('env');
+  if (env !== undefined) return readPacked(env);
+  return readFlat(flat);
+}
+
+function readPacked(buf: Buffer): Raw {
+  let value: unknown;
+  try {
+    value = unpack(buf);
+  } catch (err) {
+    return { error: `env is not valid msgpack (${(err as Error).message.slice(0, 80)})` };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Map) {
+    return { error: 'env must be a msgpack map with string keys' };
+  }
+  return { value: value as Record<string, unknown> };
+}
+
+function readFlat(flat: Map<string, Buffer>): Raw {
+  const value: Record<string, unknown> = {};
+  for (const [name, buf] of flat) {
+    let text: string;
+    try {
+      text = utf8.decode(buf);
+    } catch {
+      return { error: `field ${JSON.stringify(name.slice(0, 32))} is not valid UTF-8` };
+    }
+    value[name] = text;
+  }
+  if (typeof value.meta === 'string') {
+    try {
+      value.meta = JSON.parse(value.meta);
+    } catch {
+      return { error: 'meta is not valid JSON' };
+    }
+  }
+  if (typeof value.texts === 'string') {
+    try {
+      value.texts = JSON.parse(value.texts);
+    } catch {
+      return { error: 'texts is not a valid JSON array' };
+    }
+  }
+  if (typeof value.deadline_ms === 'string') {
+    value.deadline_ms = /^\d+$/.test(value.deadline_ms)
+      ? Number(value.deadline_ms)
+      : value.deadline_ms;
+  }
+  return { value };
+}

@@ -1,0 +1,106 @@
+/**
+ * Result entries (docs/design.md, "Result entry"): plain `id`, `source`,
+ * `rid`, `status` fields for simple consumers, plus `res`, a msgpack map whose
+ * vectors are raw float32 little-endian `bin` values, one per chunk.
+ */
+import { createHash } from 'node:crypto';
+
+import { Packr } from 'msgpackr';
+
+import type { ResultErrorCode } from '../errors.js';
+import type { EmbedResult, ErrorPayload, OkPayload } from '../types.js';
+
+// Plain maps (no records extension) so any msgpack library can read results.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+
+export interface ResultHead {
+  id: string;
+  source: string;
+  rid: string;
+}
+
+/** Field/value list for XADD of a successful result. */
+export function okFields(head: ResultHead, payload: OkPayload): (string | Buffer)[] {
+  const res = {
+    model: payload.model,
+    dim: payload.dim,
+    vectors: payload.vectors.map(float32Bytes),
+    truncated: payload.truncated,
+    hash: payload.hash,
+    ...(payload.meta !== undefined && { meta: payload.meta }),
+    ms: payload.ms,
+    worker: payload.worker,
+  };
+  return [
+    'id',
+    head.id,
+    'source',
+    head.source,
+    'rid',
+    head.rid,
+    'status',
+    'ok',
+    'res',
+    packr.pack(res),
+  ];
+}
+
+/** Field/value list for XADD of an error result. */
+export function errorFields(head: Partial<ResultHead>, code: ResultErrorCode, message: string) {
+  const res: ErrorPayload = { code, message };
+  return [
+    'id',
+    head.id ?? '',
+    'source',
+    head.source ?? '',
+    'rid',
+    head.rid ?? '',
+    'status',
+    'error',
+    'res',
+    packr.pack(res),
+  ];
+}
+
+/** A view of the vector's bytes: no copy (x86 and ARM are little-endian). */
+function float32Bytes(v: Float32Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** Decode one result entry read with a Buffer-returning command. */
+export function decodeResult(resultId: string, fields: Buffer[]): EmbedResult {
+  const plain: Record<string, Buffer> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    plain[(fields[i] as Buffer).toString()] = fields[i + 1] as Buffer;
+  }
+  const head = {
+    resultId,
+    id: plain.id?.toString() ?? '',
+    source: plain.source?.toString() ?? '',
+    rid: plain.rid?.toString() ?? '',
+  };
+  const res = plain.res ? (packr.unpack(plain.res) as Record<string, unknown>) : {};
+  if (plain.status?.toString() === 'ok') {
+    const vectors = (res.vectors as Uint8Array[]).map(toFloat32);
+    return { ...head, status: 'ok', res: { ...(res as unknown as OkPayload), vectors } };
+  }
+  return { ...head, status: 'error', res: res as unknown as ErrorPayload };
+}
+
+/** Copy into a fresh, aligned Float32Array (msgpack bins are not 4-byte aligned). */
+function toFloat32(bytes: Uint8Array): Float32Array {
+  const out = new Float32Array(bytes.byteLength / 4);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
+}
+
+/** Content hash of an envelope's chunks: what dedupe and the sink compare. */
+export function contentHash(texts: readonly string[]): string {
+  const h = createHash('sha256');
+  for (const t of texts) {
+    h.update(String(Buffer.byteLength(t)));
+    h.update(':');
+    h.update(t);
+  }
+  return h.digest('hex').slice(0, 32);
+}

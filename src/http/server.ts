@@ -1,0 +1,60 @@
+/**
+ * The operator HTTP surface: /metrics (Prometheus text), /healthz (the
+ * process and its event loop answer) and /readyz (Redis reachable, models
+ * loaded, not draining; 503 with the reasons otherwise).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import type { Registry } from 'prom-client';
+
+export interface HealthSource {
+  readiness(): { ready: boolean; reasons: string[] };
+}
+
+export async function startHttp(
+  port: number,
+  health: HealthSource,
+  registry: Registry,
+): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const url = req.url?.split('?')[0];
+    if (url === '/healthz') return send(res, 200, 'ok\n');
+    if (url === '/readyz') {
+      const r = health.readiness();
+      return send(
+        res,
+        r.ready ? 200 : 503,
+        r.ready ? 'ready\n' : `not ready: ${r.reasons.join('; ')}\n`,
+      );
+    }
+    if (url === '/metrics') {
+      registry.metrics().then(
+        (text) => send(res, 200, text, registry.contentType),
+        (err: Error) => send(res, 500, `metrics failed: ${err.message}\n`),
+      );
+      return;
+    }
+    send(res, 404, 'not found\n');
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, resolve);
+  });
+  return server;
+}
+
+export function boundPort(server: http.Server): number {
+  return (server.address() as AddressInfo).port;
+}
+
+function send(
+  res: http.ServerResponse,
+  status: number,
+  body: string,
+  type = 'text/plain; charset=utf-8',
+) {
+  res.writeHead(status, { 'content-type': type });
+  res.end(body);
+}

@@ -1,0 +1,103 @@
+/**
+ * The model table (`MODELS` / `--models`): short stream-safe names mapped to a
+ * Hugging Face id or a local folder, with per-model options:
+ *   minilm=Xenova/all-MiniLM-L6-v2,tiny=./models/tiny;dtype=fp32;maxTokens=256
+ * Short names keep slashes out of stream keys (docs/design.md, "Keys").
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { z } from 'zod';
+
+import { StreambedError } from '../errors.js';
+
+export interface ModelSpec {
+  /** Short name used in stream keys. */
+  name: string;
+  /** Hub id, absolute local folder, or `noop:DIM` (a core that computes nothing, for overhead benchmarks). */
+  ref: string;
+  local: boolean;
+  dtype: 'q8' | 'fp32' | 'fp16';
+  /** Unset: as the model's sentence-transformers config says, else mean. */
+  pooling?: 'mean' | 'cls';
+  /** Unset: as the model's config says, else true. */
+  normalize?: boolean;
+  /** Unset: the tokenizer's model_max_length, capped by the position embeddings. */
+  maxTokens?: number;
+}
+
+const optionsSchema = z
+  .object({
+    dtype: z.enum(['q8', 'fp32', 'fp16']).default('q8'),
+    pooling: z.enum(['mean', 'cls']).optional(),
+    normalize: z
+      .enum(['true', 'false'])
+      .transform((v) => v === 'true')
+      .optional(),
+    maxTokens: z.coerce.number().int().min(2).max(8192).optional(),
+  })
+  .strict();
+
+export const MODEL_NAME = /^[a-z0-9_-]{1,32}$/;
+
+export function parseModelTable(table: string, cwd = process.cwd()): ModelSpec[] {
+  const specs: ModelSpec[] = [];
+  for (const item of table.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [head = '', ...opts] = item.split(';').map((s) => s.trim());
+    const eq = head.indexOf('=');
+    if (eq <= 0) fail(`"${head}" is not name=model`);
+    const name = head.slice(0, eq);
+    const ref = head.slice(eq + 1);
+    if (!MODEL_NAME.test(name)) fail(`model name "${name}" must be 1-32 chars of [a-z0-9_-]`);
+    if (!ref) fail(`model "${name}" has no id or path`);
+    if (specs.some((s) => s.name === name)) fail(`model name "${name}" appears twice`);
+    const parsed = optionsSchema.safeParse(Object.fromEntries(opts.map(splitOption)));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const which = issue?.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue?.path.join('.');
+      fail(`model "${name}" option ${which}: ${issue?.message}`);
+    }
+    const local = isLocalRef(ref, cwd);
+    specs.push({
+      name,
+      ref: local ? path.resolve(cwd, ref) : ref,
+      local,
+      ...stripUndefined(parsed.data),
+    });
+  }
+  return specs;
+}
+
+function splitOption(opt: string): [string, string] {
+  const eq = opt.indexOf('=');
+  if (eq <= 0) fail(`model option "${opt}" is not key=value`);
+  return [opt.slice(0, eq), opt.slice(eq + 1)];
+}
+
+/** A path that exists, or one that plainly is a path, is local; anything else is a hub id. */
+function isLocalRef(ref: string, cwd: string): boolean {
+  if (ref.startsWith('noop:')) return false;
+  if (ref.startsWith('.') || path.isAbsolute(ref)) return true;
+  return fs.existsSync(path.resolve(cwd, ref));
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function fail(message: string): never {
+  throw new StreambedError('config', `MODELS: ${message}`);
+}
+
+/** Back to the MODELS string form (for child processes and the chart test). */
+export function formatModelTable(specs: ModelSpec[]): string {
+  return specs
+    .map((s) => {
+      const opts = [`dtype=${s.dtype}`];
+      if (s.pooling) opts.push(`pooling=${s.pooling}`);
+      if (s.normalize !== undefined) opts.push(`normalize=${s.normalize}`);
+      if (s.maxTokens !== undefined) opts.push(`maxTokens=${s.maxTokens}`);
+      return [`${s.name}=${s.ref}`, ...opts].join(';');
+    })
+    .join(',');
+}

@@ -1,0 +1,41 @@
+/**
+ * Token-aware batching. Texts are ordered by length and packed into
+ * micro-batches whose padded size (texts x longest) stays under
+ * maxBatchTokens, with at most batchSize texts, so short texts batch together
+ * and long ones do not pad each other (padding is wasted compute on CPU).
+ */
+export interface Sized {
+  tokens: number;
+}
+
+export interface PackLimits {
+  maxBatchTokens: number;
+  batchSize: number;
+}
+
+/** A cheap token estimate from the text's length, capped at the model's limit. */
+export function estimateTokens(text: string, maxTokens: number): number {
+  // WordPiece averages ~4 characters per token on English prose; +2 for [CLS]/[SEP].
+  return Math.min(maxTokens, 2 + Math.ceil(text.length / 4));
+}
+
+/** Pack items into micro-batches; every item lands in exactly one batch. */
+export function packBatches<T extends Sized>(items: readonly T[], limits: PackLimits): T[][] {
+  const sorted = [...items].sort((a, b) => a.tokens - b.tokens);
+  const batches: T[][] = [];
+  let current: T[] = [];
+  for (const item of sorted) {
+    // Sorted ascending, so this item is the longest in the batch if it joins.
+    const padded = (current.length + 1) * item.tokens;
+    if (
+      current.length > 0 &&
+      (current.length >= limits.batchSize || padded > limits.maxBatchTokens)
+    ) {
+      batches.push(current);
+      current = [];
+    }
+    current.push(item);
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}

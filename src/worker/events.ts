@@ -1,0 +1,33 @@
+/**
+ * What the worker tells the outside world. Metrics and logs subscribe here at
+ * the edges; the loop itself never calls prom-client.
+ */
+import { EventEmitter } from 'node:events';
+
+import type { Outcome } from './answer.js';
+
+export interface WorkerEventMap {
+  /** One entry finished: its result is written and it is acked. */
+  answered: [
+    {
+      model: string;
+      stream: string;
+      outcome: Outcome;
+      code?: string;
+      latencyMs: number;
+      deliveries: number;
+    },
+  ];
+  /** A micro-batch came back from a thread. */
+  batch: [{ model: string; texts: number; tokens: number; paddedTokens: number; ms: number }];
+  /** Another consumer took the entry over before we could publish it. */
+  fenced: [{ model: string; stream: string; id: string }];
+  /** The reclaimer took over entries idle on other consumers. */
+  reclaimed: [{ model: string; stream: string; count: number }];
+  /** A batch failed and was split to isolate the guilty entries. */
+  split: [{ model: string; texts: number; reason: string }];
+  /** Redis became reachable or unreachable for the loop. */
+  redis: [{ up: boolean }];
+}
+
+export class WorkerEvents extends EventEmitter<WorkerEventMap> {}

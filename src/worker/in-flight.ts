@@ -1,0 +1,272 @@
+/**
+ * Entries between delivery and acknowledgement. Decodes each delivery,
+ * answers bad ones at once, packs the texts of good ones into token-aware
+ * micro-batches for the pool, reassembles vectors per entry (chunks may land
+ * in different micro-batches) and hands finished entries to the writer.
+ * A batch that fails is split in halves until only the guilty texts fail.
+ */
+import type { DecodeOutcome } from '../codec/envelope.js';
+import { contentHash } from '../codec/result.js';
+import { type ResultErrorCode, StreambedError, toStreambedError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Envelope } from '../types.js';
+import { type Answer, type Delivery, errorAnswer } from './answer.js';
+import { estimateTokens, packBatches, type PackLimits } from './batcher.js';
+import type { WorkerEvents } from './events.js';
+import type { LoadedModel } from './pool.js';
+import type { EmbedPool } from './pool.js';
+import type { ResultWriter } from './result-writer.js';
+import { entryTimeMs } from './streams.js';
+
+interface Entry {
+  delivery: Delivery;
+  envelope: Envelope;
+  vectors: Float32Array[];
+  truncated: boolean[];
+  remaining: number;
+  failure?: StreambedError;
+  computeMs: number;
+}
+
+interface Item {
+  entry: Entry;
+  chunk: number;
+  text: string;
+  tokens: number;
+}
+
+export interface InFlightDeps {
+  pool: EmbedPool;
+  models: ReadonlyMap<string, LoadedModel>;
+  writer: ResultWriter;
+  decode: (fields: Buffer[]) => DecodeOutcome;
+  events: WorkerEvents;
+  log: Logger;
+  consumer: string;
+  limits: PackLimits;
+}
+
+export class InFlight {
+  /** Keyed `${stream} ${id}`: every entry we hold, from delivery until its answer is written or fenced. */
+  private readonly held = new Set<string>();
+  private readonly writes = new Set<Promise<void>>();
+  private batches = 0;
+  private readonly roomWaiters: Array<() => void> = [];
+  private readonly abort = new AbortController();
+
+  constructor(private readonly deps: InFlightDeps) {}
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  get batchesInFlight(): number {
+    return this.batches;
+  }
+
+  holds(stream: string, id: string): boolean {
+    return this.held.has(`${stream} ${id}`);
+  }
+
+  /** Resolves when fewer than `limit` entries are held. */
+  async waitForRoom(limit: number): Promise<void> {
+    while (this.held.size >= limit) await new Promise<void>((r) => this.roomWaiters.push(r));
+  }
+
+  /** Resolves when nothing is held (every entry answered or fenced). */
+  async drained(): Promise<void> {
+    while (this.held.size > 0 || this.writes.size > 0) {
+      await Promise.race([...this.writes, new Promise<void>((r) => this.roomWaiters.push(r))]);
+    }
+  }
+
+  /** Give up on unwritten answers (forced shutdown): they stay pending for another consumer. */
+  abandon(): void {
+    this.abort.abort();
+  }
+
+  /** Answer entries with an error without computing them (e.g. too many deliveries). */
+  reject(deliveries: Delivery[], code: ResultErrorCode, message: string): void {
+    const answers: Answer[] = [];
+    for (const d of deliveries) {
+      const key = `${d.stream} ${d.id}`;
+      if (this.held.has(key)) continue;
+      this.held.add(key);
+      const decoded = this.deps.decode(d.fields);
+      answers.push(errorAnswer(d, code, message, decoded.ok ? decoded.envelope : decoded));
+    }
+    if (answers.length) this.finish(answers);
+  }
+
+  /** Take ownership of delivered entries. Entries we already hold (our own, reclaimed back) are ignored. */
+  accept(deliveries: Delivery[]): void {
+    const answers: Answer[] = [];
+    const items = new Map<string, Item[]>();
+    for (const d of deliveries) {
+      const key = `${d.stream} ${d.id}`;
+      if (this.held.has(key)) continue;
+      this.held.add(key);
+      const decoded = this.deps.decode(d.fields);
+      if (!decoded.ok) {
+        answers.push(errorAnswer(d, decoded.code, decoded.message, decoded));
+        continue;
+      }
+      const env = decoded.envelope;
+      if (env.deadlineMs !== undefined && env.deadlineMs < Date.now()) {
+        answers.push(
+          errorAnswer(d, 'expired', `deadline ${env.deadlineMs} passed before work began`, env),
+        );
+        continue;
+      }
+      const model = this.deps.models.get(d.model);
+      if (!model) {
+        answers.push(errorAnswer(d, 'unknown_model', `model ${d.model} is not served here`, env));
+        continue;
+      }
+      const entry: Entry = {
+        delivery: d,
+        envelope: env,
+        vectors: new Array(env.texts.length),
+        truncated: new Array(env.texts.length).fill(false),
+        remaining: env.texts.length,
+        computeMs: 0,
+      };
+      const list = items.get(d.model) ?? [];
+      env.texts.forEach((text, chunk) =>
+        list.push({ entry, chunk, text, tokens: estimateTokens(text, model.maxTokens) }),
+      );
+      items.set(d.model, list);
+    }
+    if (answers.length) this.finish(answers);
+    for (const [model, list] of items) {
+      for (const batch of packBatches(list, this.deps.limits)) this.dispatch(model, batch);
+    }
+  }
+
+  private dispatch(model: string, batch: Item[]): void {
+    this.batches++;
+    this.deps.pool
+      .embed(
+        model,
+        batch.map((i) => i.text),
+      )
+      .then(
+        (out) => {
+          this.deps.events.emit('batch', {
+            model,
+            texts: batch.length,
+            tokens: out.tokens.reduce((a, b) => a + b, 0),
+            paddedTokens: out.paddedTokens,
+            ms: out.ms,
+          });
+          const done: Entry[] = [];
+          batch.forEach((item, k) => {
+            item.entry.vectors[item.chunk] = out.data.subarray(k * out.dim, (k + 1) * out.dim);
+            item.entry.truncated[item.chunk] = out.truncated[k] === 1;
+            item.entry.computeMs += out.ms / batch.length;
+            if (--item.entry.remaining === 0) done.push(item.entry);
+          });
+          this.complete(done);
+        },
+        (err: unknown) => this.failed(model, batch, toStreambedError(err, 'model_error')),
+      )
+      .finally(() => this.batches--);
+  }
+
+  /** Split a failed batch to isolate the guilty texts; a text that fails alone fails its entry. */
+  private failed(model: string, batch: Item[], err: StreambedError): void {
+    if (batch.length > 1) {
+      this.deps.events.emit('split', { model, texts: batch.length, reason: err.code });
+      const half = Math.ceil(batch.length / 2);
+      this.dispatch(model, batch.slice(0, half));
+      this.dispatch(model, batch.slice(half));
+      return;
+    }
+    const item = batch[0] as Item;
+    this.deps.log.warn(
+      {
+        stream: item.entry.delivery.stream,
+        entry: item.entry.delivery.id,
+        chunk: item.chunk,
+        code: err.code,
+        err: err.message,
+      },
+      'text failed in the model',
+    );
+    item.entry.failure ??= new StreambedError(
+      'model_error',
+      `chunk ${item.chunk}: ${err.message.slice(0, 200)}`,
+    );
+    if (--item.entry.remaining === 0) this.complete([item.entry]);
+  }
+
+  private complete(entries: Entry[]): void {
+    if (entries.length === 0) return;
+    const loaded = (name: string) => this.deps.models.get(name) as LoadedModel;
+    this.finish(
+      entries.map((e): Answer => {
+        if (e.failure) return errorAnswer(e.delivery, 'model_error', e.failure.message, e.envelope);
+        const model = loaded(e.delivery.model);
+        return {
+          delivery: e.delivery,
+          id: e.envelope.id,
+          source: e.envelope.source,
+          ...(e.envelope.replyTo !== undefined && { replyTo: e.envelope.replyTo }),
+          outcome: 'ok',
+          ok: {
+            model: model.spec.name,
+            dim: model.dim,
+            vectors: e.vectors,
+            truncated: e.truncated,
+            hash: contentHash(e.envelope.texts),
+            ...(e.envelope.meta !== undefined && { meta: e.envelope.meta }),
+            ms: Math.round(e.computeMs * 100) / 100,
+            worker: this.deps.consumer,
+          },
+        };
+      }),
+    );
+  }
+
+  /** Write answers, then release their entries. Until the write lands they stay held and pending. */
+  private finish(answers: Answer[]): void {
+    const write = this.deps.writer
+      .write(answers, this.abort.signal)
+      .then((report) => {
+        const now = Date.now();
+        for (const a of report.written) {
+          this.deps.events.emit('answered', {
+            model: a.delivery.model,
+            stream: a.delivery.stream,
+            outcome: a.outcome,
+            ...(a.error && { code: a.error.code }),
+            latencyMs: now - entryTimeMs(a.delivery.id),
+            deliveries: a.delivery.deliveries,
+          });
+        }
+        for (const a of report.fenced) {
+          this.deps.events.emit('fenced', {
+            model: a.delivery.model,
+            stream: a.delivery.stream,
+            id: a.delivery.id,
+          });
+        }
+        this.release(answers);
+      })
+      .catch((err: unknown) => {
+        // Only an abandoned (forced) shutdown gets here: the entries stay pending for others.
+        this.deps.log.warn(
+          { err: (err as Error).message, entries: answers.length },
+          'answers left unwritten',
+        );
+        this.release(answers);
+      })
+      .finally(() => this.writes.delete(write));
+    this.writes.add(write);
+  }
+
+  private release(answers: Answer[]): void {
+    for (const a of answers) this.held.delete(`${a.delivery.stream} ${a.delivery.id}`);
+    for (const wake of this.roomWaiters.splice(0)) wake();
+  }
+}

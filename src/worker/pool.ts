@@ -1,0 +1,128 @@
+/**
+ * The piscina pool of embedding threads, seen from the main thread.
+ * Threads are created up front (minThreads = maxThreads) so model loading
+ * and ORT thread pools are paid once, not on the first busy minute.
+ */
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+import { Piscina } from 'piscina';
+
+import type { CoreSpec } from '../../workers/embed-core.js';
+import type {
+  EmbedTask,
+  EmbedTaskResult,
+  LoadTask,
+  LoadTaskResult,
+} from '../../workers/embed-worker.js';
+import { StreambedError } from '../errors.js';
+import type { ModelSpec } from '../models/table.js';
+
+export interface PoolOptions {
+  threads: number;
+  intraOpThreads: number;
+  allowRemoteModels: boolean;
+  modelCacheDir?: string;
+}
+
+export interface LoadedModel {
+  spec: ModelSpec;
+  dim: number;
+  maxTokens: number;
+  loadMs: number;
+}
+
+export class EmbedPool {
+  private readonly piscina: Piscina;
+  private readonly cores = new Map<string, CoreSpec>();
+
+  constructor(private readonly options: PoolOptions) {
+    this.piscina = new Piscina({
+      filename: workerFile(),
+      minThreads: options.threads,
+      maxThreads: options.threads,
+      idleTimeout: Infinity,
+      // Queue is bounded by the consume loop's in-flight limit, not here.
+      concurrentTasksPerWorker: 1,
+    });
+  }
+
+  get threads(): number {
+    return this.options.threads;
+  }
+
+  /** Fraction of thread time spent running tasks since start (0..1). */
+  get utilization(): number {
+    return this.piscina.utilization;
+  }
+
+  get queueSize(): number {
+    return this.piscina.queueSize;
+  }
+
+  /** Load a model on every thread (so no thread pays it on the hot path) and read its dimension. */
+  async load(spec: ModelSpec): Promise<LoadedModel> {
+    const core = this.coreSpec(spec);
+    this.cores.set(spec.name, core);
+    const task: LoadTask = { kind: 'load', model: spec.name, spec: core };
+    const started = performance.now();
+    try {
+      const results = (await Promise.all(
+        Array.from({ length: this.options.threads }, () => this.piscina.run(task)),
+      )) as LoadTaskResult[];
+      const first = results[0] as LoadTaskResult;
+      return {
+        spec,
+        dim: first.dim,
+        maxTokens: first.maxTokens,
+        loadMs: performance.now() - started,
+      };
+    } catch (err) {
+      throw new StreambedError(
+        'model_load_failed',
+        `model ${spec.name} (${spec.ref}) failed to load: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  async embed(model: string, texts: string[]): Promise<EmbedTaskResult> {
+    const spec = this.cores.get(model);
+    if (!spec) throw new StreambedError('internal', `model ${model} was never loaded`);
+    const task: EmbedTask = { kind: 'embed', model, spec, texts };
+    return (await this.piscina.run(task)) as EmbedTaskResult;
+  }
+
+  async close(): Promise<void> {
+    await this.piscina.close({ force: true });
+  }
+
+  private coreSpec(spec: ModelSpec): CoreSpec {
+    return {
+      ref: spec.ref,
+      local: spec.local,
+      dtype: spec.dtype,
+      ...(spec.pooling && { pooling: spec.pooling }),
+      ...(spec.normalize !== undefined && { normalize: spec.normalize }),
+      ...(spec.maxTokens !== undefined && { maxTokens: spec.maxTokens }),
+      intraOpThreads: this.options.intraOpThreads,
+      allowRemote: this.options.allowRemoteModels,
+      ...(this.options.modelCacheDir && { cacheDir: this.options.modelCacheDir }),
+    };
+  }
+}
+
+/**
+ * Worker threads need JavaScript. From dist/ the compiled worker sits beside
+ * us; when this module runs from TypeScript sources (tests), use the build.
+ */
+function workerFile(): string {
+  const beside = fileURLToPath(new URL('../../workers/embed-worker.js', import.meta.url));
+  if (fs.existsSync(beside)) return beside;
+  const built = fileURLToPath(new URL('../../dist/workers/embed-worker.js', import.meta.url));
+  if (fs.existsSync(built)) return built;
+  throw new StreambedError(
+    'config',
+    `embedding worker not built (${built} missing): run npm run build`,
+  );
+}

@@ -1,0 +1,147 @@
+/**
+ * Writes answers: one pipelined round trip per batch of answers, each entry
+ * through the publish-and-ack script (result + DLQ record + progress + XACK,
+ * atomically, only while we still own the entry). Connection failures are
+ * retried with backoff until the answers are written or we are told to stop;
+ * unwritten entries stay pending and are reclaimed elsewhere, so nothing
+ * acknowledged is ever lost.
+ */
+import type { Redis } from 'ioredis';
+
+import { errorFields, okFields } from '../codec/result.js';
+import type { Keys } from '../keys.js';
+import { backoffMs } from '../redis/connect.js';
+import type { Answer } from './answer.js';
+import {
+  definePublish,
+  type PublishArgs,
+  type PublishReply,
+  queuePublish,
+} from './publish-script.js';
+
+export interface WriteReport {
+  written: Answer[];
+  /** Entries another consumer took over before we could publish (lease fence). */
+  fenced: Answer[];
+}
+
+export interface WriterOptions {
+  keys: Keys;
+  consumer: string;
+  resultsMaxLen: number;
+}
+
+export class ResultWriter {
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: WriterOptions,
+  ) {
+    definePublish(redis);
+  }
+
+  /** Write every answer; resolves once each is written or fenced. Throws only when `abort` fires. */
+  async write(answers: Answer[], abort?: AbortSignal): Promise<WriteReport> {
+    const report: WriteReport = { written: [], fenced: [] };
+    let todo = answers;
+    for (let attempt = 0; todo.length > 0; attempt++) {
+      let replies: PublishReply[];
+      try {
+        replies = await this.send(todo);
+      } catch (err) {
+        if (abort?.aborted) throw err;
+        await sleep(backoffMs(attempt, 100, 2_000), abort);
+        continue;
+      }
+      const retry: Answer[] = [];
+      replies.forEach((reply, i) => {
+        const answer = todo[i] as Answer;
+        if (reply[0] === 1) report.written.push(answer);
+        else if (reply[0] === 0) report.fenced.push(answer);
+        else retry.push(unusableReply(answer, reply[1]));
+      });
+      todo = retry;
+    }
+    return report;
+  }
+
+  private async send(answers: Answer[]): Promise<PublishReply[]> {
+    const pipeline = this.redis.pipeline();
+    for (const a of answers) queuePublish(pipeline, this.publishArgs(a));
+    const results = (await pipeline.exec()) ?? [];
+    return results.map(([err, reply]) => {
+      if (err) throw err;
+      return reply as PublishReply;
+    });
+  }
+
+  private publishArgs(a: Answer): PublishArgs {
+    const { keys, consumer, resultsMaxLen } = this.options;
+    const head = { id: a.id ?? '', source: a.source ?? '', rid: a.delivery.id };
+    const failed = a.outcome === 'error';
+    const resultFields =
+      a.outcome !== 'error' && a.ok
+        ? okFields(head, a.ok)
+        : errorFields(head, a.error?.code ?? 'model_error', a.error?.message ?? 'unknown failure');
+    return {
+      requestStream: a.delivery.stream,
+      resultStream: a.replyTo ?? keys.results(),
+      dlqStream: keys.dlq(a.delivery.model),
+      progressKey: a.source ? keys.progress(a.source) : keys.progress('_'),
+      group: keys.group,
+      consumer,
+      entryId: a.delivery.id,
+      resultsMaxLen,
+      progressField: a.source
+        ? failed
+          ? 'failed'
+          : a.outcome === 'deduped'
+            ? 'deduped'
+            : 'done'
+        : '',
+      resultFields,
+      ...(failed && { dlqFields: dlqRecord(a, consumer) }),
+    };
+  }
+}
+
+/** The DLQ record: the original fields untouched, then why and where it failed. */
+function dlqRecord(a: Answer, consumer: string): (string | Buffer)[] {
+  return [
+    ...a.delivery.fields,
+    'reason',
+    a.error?.code ?? 'model_error',
+    'message',
+    a.error?.message ?? '',
+    'deliveries',
+    String(a.delivery.deliveries),
+    'stream',
+    a.delivery.stream,
+    'rid',
+    a.delivery.id,
+    'consumer',
+    consumer,
+    'failed_ms',
+    String(Date.now()),
+  ];
+}
+
+/** The reply stream exists but is not a stream: answer on the global stream instead. */
+function unusableReply(a: Answer, err: string): Answer {
+  const rest: Answer = { ...a };
+  delete rest.replyTo;
+  return {
+    ...rest,
+    outcome: 'error',
+    error: { code: 'reply_to_denied', message: `reply_to is not usable: ${err.slice(0, 120)}` },
+  };
+}
+
+function sleep(ms: number, abort?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    abort?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
