@@ -19,6 +19,8 @@ import {
   Tensor,
 } from '@huggingface/transformers';
 
+import { fixtureEmbedder } from './fixture-core.js';
+
 export interface CoreSpec {
   ref: string;
   local: boolean;
@@ -51,6 +53,7 @@ export interface Embedder {
 
 export async function loadEmbedder(spec: CoreSpec): Promise<Embedder> {
   if (spec.ref.startsWith('noop:')) return noopEmbedder(Number(spec.ref.slice(5)));
+  if (spec.ref.startsWith('fixture:')) return fixtureEmbedder(Number(spec.ref.slice(8)));
   env.allowRemoteModels = spec.allowRemote;
   if (spec.cacheDir) env.cacheDir = spec.cacheDir;
   const options = { local_files_only: spec.local || !spec.allowRemote };

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 
 import { toStreambedError } from '../errors.js';
 import { demoCommand } from './demo-command.js';
+import { dlqCommand } from './dlq-command.js';
 import { modelsCommand } from './models-command.js';
 import { submitCommand } from './submit-command.js';
 import { workerCommand } from './worker-command.js';
@@ -13,6 +14,7 @@ const program = new Command('streambed')
   .addCommand(workerCommand())
   .addCommand(submitCommand())
   .addCommand(modelsCommand())
+  .addCommand(dlqCommand())
   .addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {

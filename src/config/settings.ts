@@ -109,7 +109,19 @@ export const SETTINGS = {
     'CLAIM_IDLE_MS',
     int(100),
     60000,
-    'Entries pending longer than this on any consumer are reclaimed. Keep well above the slowest batch.',
+    'Entries pending longer than this on any consumer are reclaimed. Keep above (IN_FLIGHT_BATCHES / THREADS + 1) x BATCH_TIMEOUT_MS: an entry waits for the batches queued ahead of it.',
+  ),
+  batchTimeoutMs: setting(
+    'BATCH_TIMEOUT_MS',
+    int(100),
+    15000,
+    'A micro-batch running longer than this is aborted (its thread is replaced) and split to find the guilty text.',
+  ),
+  threadHeapMb: setting(
+    'THREAD_HEAP_MB',
+    int(16).optional(),
+    undefined,
+    'V8 old-generation limit per worker thread; a thread over it dies alone and is replaced (model weights live outside this heap).',
   ),
   claimIntervalMs: setting('CLAIM_INTERVAL_MS', int(50), 5000, 'How often the reclaimer runs.'),
   maxDeliveries: setting(
@@ -144,11 +156,29 @@ export const SETTINGS = {
     1000000,
     'Approximate MAXLEN kept on result streams (0 = unbounded).',
   ),
+  trimIntervalMs: setting(
+    'TRIM_INTERVAL_MS',
+    int(0),
+    60000,
+    'How often request streams are trimmed of acknowledged history, never past an unacknowledged entry (0 = never).',
+  ),
   metricsPort: setting(
     'METRICS_PORT',
     int(0, 65535),
     9464,
     'Port of /metrics, /healthz and /readyz (0 = disabled).',
+  ),
+  metricsSources: setting(
+    'METRICS_SOURCES',
+    z
+      .string()
+      .regex(
+        /^([A-Za-z0-9._:-]{1,128}(,[A-Za-z0-9._:-]{1,128})*)?$/,
+        'must be source names, comma separated',
+      )
+      .transform((v) => (v ? [...new Set(v.split(','))] : [])),
+    '',
+    'Sources whose progress counters /metrics exports with a `source` label (comma separated); others get no per-source series.',
   ),
   sink: setting(
     'SINK',

@@ -14,7 +14,7 @@ import { StreambedError } from '../errors.js';
 export interface ModelSpec {
   /** Short name used in stream keys. */
   name: string;
-  /** Hub id, absolute local folder, or `noop:DIM` (a core that computes nothing, for overhead benchmarks). */
+  /** Hub id, absolute local folder, `noop:DIM` (computes nothing: overhead benchmarks) or `fixture:DIM` (test fixture, workers/fixture-core.ts). */
   ref: string;
   local: boolean;
   dtype: 'q8' | 'fp32' | 'fp16';
@@ -76,7 +76,7 @@ function splitOption(opt: string): [string, string] {
 
 /** A path that exists, or one that plainly is a path, is local; anything else is a hub id. */
 function isLocalRef(ref: string, cwd: string): boolean {
-  if (ref.startsWith('noop:')) return false;
+  if (ref.startsWith('noop:') || ref.startsWith('fixture:')) return false;
   if (ref.startsWith('.') || path.isAbsolute(ref)) return true;
   return fs.existsSync(path.resolve(cwd, ref));
 }

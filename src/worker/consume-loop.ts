@@ -13,7 +13,8 @@ import { ensureGroups, readGroup } from './streams.js';
 export interface ConsumeOptions {
   group: string;
   consumer: string;
-  streams: readonly string[];
+  /** The streams to read now (those whose model is loaded). */
+  streams: () => readonly string[];
   modelOf: (stream: string) => string;
   readCount: number;
   blockMs: number;
@@ -56,13 +57,19 @@ export class ConsumeLoop {
       await this.inFlight.waitForRoom(o.maxHeld);
       if (this.stopping) break;
       const room = o.maxHeld - this.inFlight.size;
+      const streams = o.streams();
+      if (streams.length === 0) {
+        // No model loaded yet: nothing may be read (entries stay in the stream, undelivered).
+        await new Promise((r) => setTimeout(r, Math.min(o.blockMs, 500)));
+        continue;
+      }
       try {
         const deliveries = await readGroup(this.redis, {
           group: o.group,
           consumer: o.consumer,
           count: Math.max(1, Math.min(o.readCount, room)),
           blockMs: o.blockMs,
-          streams: o.streams,
+          streams,
           modelOf: o.modelOf,
         });
         if (failures > 0) this.events.emit('redis', { up: true });
@@ -74,7 +81,7 @@ export class ConsumeLoop {
         if (message.startsWith('NOGROUP')) {
           // The stream or group was deleted under us (e.g. FLUSHALL): recreate and carry on.
           this.log.warn({ err: message }, 'consumer group missing, recreating');
-          await ensureGroups(this.redis, o.streams, o.group).catch(() => undefined);
+          await ensureGroups(this.redis, streams, o.group).catch(() => undefined);
         } else {
           this.log.warn({ err: message, attempt: failures }, 'read failed, retrying');
         }

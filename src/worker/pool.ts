@@ -4,6 +4,7 @@
  * and ORT thread pools are paid once, not on the first busy minute.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Piscina } from 'piscina';
@@ -21,6 +22,10 @@ import type { ModelSpec } from '../models/table.js';
 export interface PoolOptions {
   threads: number;
   intraOpThreads: number;
+  /** Abort (and replace the thread of) a batch running longer than this. */
+  batchTimeoutMs: number;
+  /** V8 old-generation limit per thread, so a runaway thread dies alone. */
+  threadHeapMb?: number;
   allowRemoteModels: boolean;
   modelCacheDir?: string;
 }
@@ -44,6 +49,9 @@ export class EmbedPool {
       idleTimeout: Infinity,
       // Queue is bounded by the consume loop's in-flight limit, not here.
       concurrentTasksPerWorker: 1,
+      ...(options.threadHeapMb && {
+        resourceLimits: { maxOldGenerationSizeMb: options.threadHeapMb },
+      }),
     });
   }
 
@@ -62,6 +70,9 @@ export class EmbedPool {
 
   /** Load a model on every thread (so no thread pays it on the hot path) and read its dimension. */
   async load(spec: ModelSpec): Promise<LoadedModel> {
+    if (spec.local && !fs.existsSync(path.join(spec.ref, 'config.json'))) {
+      throw new StreambedError('model_load_failed', `model ${spec.name}: no config.json in ${spec.ref}`);
+    }
     const core = this.coreSpec(spec);
     this.cores.set(spec.name, core);
     const task: LoadTask = { kind: 'load', model: spec.name, spec: core };
@@ -90,7 +101,20 @@ export class EmbedPool {
     const spec = this.cores.get(model);
     if (!spec) throw new StreambedError('internal', `model ${model} was never loaded`);
     const task: EmbedTask = { kind: 'embed', model, spec, texts };
-    return (await this.piscina.run(task)) as EmbedTaskResult;
+    // Aborting a running task terminates its thread; piscina starts a fresh one.
+    const signal = AbortSignal.timeout(this.options.batchTimeoutMs);
+    try {
+      return (await this.piscina.run(task, { signal })) as EmbedTaskResult;
+    } catch (err) {
+      if (signal.aborted) {
+        throw new StreambedError(
+          'timeout',
+          `batch of ${texts.length} ran over ${this.options.batchTimeoutMs} ms`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

@@ -14,7 +14,8 @@ import { toDeliveries } from './streams.js';
 export interface ReclaimOptions {
   group: string;
   consumer: string;
-  streams: readonly string[];
+  /** The streams to sweep now (those whose model is loaded). */
+  streams: () => readonly string[];
   modelOf: (stream: string) => string;
   claimIdleMs: number;
   intervalMs: number;
@@ -59,7 +60,7 @@ export class Reclaimer {
   /** One pass over every stream; returns how many entries were taken over. */
   async sweep(): Promise<number> {
     let total = 0;
-    for (const stream of this.options.streams) total += await this.sweepStream(stream);
+    for (const stream of this.options.streams()) total += await this.sweepStream(stream);
     return total;
   }
 

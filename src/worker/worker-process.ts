@@ -1,6 +1,6 @@
 /**
  * One worker process: connects to Redis, loads the model table into the
- * thread pool, creates the groups, then runs the read loop and the reclaimer
+ * thread pool, creates the groups, then runs the read loop, the reclaimer and the trimmer
  * until stopped. `stop()` is the graceful drain of guarantee 5.
  */
 import type { Redis } from 'ioredis';
@@ -20,6 +20,7 @@ import { EmbedPool, type LoadedModel } from './pool.js';
 import { Reclaimer } from './reclaimer.js';
 import { ResultWriter } from './result-writer.js';
 import { ensureGroups } from './streams.js';
+import { Trimmer } from './trimmer.js';
 
 export interface WorkerHandle {
   consumer: string;
@@ -27,7 +28,7 @@ export interface WorkerHandle {
   events: WorkerEvents;
   log: Logger;
   models: ReadonlyMap<string, LoadedModel>;
-  /** Resolves when models are loaded and the loop is reading. */
+  /** Resolves when the loop is reading (the first model is loaded); others join as they load. */
   started: Promise<void>;
   readiness(): { ready: boolean; reasons: string[] };
   stats(): {
@@ -73,6 +74,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   const pool = new EmbedPool({
     threads,
     intraOpThreads: config.intraOpThreads,
+    batchTimeoutMs: config.batchTimeoutMs,
+    ...(config.threadHeapMb && { threadHeapMb: config.threadHeapMb }),
     allowRemoteModels: config.allowRemoteModels,
     ...(config.modelCacheDir && { modelCacheDir: config.modelCacheDir }),
   });
@@ -103,10 +106,13 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     consumer,
     limits: { batchSize: config.batchSize, maxBatchTokens: config.maxBatchTokens },
   });
+  // Only streams whose model is loaded are read or reclaimed: a model that fails to
+  // load leaves its entries in the stream (transient), never dead-letters them.
+  const readable = () => streams.filter((s) => models.has(modelOf.get(s) ?? ''));
   const common = {
     group: keys.group,
     consumer,
-    streams,
+    streams: readable,
     modelOf: (s: string) => modelOf.get(s) ?? '',
     maxHeld,
   };
@@ -130,9 +136,12 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     log,
   );
 
+  // Safe trimming of acknowledged history (guarantee 6); harmless in every pod.
+  const trimmer = new Trimmer(redis, { streams, intervalMs: config.trimIntervalMs }, log);
+
   let stopping = false;
   let redisUp = false;
-  let loadError: string | undefined;
+  const loadErrors = new Map<string, string>();
   redis.on('ready', () => (redisUp = true));
   redis.on('close', () => (redisUp = false));
   events.on('redis', ({ up }) => (redisUp = up));
@@ -142,36 +151,39 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       { models: specs.map((s) => s.name), threads, intraOpThreads: config.intraOpThreads, maxHeld },
       'worker starting',
     );
-    await loadModels();
+    const groups = ensureGroups(redis, streams, keys.group).then(() => {
+      redisUp = true;
+    });
+    const loads = specs.map((spec) => loadModel(spec));
+    // Read as soon as the groups exist and the first model is in; the rest join when loaded.
+    await groups;
+    await Promise.race(loads);
     if (stopping) return;
-    await ensureGroups(redis, streams, keys.group);
-    redisUp = true;
     loop.start();
     reclaimer.start();
-    log.info({ streams }, 'worker reading');
+    trimmer.start();
+    log.info({ streams: readable() }, 'worker reading');
   })();
 
-  /** A model that fails to load keeps the process not ready and retries; its entries stay pending. */
-  async function loadModels(): Promise<void> {
-    for (const spec of specs) {
-      for (let attempt = 0; !stopping; attempt++) {
-        try {
-          const m = await pool.load(spec);
-          models.set(spec.name, m);
-          log.info(
-            { model: spec.name, dim: m.dim, maxTokens: m.maxTokens, loadMs: Math.round(m.loadMs) },
-            'model loaded',
-          );
-          loadError = undefined;
-          break;
-        } catch (err) {
-          loadError = (err as Error).message;
-          log.error(
-            { model: spec.name, err: loadError, attempt },
-            'model failed to load, retrying',
-          );
-          await new Promise((r) => setTimeout(r, backoffMs(attempt, 1_000, 30_000)));
-        }
+  /** A model that fails to load keeps the process not ready and retries with backoff. */
+  async function loadModel(spec: (typeof specs)[number]): Promise<void> {
+    for (let attempt = 0; !stopping; attempt++) {
+      try {
+        const m = await pool.load(spec);
+        models.set(spec.name, m);
+        loadErrors.delete(spec.name);
+        log.info(
+          { model: spec.name, dim: m.dim, maxTokens: m.maxTokens, loadMs: Math.round(m.loadMs) },
+          'model loaded',
+        );
+        return;
+      } catch (err) {
+        loadErrors.set(spec.name, (err as Error).message);
+        log.error(
+          { model: spec.name, err: (err as Error).message, attempt },
+          'model failed to load, retrying',
+        );
+        await new Promise((r) => setTimeout(r, backoffMs(attempt, 1_000, 30_000)));
       }
     }
   }
@@ -180,8 +192,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     stopping = true;
     log.info({ held: inFlight.size, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
     await reclaimer.stop();
+    await trimmer.stop();
     await loop.stop();
-    await started.catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const clean = await Promise.race([
       inFlight.drained().then(() => true),
@@ -214,8 +226,11 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       const reasons: string[] = [];
       if (stopping) reasons.push('draining');
       if (!redisUp) reasons.push('redis unreachable');
-      if (models.size < specs.length)
-        reasons.push(loadError ? `model load failed: ${loadError}` : 'models loading');
+      for (const s of specs) {
+        if (models.has(s.name)) continue;
+        const err = loadErrors.get(s.name);
+        reasons.push(err ? `model ${s.name} failed to load: ${err}` : `model ${s.name} loading`);
+      }
       return { ready: reasons.length === 0, reasons };
     },
     stats: () => ({

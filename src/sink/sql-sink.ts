@@ -1,0 +1,160 @@
+/**
+ * The Sink over any SqlClient: one implementation of the SQL for `pg` and
+ * embedded PGlite. Every call is one autocommit statement (no transactions:
+ * on pglite-socket an open transaction would block every other connection).
+ */
+import { StreambedError } from '../errors.js';
+import { checkConnectionBudget } from './budget.js';
+import type { SinkLog, SqlClient } from './client.js';
+import { ensureSinkTable } from './ensure-table.js';
+import { INDEX_DEFAULTS, type IndexParams, type SinkIndexKind, sinkTableName, SQL } from './sql.js';
+import {
+  type Sink,
+  type SinkHit,
+  type SinkKey,
+  sinkKey,
+  type SinkRow,
+  type SinkTable,
+} from './types.js';
+import { decodeVector, encodeVector } from './vectors.js';
+
+export interface SqlSinkOptions {
+  tablePrefix: string;
+  index: SinkIndexKind;
+  indexParams?: Partial<IndexParams>;
+  expectedProcesses?: number;
+  log?: SinkLog;
+}
+
+interface ReadyTable {
+  name: string;
+  modelRef: string;
+  dim: number;
+}
+
+export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
+  const tables = new Map<string, ReadyTable>();
+  const indexParams: IndexParams = { ...INDEX_DEFAULTS, ...opts.indexParams };
+  let ok = false;
+  let closed = false;
+  let init: Promise<void> | undefined;
+
+  /** Runs a database operation and records its outcome for healthy(). */
+  async function run<T>(fn: () => Promise<T>): Promise<T> {
+    if (closed) throw new StreambedError('internal', 'sink: used after close()');
+    try {
+      const out = await fn();
+      ok = true;
+      return out;
+    } catch (err) {
+      ok = false;
+      throw err;
+    }
+  }
+
+  /** Once per sink, retried after a failure (the server may be down at start-up). */
+  function initialise(): Promise<void> {
+    init ??= (async () => {
+      await client.query(SQL.createExtension);
+      await client.registerVectorType(); // must follow CREATE EXTENSION: the type must exist
+      if (client.poolSize !== undefined) {
+        await checkConnectionBudget(client, client.poolSize, opts.expectedProcesses ?? 1, opts.log);
+      }
+    })().catch((err: unknown) => {
+      init = undefined;
+      throw err;
+    });
+    return init;
+  }
+
+  function table(model: string): ReadyTable {
+    const t = tables.get(model);
+    if (!t) {
+      throw new StreambedError(
+        'internal',
+        `sink: ensureTable() has not succeeded for model "${model}"; nothing was written`,
+      );
+    }
+    return t;
+  }
+
+  return {
+    ensureTable: (t: SinkTable) =>
+      run(async () => {
+        if (!Number.isSafeInteger(t.dim) || t.dim < 1) {
+          throw new StreambedError('config', `sink: model "${t.model}" has dimension ${t.dim}`);
+        }
+        const name = sinkTableName(opts.tablePrefix, t.model);
+        await initialise();
+        await ensureSinkTable(client, { ...t, table: name, index: opts.index, indexParams });
+        tables.set(t.model, { name, modelRef: t.modelRef, dim: t.dim });
+      }),
+
+    async upsert(model: string, rows: SinkRow[]): Promise<void> {
+      const t = table(model);
+      if (rows.length === 0) return;
+      // ON CONFLICT cannot touch one row twice in a statement; a batch may carry
+      // a key twice (a re-delivered entry next to its original), so keep the last.
+      const byKey = new Map<string, SinkRow>();
+      for (const r of rows) byKey.set(sinkKey(r.source, r.id, r.chunk), r);
+      const unique = [...byKey.values()];
+      const params = [
+        unique.map((r) => r.source),
+        unique.map((r) => r.id),
+        unique.map((r) => r.chunk),
+        unique.map((r) => r.hash),
+        unique.map((r) => encodeVector(r.vector, t.dim, `upsert into "${t.name}"`)),
+        t.modelRef,
+        unique.map((r) => (r.meta === undefined ? null : JSON.stringify(r.meta))),
+      ];
+      await run(() => client.query(SQL.upsert(t.name), params));
+    },
+
+    async lookup(model: string, keys: SinkKey[]): Promise<Map<string, Float32Array>> {
+      const t = table(model);
+      const found = new Map<string, Float32Array>();
+      if (keys.length === 0) return found;
+      const params = [
+        keys.map((k) => k.source),
+        keys.map((k) => k.id),
+        keys.map((k) => k.chunk),
+        keys.map((k) => k.hash),
+        t.modelRef,
+      ];
+      const res = await run(() =>
+        client.query<{ source: string; id: string; chunk: number; embedding: unknown }>(
+          SQL.lookup(t.name),
+          params,
+        ),
+      );
+      for (const r of res.rows)
+        found.set(sinkKey(r.source, r.id, r.chunk), decodeVector(r.embedding));
+      return found;
+    },
+
+    async search(model: string, vector: Float32Array, k: number): Promise<SinkHit[]> {
+      const t = table(model);
+      if (!Number.isSafeInteger(k) || k < 1) {
+        throw new StreambedError('internal', `sink: search k must be a positive integer, got ${k}`);
+      }
+      const v = encodeVector(vector, t.dim, `search in "${t.name}"`);
+      const res = await run(() => client.query<SinkHit>(SQL.search(t.name), [v, k]));
+      return res.rows.map((r) => ({
+        source: r.source,
+        id: r.id,
+        chunk: r.chunk,
+        distance: Number(r.distance),
+        meta: r.meta,
+      }));
+    },
+
+    healthy: () => ok && !closed,
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      ok = false;
+      await client.close();
+    },
+  };
+}

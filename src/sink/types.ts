@@ -1,0 +1,86 @@
+/**
+ * The sink's public contract: where finished vectors go when Postgres is
+ * configured, and where already-known content is looked up (dedupe).
+ */
+
+export interface SinkRow {
+  source: string;
+  id: string;
+  chunk: number;
+  /** Content hash of the chunk's text; the dedupe key together with the model ref. */
+  hash: string;
+  vector: Float32Array;
+  meta?: Record<string, unknown>;
+}
+
+export interface SinkTable {
+  /** Short name from the fleet's model table (`minilm`); names the table. */
+  model: string;
+  /** What the short name points at (`Xenova/all-MiniLM-L6-v2` or a path). */
+  modelRef: string;
+  /** From the loaded model, never a constant. */
+  dim: number;
+}
+
+export interface SinkKey {
+  source: string;
+  id: string;
+  chunk: number;
+  hash: string;
+}
+
+export interface SinkHit {
+  source: string;
+  id: string;
+  chunk: number;
+  /** Cosine distance: 0 same direction, 2 opposite. */
+  distance: number;
+  meta: unknown;
+}
+
+export interface Sink {
+  /**
+   * Create the table (and optional index) if missing. A table of another
+   * dimension or model ref throws StreambedError('config') naming the table,
+   * both dimensions/model refs and what to do, and writes nothing.
+   */
+  ensureTable(t: SinkTable): Promise<void>;
+  /**
+   * One statement per call; idempotent on (source, id, chunk); rows whose hash
+   * and model ref are unchanged are not rewritten (updated_at stays). Within a
+   * call, the last row for a key wins.
+   */
+  upsert(model: string, rows: SinkRow[]): Promise<void>;
+  /**
+   * For dedupe: which keys already hold that hash under this model's ref; their
+   * stored vectors keyed by sinkKey(). One query per call.
+   */
+  lookup(model: string, keys: SinkKey[]): Promise<Map<string, Float32Array>>;
+  /** Nearest neighbours by cosine distance, closest first. */
+  search(model: string, vector: Float32Array, k: number): Promise<SinkHit[]>;
+  /** True when the last database operation succeeded (for /readyz); false before the first. */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+export interface SinkConfig {
+  /** `pglite:DIR`: embedded Postgres + pgvector persisted in DIR. */
+  sink?: string;
+  /** Any Postgres with pgvector. */
+  pgUrl?: string;
+  pgPoolSize: number;
+  sinkTablePrefix: string;
+  sinkIndex: 'none' | 'hnsw' | 'ivfflat';
+  /** Processes expected to share the server, for the connection budget warning (default 1). */
+  expectedProcesses?: number;
+  /** HNSW build parameters (defaults: m 16, ef_construction 64, pgvector's own). */
+  hnswM?: number;
+  hnswEfConstruction?: number;
+  /** IVFFlat lists (default 100). */
+  ivfflatLists?: number;
+}
+
+/** The key lookup() results use: source, id and chunk joined by NUL (which neither may contain). */
+export function sinkKey(source: string, id: string, chunk: number): string {
+  return `${source}\u0000${id}\u0000${chunk}`;
+}

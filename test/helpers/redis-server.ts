@@ -1,0 +1,75 @@
+/**
+ * A private redis-server child for tests that kill or restart Redis: never
+ * the shared one. `kill()` is a SIGKILL (a crash); `start()` brings it back on
+ * the same port and directory, so an AOF-persisted dataset survives.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+import { Redis } from 'ioredis';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface PrivateRedis {
+  port: number;
+  url: string;
+  dir: string;
+  start(): Promise<void>;
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function privateRedis(extraArgs: string[] = [], auth?: { user: string; password: string }): Promise<PrivateRedis> {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-redis-'));
+  let child: ChildProcess | undefined;
+  const url = auth ? `redis://${auth.user}:${auth.password}@127.0.0.1:${port}` : `redis://127.0.0.1:${port}`;
+  const aclArgs = auth ? ['--user', 'default', 'off', '--user', auth.user, 'on', `>${auth.password}`, '~*', '&*', '+@all'] : [];
+  const self: PrivateRedis = {
+    port,
+    url,
+    dir,
+    async start() {
+      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--daemonize', 'no', '--dir', dir, ...aclArgs, ...extraArgs], {
+        stdio: 'ignore',
+      });
+      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      for (let i = 0; ; i++) {
+        try {
+          await probe.connect();
+          await probe.ping();
+          break;
+        } catch (err) {
+          probe.disconnect();
+          if (i > 100) throw err;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      probe.disconnect();
+    },
+    async kill() {
+      if (!child || child.exitCode !== null) return;
+      const exited = new Promise((r) => child?.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      await self.kill();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await self.start();
+  return self;
+}
