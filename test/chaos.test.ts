@@ -44,7 +44,13 @@ describe('chaos', () => {
     for (let start = 0; start < TOTAL; start += 1000) {
       const pages = Array.from({ length: 1000 }, (_, j) => {
         const i = start + j;
-        return { id: `p${i}`, source: `s${i % 3}`, text: Array.from({ length: 5 + (i % 20) }, (_, w) => words[(i + w) % words.length]).join(' ') };
+        return {
+          id: `p${i}`,
+          source: `s${i % 3}`,
+          text: Array.from({ length: 5 + (i % 20) }, (_, w) => words[(i + w) % words.length]).join(
+            ' ',
+          ),
+        };
       });
       await client.submit(pages, { model: 'tiny' });
     }
@@ -63,7 +69,10 @@ describe('chaos', () => {
     };
     const deadline = Date.now() + 240_000;
     while (!(await done())) {
-      if (Date.now() > deadline) throw new Error(`chaos did not finish: ${await redis.xlen(k.results())} results, ${kills} kills`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `chaos did not finish: ${await redis.xlen(k.results())} results, ${kills} kills`,
+        );
       await new Promise((r) => setTimeout(r, 1000 + Math.random() * 1000));
       if (await done()) break;
       if (kills >= KILLS) continue;
@@ -89,6 +98,9 @@ describe('chaos', () => {
     expect([...statuses]).toEqual(['ok']);
     expect(reclaimed).toBeGreaterThan(0);
     expect(await redis.xlen(k.dlq('tiny'))).toBe(0);
-    await until('still nothing pending', async () => (await groupInfo(redis, k.request('tiny'), k.group))?.pending === 0);
+    await until(
+      'still nothing pending',
+      async () => (await groupInfo(redis, k.request('tiny'), k.group))?.pending === 0,
+    );
   }, 300_000);
 });

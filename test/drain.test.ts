@@ -13,8 +13,16 @@ import { spawnWorker } from './helpers/worker.js';
 const redis = redisClient();
 afterAll(() => redis.disconnect());
 
-async function pendingOf(stream: string, group: string): Promise<[number, Array<[string, string]>]> {
-  const [count, , , consumers] = (await redis.xpending(stream, group)) as [number, unknown, unknown, Array<[string, string]> | null];
+async function pendingOf(
+  stream: string,
+  group: string,
+): Promise<[number, Array<[string, string]>]> {
+  const [count, , , consumers] = (await redis.xpending(stream, group)) as [
+    number,
+    unknown,
+    unknown,
+    Array<[string, string]> | null,
+  ];
   return [count, consumers ?? []];
 }
 
@@ -23,15 +31,30 @@ describe('graceful drain', () => {
     const prefix = randomPrefix('drain');
     const k = keys(prefix);
     const client = new StreambedClient({ redis, prefix });
-    const w = spawnWorker(prefix, { MODELS: 'fx=fixture:4', DRAIN_TIMEOUT_MS: 15_000, BATCH_SIZE: 2, READ_COUNT: 4, IN_FLIGHT_BATCHES: 2 });
+    const w = spawnWorker(prefix, {
+      MODELS: 'fx=fixture:4',
+      DRAIN_TIMEOUT_MS: 15_000,
+      BATCH_SIZE: 2,
+      READ_COUNT: 4,
+      IN_FLIGHT_BATCHES: 2,
+    });
     try {
       await until('group', async () => (await redis.exists(k.request('fx'))) === 1);
-      const pages = Array.from({ length: 20 }, (_, i) => ({ id: `p${i}`, source: 's', text: `slow page ${i} @@slow:700` }));
+      const pages = Array.from({ length: 20 }, (_, i) => ({
+        id: `p${i}`,
+        source: 's',
+        text: `slow page ${i} @@slow:700`,
+      }));
       await client.submit(pages, { model: 'fx' });
-      const [held] = await until('worker holds entries', async () => {
-        const p = await pendingOf(k.request('fx'), k.group);
-        return p[0] > 0 ? p : undefined;
-      }, 20_000, 20);
+      const [held] = await until(
+        'worker holds entries',
+        async () => {
+          const p = await pendingOf(k.request('fx'), k.group);
+          return p[0] > 0 ? p : undefined;
+        },
+        20_000,
+        20,
+      );
       const answeredBefore = await redis.xlen(k.results());
       const t0 = Date.now();
       w.proc.kill('SIGTERM');
@@ -58,11 +81,23 @@ describe('graceful drain', () => {
     const prefix = randomPrefix('force');
     const k = keys(prefix);
     const client = new StreambedClient({ redis, prefix });
-    const w = spawnWorker(prefix, { MODELS: 'fx=fixture:4', DRAIN_TIMEOUT_MS: 60_000, BATCH_SIZE: 1, READ_COUNT: 2 });
+    const w = spawnWorker(prefix, {
+      MODELS: 'fx=fixture:4',
+      DRAIN_TIMEOUT_MS: 60_000,
+      BATCH_SIZE: 1,
+      READ_COUNT: 2,
+    });
     try {
       await until('group', async () => (await redis.exists(k.request('fx'))) === 1);
-      await client.submit([{ id: 'long', source: 's', text: 'very slow @@slow:20000' }], { model: 'fx' });
-      await until('held', async () => (await pendingOf(k.request('fx'), k.group))[0] === 1, 20_000, 20);
+      await client.submit([{ id: 'long', source: 's', text: 'very slow @@slow:20000' }], {
+        model: 'fx',
+      });
+      await until(
+        'held',
+        async () => (await pendingOf(k.request('fx'), k.group))[0] === 1,
+        20_000,
+        20,
+      );
       w.proc.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 300));
       w.proc.kill('SIGTERM');

@@ -41,11 +41,15 @@ async function submitAndWait(texts: string[], tag: string): Promise<Map<string, 
   const reply = `${prefix}:reply:${tag}`;
   const pages = texts.map((text, i) => ({ id: `${tag}-${i}`, source: 's', text }));
   await client.submit(pages, { model: 'fx', replyTo: reply });
-  return until(`${tag} answered`, async () => {
-    const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-    const all = entries.map(([id, f]) => decodeResult(id.toString(), f));
-    return all.length >= texts.length ? new Map(all.map((r) => [r.id, r])) : undefined;
-  }, 60_000);
+  return until(
+    `${tag} answered`,
+    async () => {
+      const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
+      const all = entries.map(([id, f]) => decodeResult(id.toString(), f));
+      return all.length >= texts.length ? new Map(all.map((r) => [r.id, r])) : undefined;
+    },
+    60_000,
+  );
 }
 
 describe.each([
@@ -55,7 +59,9 @@ describe.each([
   ['hangs past the batch timeout', '@@hang'],
 ])('a text that %s', (_what, marker) => {
   it('fails alone with model_error and a DLQ record; its neighbours get their vectors', async () => {
-    const texts = Array.from({ length: 12 }, (_, i) => (i === 5 ? `bad ${marker} text` : `neighbour ${i}`));
+    const texts = Array.from({ length: 12 }, (_, i) =>
+      i === 5 ? `bad ${marker} text` : `neighbour ${i}`,
+    );
     const tag = marker.slice(2);
     const results = await submitAndWait(texts, tag);
     texts.forEach((text, i) => {
@@ -68,10 +74,16 @@ describe.each([
       expect(r?.status).toBe('ok');
       const expected = new Float32Array(8);
       fill(expected, text);
-      expect(r?.status === 'ok' && Array.from(r.res.vectors[0] ?? [])).toEqual(Array.from(expected));
+      expect(r?.status === 'ok' && Array.from(r.res.vectors[0] ?? [])).toEqual(
+        Array.from(expected),
+      );
     });
     const dlq = await redis.xrange(k.dlq('fx'), '-', '+');
-    expect(dlq.some(([, f]) => f[f.indexOf('reason') + 1] === 'model_error' && f.join(' ').includes(`${tag}-5`))).toBe(true);
+    expect(
+      dlq.some(
+        ([, f]) => f[f.indexOf('reason') + 1] === 'model_error' && f.join(' ').includes(`${tag}-5`),
+      ),
+    ).toBe(true);
     expect(worker.readiness().ready).toBe(true);
     expect((await groupInfo(redis, k.request('fx'), k.group))?.pending).toBe(0);
   });

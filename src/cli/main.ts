@@ -5,6 +5,7 @@ import { toStreambedError } from '../errors.js';
 import { demoCommand } from './demo-command.js';
 import { dlqCommand } from './dlq-command.js';
 import { modelsCommand } from './models-command.js';
+import { searchCommand } from './search-command.js';
 import { submitCommand } from './submit-command.js';
 import { workerCommand } from './worker-command.js';
 
@@ -14,6 +15,7 @@ const program = new Command('streambed')
   .addCommand(workerCommand())
   .addCommand(submitCommand())
   .addCommand(modelsCommand())
+  .addCommand(searchCommand())
   .addCommand(dlqCommand())
   .addCommand(demoCommand());
 

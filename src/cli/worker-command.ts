@@ -38,6 +38,9 @@ export function workerCommand(): Command {
         process.exit(clean ? 0 : 1);
       });
     };
+    worker.events.on('fatal', () => {
+      void worker.stop().then(() => process.exit(1));
+    });
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     process.on('SIGINT', () => onSignal('SIGINT'));
     await worker.started.catch((err: Error) => {

@@ -101,3 +101,8 @@ export function formatModelTable(specs: ModelSpec[]): string {
     })
     .join(',');
 }
+
+/** What a model name stands for, as the sink records it: the ref plus what changes its vectors. */
+export function modelRef(spec: ModelSpec): string {
+  return formatModelTable([spec]).slice(spec.name.length + 1);
+}

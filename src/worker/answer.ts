@@ -26,6 +26,8 @@ export interface Answer {
   replyTo?: string;
   outcome: Outcome;
   ok?: OkPayload;
+  /** Per-chunk content hashes, kept when a sink stores the vectors. */
+  chunkHashes?: string[];
   error?: { code: ResultErrorCode; message: string };
 }
 

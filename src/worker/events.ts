@@ -26,6 +26,8 @@ export interface WorkerEventMap {
   reclaimed: [{ model: string; stream: string; count: number }];
   /** A batch failed and was split to isolate the guilty entries. */
   split: [{ model: string; texts: number; reason: string }];
+  /** The worker cannot run (e.g. a sink table of another dimension); the process should exit. */
+  fatal: [{ message: string }];
   /** Redis became reachable or unreachable for the loop. */
   redis: [{ up: boolean }];
 }

@@ -16,6 +16,7 @@ import type { WorkerEvents } from './events.js';
 import type { LoadedModel } from './pool.js';
 import type { EmbedPool } from './pool.js';
 import type { ResultWriter } from './result-writer.js';
+import type { SinkStage } from './sink-stage.js';
 import { entryTimeMs } from './streams.js';
 
 interface Entry {
@@ -26,6 +27,10 @@ interface Entry {
   remaining: number;
   failure?: StreambedError;
   computeMs: number;
+  /** Per-chunk content hashes (only with a sink). */
+  hashes?: string[];
+  /** Answered from the sink's stored vectors without computing. */
+  deduped?: boolean;
 }
 
 interface Item {
@@ -44,6 +49,7 @@ export interface InFlightDeps {
   log: Logger;
   consumer: string;
   limits: PackLimits;
+  sink?: SinkStage;
 }
 
 export class InFlight {
@@ -101,7 +107,7 @@ export class InFlight {
   /** Take ownership of delivered entries. Entries we already hold (our own, reclaimed back) are ignored. */
   accept(deliveries: Delivery[]): void {
     const answers: Answer[] = [];
-    const items = new Map<string, Item[]>();
+    const byModel = new Map<string, Entry[]>();
     for (const d of deliveries) {
       const key = `${d.stream} ${d.id}`;
       if (this.held.has(key)) continue;
@@ -130,17 +136,51 @@ export class InFlight {
         truncated: new Array(env.texts.length).fill(false),
         remaining: env.texts.length,
         computeMs: 0,
+        ...(this.deps.sink && { hashes: env.texts.map((t) => contentHash([t])) }),
       };
-      const list = items.get(d.model) ?? [];
-      env.texts.forEach((text, chunk) =>
-        list.push({ entry, chunk, text, tokens: estimateTokens(text, model.maxTokens) }),
-      );
-      items.set(d.model, list);
+      const list = byModel.get(d.model) ?? [];
+      list.push(entry);
+      byModel.set(d.model, list);
     }
     if (answers.length) this.finish(answers);
-    for (const [model, list] of items) {
-      for (const batch of packBatches(list, this.deps.limits)) this.dispatch(model, batch);
+    for (const [model, entries] of byModel) void this.schedule(model, entries);
+  }
+
+  /** Answer what the sink already knows; pack the rest into micro-batches for the pool. */
+  private async schedule(model: string, entries: Entry[]): Promise<void> {
+    let todo = entries;
+    const sink = this.deps.sink;
+    if (sink) {
+      const known = await sink.known(
+        model,
+        entries.map((e) => ({
+          source: e.envelope.source,
+          id: e.envelope.id,
+          hashes: e.hashes ?? [],
+        })),
+      );
+      const deduped: Entry[] = [];
+      todo = entries.filter((e, i) => {
+        const vectors = known[i];
+        if (!vectors) return true;
+        e.vectors = vectors;
+        e.remaining = 0;
+        e.deduped = true;
+        deduped.push(e);
+        return false;
+      });
+      this.complete(deduped);
     }
+    const maxTokens = (this.deps.models.get(model) as LoadedModel).maxTokens;
+    const items = todo.flatMap((entry) =>
+      entry.envelope.texts.map((text, chunk) => ({
+        entry,
+        chunk,
+        text,
+        tokens: estimateTokens(text, maxTokens),
+      })),
+    );
+    for (const batch of packBatches(items, this.deps.limits)) this.dispatch(model, batch);
   }
 
   private dispatch(model: string, batch: Item[]): void {
@@ -212,7 +252,8 @@ export class InFlight {
           id: e.envelope.id,
           source: e.envelope.source,
           ...(e.envelope.replyTo !== undefined && { replyTo: e.envelope.replyTo }),
-          outcome: 'ok',
+          outcome: e.deduped ? 'deduped' : 'ok',
+          ...(e.hashes && { chunkHashes: e.hashes }),
           ok: {
             model: model.spec.name,
             dim: model.dim,
@@ -230,8 +271,11 @@ export class InFlight {
 
   /** Write answers, then release their entries. Until the write lands they stay held and pending. */
   private finish(answers: Answer[]): void {
-    const write = this.deps.writer
-      .write(answers, this.abort.signal)
+    const stored = this.deps.sink
+      ? this.deps.sink.persist(answers, this.abort.signal)
+      : Promise.resolve();
+    const write = stored
+      .then(() => this.deps.writer.write(answers, this.abort.signal))
       .then((report) => {
         const now = Date.now();
         for (const a of report.written) {

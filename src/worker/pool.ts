@@ -71,7 +71,10 @@ export class EmbedPool {
   /** Load a model on every thread (so no thread pays it on the hot path) and read its dimension. */
   async load(spec: ModelSpec): Promise<LoadedModel> {
     if (spec.local && !fs.existsSync(path.join(spec.ref, 'config.json'))) {
-      throw new StreambedError('model_load_failed', `model ${spec.name}: no config.json in ${spec.ref}`);
+      throw new StreambedError(
+        'model_load_failed',
+        `model ${spec.name}: no config.json in ${spec.ref}`,
+      );
     }
     const core = this.coreSpec(spec);
     this.cores.set(spec.name, core);

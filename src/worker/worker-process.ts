@@ -10,8 +10,9 @@ import { type Config, resolveInFlight, resolveThreads } from '../config/load.js'
 import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys } from '../keys.js';
 import { createLogger, type Logger } from '../log.js';
-import { parseModelTable } from '../models/table.js';
+import { modelRef, parseModelTable } from '../models/table.js';
 import { backoffMs, connectRedis } from '../redis/connect.js';
+import { createSink, type Sink } from '../sink/index.js';
 import { ConsumeLoop } from './consume-loop.js';
 import { consumerName } from './consumer-name.js';
 import { WorkerEvents } from './events.js';
@@ -19,6 +20,7 @@ import { InFlight } from './in-flight.js';
 import { EmbedPool, type LoadedModel } from './pool.js';
 import { Reclaimer } from './reclaimer.js';
 import { ResultWriter } from './result-writer.js';
+import { SinkStage } from './sink-stage.js';
 import { ensureGroups } from './streams.js';
 import { Trimmer } from './trimmer.js';
 
@@ -43,6 +45,8 @@ export interface WorkerHandle {
   /** Reclaim sweep now (tests, operators). */
   reclaimNow(): Promise<number>;
   redis: Redis;
+  /** The vector sink, when one is configured (search, tests). */
+  sinkClient: Sink | undefined;
 }
 
 export function startWorker(config: Config, opts: { log?: Logger } = {}): WorkerHandle {
@@ -91,6 +95,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     ),
   );
   const writer = new ResultWriter(redis, { keys, consumer, resultsMaxLen: config.resultsMaxLen });
+  const sinkClient = createSink(config, log);
+  const sink = sinkClient && new SinkStage(sinkClient, log);
   const inFlight = new InFlight({
     pool,
     models,
@@ -105,6 +111,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     log,
     consumer,
     limits: { batchSize: config.batchSize, maxBatchTokens: config.maxBatchTokens },
+    ...(sink && { sink }),
   });
   // Only streams whose model is loaded are read or reclaimed: a model that fails to
   // load leaves its entries in the stream (transient), never dead-letters them.
@@ -146,6 +153,17 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   redis.on('close', () => (redisUp = false));
   events.on('redis', ({ up }) => (redisUp = up));
 
+  let fatalError: Error | undefined;
+  let rejectStarted: (err: Error) => void = () => undefined;
+  const fatalStart = new Promise<never>((_, reject) => (rejectStarted = reject));
+  fatalStart.catch(() => undefined);
+  function fatal(err: Error): void {
+    fatalError = err;
+    log.fatal({ err: err.message }, 'cannot start');
+    rejectStarted(err);
+    events.emit('fatal', { message: err.message });
+  }
+
   const started = (async () => {
     log.info(
       { models: specs.map((s) => s.name), threads, intraOpThreads: config.intraOpThreads, maxHeld },
@@ -156,8 +174,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     });
     const loads = specs.map((spec) => loadModel(spec));
     // Read as soon as the groups exist and the first model is in; the rest join when loaded.
-    await groups;
-    await Promise.race(loads);
+    await Promise.race([groups, fatalStart]);
+    await Promise.race([Promise.race(loads), fatalStart]);
     if (stopping) return;
     loop.start();
     reclaimer.start();
@@ -170,6 +188,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     for (let attempt = 0; !stopping; attempt++) {
       try {
         const m = await pool.load(spec);
+        // The sink table's dimension comes from the loaded model (guarantee 7).
+        await sinkClient?.ensureTable({ model: spec.name, modelRef: modelRef(spec), dim: m.dim });
         models.set(spec.name, m);
         loadErrors.delete(spec.name);
         log.info(
@@ -178,6 +198,11 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         );
         return;
       } catch (err) {
+        if ((err as { code?: string }).code === 'config') {
+          // A sink table of another dimension or model: fail loudly, never write into it.
+          fatal(err as Error);
+          return;
+        }
         loadErrors.set(spec.name, (err as Error).message);
         log.error(
           { model: spec.name, err: (err as Error).message, attempt },
@@ -208,6 +233,9 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       inFlight.abandon();
     }
     await pool.close();
+    await sinkClient
+      ?.close()
+      .catch((err: Error) => log.warn({ err: err.message }, 'sink close failed'));
     reader.disconnect();
     await redis.quit().catch(() => redis.disconnect());
     log.info({ clean }, 'stopped');
@@ -225,7 +253,9 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     readiness() {
       const reasons: string[] = [];
       if (stopping) reasons.push('draining');
+      if (fatalError) reasons.push(`cannot start: ${fatalError.message}`);
       if (!redisUp) reasons.push('redis unreachable');
+      if (sink && !sink.healthy()) reasons.push('sink unavailable');
       for (const s of specs) {
         if (models.has(s.name)) continue;
         const err = loadErrors.get(s.name);
@@ -241,6 +271,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       threads,
     }),
     stop,
+    sinkClient,
     reclaimNow: () => reclaimer.sweep(),
   };
 }

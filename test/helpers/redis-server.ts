@@ -31,21 +31,60 @@ export interface PrivateRedis {
   stop(): Promise<void>;
 }
 
-export async function privateRedis(extraArgs: string[] = [], auth?: { user: string; password: string }): Promise<PrivateRedis> {
+export async function privateRedis(
+  extraArgs: string[] = [],
+  auth?: { user: string; password: string },
+): Promise<PrivateRedis> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-redis-'));
   let child: ChildProcess | undefined;
-  const url = auth ? `redis://${auth.user}:${auth.password}@127.0.0.1:${port}` : `redis://127.0.0.1:${port}`;
-  const aclArgs = auth ? ['--user', 'default', 'off', '--user', auth.user, 'on', `>${auth.password}`, '~*', '&*', '+@all'] : [];
+  const url = auth
+    ? `redis://${auth.user}:${auth.password}@127.0.0.1:${port}`
+    : `redis://127.0.0.1:${port}`;
+  const aclArgs = auth
+    ? [
+        '--user',
+        'default',
+        'off',
+        '--user',
+        auth.user,
+        'on',
+        `>${auth.password}`,
+        '~*',
+        '&*',
+        '+@all',
+      ]
+    : [];
   const self: PrivateRedis = {
     port,
     url,
     dir,
     async start() {
-      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--daemonize', 'no', '--dir', dir, ...aclArgs, ...extraArgs], {
-        stdio: 'ignore',
+      child = spawn(
+        'redis-server',
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--daemonize',
+          'no',
+          '--dir',
+          dir,
+          ...aclArgs,
+          ...extraArgs,
+        ],
+        {
+          stdio: 'ignore',
+        },
+      );
+      const probe = new Redis(url, {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
       });
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       for (let i = 0; ; i++) {
         try {
           await probe.connect();

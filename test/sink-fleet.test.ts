@@ -1,0 +1,244 @@
+/**
+ * The pgvector sink on the whole path (issue 6 acceptance), over the real
+ * `pg` client and pglite-socket (real pgvector), and embedded PGlite.
+ */
+import os from 'node:os';
+import path from 'node:path';
+
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { StreambedClient } from '../src/client/client.js';
+import { decodeResult } from '../src/codec/result.js';
+import { keys } from '../src/keys.js';
+import { createSink } from '../src/sink/index.js';
+import type { EmbedResult } from '../src/types.js';
+import { tinyModel } from './helpers/models.js';
+import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+import { deletePrefix, groupInfo, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { startTestWorker, stopAllWorkers, stopTestWorker } from './helpers/worker.js';
+
+const redis = redisClient();
+let server: PgliteServer;
+let modelDir: string;
+
+beforeAll(async () => {
+  server = await startPgliteServer();
+  modelDir = (await tinyModel({ hidden: 64 })).dir;
+}, 180_000);
+afterAll(async () => {
+  await stopAllWorkers();
+  await server?.stop();
+  redis.disconnect();
+});
+
+async function results(stream: string): Promise<EmbedResult[]> {
+  const entries = (await redis.xrangeBuffer(stream, '-', '+')) as Array<[Buffer, Buffer[]]>;
+  return entries.map(([id, f]) => decodeResult(id.toString(), f));
+}
+
+async function query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+  const c = new pg.Client({ connectionString: server.url });
+  await c.connect();
+  try {
+    return (await c.query(sql, params)).rows as T[];
+  } finally {
+    await c.end();
+  }
+}
+
+const pages = (n: number, tag: string) =>
+  Array.from({ length: n }, (_, i) => ({
+    id: `${tag}${i}`,
+    source: `src${i % 3}`,
+    text: `page ${i} of ${tag}: ${'words '.repeat(i % 30)}`,
+  }));
+
+async function runAll(
+  prefix: string,
+  n: number,
+  tag: string,
+  model = 'tiny',
+): Promise<EmbedResult[]> {
+  const client = new StreambedClient({ redis, prefix });
+  try {
+    await client.submit(pages(n, tag), { model });
+  } finally {
+    await client.close();
+  }
+  const k = keys(prefix);
+  return until(
+    `${n} results`,
+    async () => {
+      const r = (await results(k.results())).filter((x) => x.id.startsWith(tag));
+      const g = await groupInfo(redis, k.request(model), k.group);
+      return r.length >= n && g?.pending === 0 ? r : undefined;
+    },
+    120_000,
+    100,
+  );
+}
+
+describe('pgvector sink on the fleet', () => {
+  const prefix = randomPrefix('sinkf');
+  const table = `${prefix.replace(/-/g, '_')}_tiny`;
+  afterAll(() => deletePrefix(redis, prefix));
+
+  it('stores 1,000 envelopes as 1,000 rows of the model dimension, equal to the stream results', async () => {
+    const worker = await startTestWorker(prefix, {
+      MODELS: `tiny=${modelDir};dtype=fp32`,
+      PG_URL: server.url,
+      PG_POOL_SIZE: 2,
+      SINK_TABLE_PREFIX: `${prefix.replace(/-/g, '_')}_`,
+    });
+    const first = await runAll(prefix, 1000, 'a');
+    expect(first.every((r) => r.status === 'ok')).toBe(true);
+    const rows = await query<{
+      source: string;
+      id: string;
+      chunk: number;
+      dims: number;
+      embedding: string;
+    }>(
+      `SELECT source, id, chunk, vector_dims(embedding) AS dims, embedding::text AS embedding FROM "${table}"`,
+    );
+    expect(rows).toHaveLength(1000);
+    expect(new Set(rows.map((r) => r.dims))).toEqual(new Set([64]));
+    const byId = new Map(rows.map((r) => [r.id, JSON.parse(r.embedding) as number[]]));
+    for (const r of first.filter((_, i) => i % 50 === 0)) {
+      if (r.status !== 'ok') throw new Error('not ok');
+      const stored = byId.get(r.id) as number[];
+      stored.forEach((v, d) =>
+        expect(Math.abs(v - (r.res.vectors[0]![d] as number))).toBeLessThan(1e-6),
+      );
+    }
+    // Nearest neighbour of a stored page's own vector is that page.
+    const probe = first[123];
+    if (probe?.status !== 'ok') throw new Error('not ok');
+    const [nearest] = await query<{ id: string }>(
+      `SELECT id FROM "${table}" ORDER BY embedding <=> $1::vector LIMIT 1`,
+      [`[${Array.from(probe.res.vectors[0]!).join(',')}]`],
+    );
+    expect(nearest?.id).toBe(probe.id);
+
+    // The same 1,000 pages again: answered from the sink without computing.
+    const t0 = Date.now();
+    const firstMs =
+      Number(first.at(-1)?.resultId.split('-')[0]) - Number(first[0]?.rid.split('-')[0]);
+    const again = await runAll(prefix, 1000, 'a');
+    const againMs = Date.now() - t0;
+    const deduped =
+      Number(await redis.hget(keys(prefix).progress('src0'), 'deduped')) +
+      Number(await redis.hget(keys(prefix).progress('src1'), 'deduped')) +
+      Number(await redis.hget(keys(prefix).progress('src2'), 'deduped'));
+    console.log(
+      `sink: first run ${firstMs} ms, re-run ${againMs} ms (ratio ${(againMs / firstMs).toFixed(2)}), deduped ${deduped}`,
+    );
+    expect(again.filter((r) => r.id.startsWith('a'))).toHaveLength(2000);
+    expect(deduped).toBe(1000);
+    expect((await query(`SELECT 1 FROM "${table}"`)).length).toBe(1000);
+    await stopTestWorker(worker);
+  });
+
+  it('survives the sink going down mid-run: nothing lost, no row duplicated, one answer each', async () => {
+    const p = randomPrefix('sinko');
+    const tbl = `${p.replace(/-/g, '_')}_tiny`;
+    const worker = await startTestWorker(p, {
+      MODELS: `tiny=${modelDir}`,
+      PG_URL: server.url,
+      PG_POOL_SIZE: 2,
+      SINK_TABLE_PREFIX: `${p.replace(/-/g, '_')}_`,
+      BATCH_SIZE: 8,
+      READ_COUNT: 16,
+    });
+    const client = new StreambedClient({ redis, prefix: p });
+    try {
+      await client.submit(pages(600, 'o'), { model: 'tiny' });
+      await until(
+        'some results',
+        async () => (await redis.xlen(keys(p).results())) > 50,
+        60_000,
+        20,
+      );
+      await server.stop({ kill: true });
+      await until(
+        'not ready while the sink is down',
+        () => !worker.readiness().ready || undefined,
+        30_000,
+      );
+      await server.restart();
+      const all = await until(
+        '600 results',
+        async () => {
+          const r = await results(keys(p).results());
+          return r.length >= 600 &&
+            (await groupInfo(redis, keys(p).request('tiny'), keys(p).group))?.pending === 0
+            ? r
+            : undefined;
+        },
+        120_000,
+        200,
+      );
+      expect(new Set(all.map((r) => r.rid)).size).toBe(600);
+      expect(all).toHaveLength(600);
+      const rows = await query<{ n: string; distinct_keys: string }>(
+        `SELECT count(*) AS n, count(DISTINCT (source, id, chunk)) AS distinct_keys FROM "${tbl}"`,
+      );
+      expect(rows[0]).toEqual({ n: '600', distinct_keys: '600' });
+      await until('ready again', () => worker.readiness().ready || undefined, 30_000);
+    } finally {
+      await client.close();
+      await stopTestWorker(worker);
+      await deletePrefix(redis, p);
+    }
+  });
+
+  it('refuses to start against a table of another dimension, naming it, and writes nothing', async () => {
+    const p = randomPrefix('sinkd');
+    const tablePrefix = `${p.replace(/-/g, '_')}_`;
+    const sink = createSink({
+      pgUrl: server.url,
+      pgPoolSize: 1,
+      sinkTablePrefix: tablePrefix,
+      sinkIndex: 'none',
+    });
+    await sink?.ensureTable({ model: 'tiny', modelRef: 'someone-else', dim: 32 });
+    await sink?.close();
+    const client = new StreambedClient({ redis, prefix: p });
+    await client.submit(pages(5, 'd'), { model: 'tiny' });
+    await client.close();
+    try {
+      await expect(
+        startTestWorker(p, {
+          MODELS: `tiny=${modelDir}`,
+          PG_URL: server.url,
+          SINK_TABLE_PREFIX: tablePrefix,
+        }),
+      ).rejects.toThrow(new RegExp(`${tablePrefix}tiny.*32.*64|${tablePrefix}tiny.*64.*32`, 's'));
+      const g = await groupInfo(redis, keys(p).request('tiny'), keys(p).group);
+      expect(g?.['entries-read'] ?? 0).toBe(0);
+      expect(await redis.xlen(keys(p).results())).toBe(0);
+    } finally {
+      await stopAllWorkers();
+      await deletePrefix(redis, p);
+    }
+  });
+
+  it('works embedded with SINK=pglite:DIR and no server at all', async () => {
+    const p = randomPrefix('sinke');
+    const dir = path.join(os.tmpdir(), `sb-embedded-${p}`);
+    const worker = await startTestWorker(p, { MODELS: `tiny=${modelDir}`, SINK: `pglite:${dir}` });
+    try {
+      const r = await runAll(p, 50, 'e');
+      expect(r.every((x) => x.status === 'ok')).toBe(true);
+      const sink = worker.sinkClient;
+      const probe = r[7];
+      if (probe?.status !== 'ok' || !sink) throw new Error('no sink');
+      const [hit] = await sink.search('tiny', probe.res.vectors[0]!, 1);
+      expect(hit?.id).toBe(probe.id);
+    } finally {
+      await stopTestWorker(worker);
+      await deletePrefix(redis, p);
+    }
+  }, 180_000);
+});
