@@ -94,7 +94,7 @@ export const SETTINGS = {
   maxBatchTokens: setting(
     'MAX_BATCH_TOKENS',
     int(16),
-    4096,
+    1024,
     'Most padded tokens (texts x longest) in one micro-batch.',
   ),
   inFlightBatches: setting(

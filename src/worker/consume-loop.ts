@@ -54,9 +54,9 @@ export class ConsumeLoop {
     const o = this.options;
     let failures = 0;
     while (!this.stopping) {
-      await this.inFlight.waitForRoom(o.maxHeld);
+      await this.inFlight.waitForRoom();
       if (this.stopping) break;
-      const room = o.maxHeld - this.inFlight.size;
+      const room = this.inFlight.room();
       const streams = o.streams();
       if (streams.length === 0) {
         // No model loaded yet: nothing may be read (entries stay in the stream, undelivered).

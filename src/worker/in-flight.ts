@@ -49,6 +49,10 @@ export interface InFlightDeps {
   log: Logger;
   consumer: string;
   limits: PackLimits;
+  /** Micro-batches queued or running at once (IN_FLIGHT_BATCHES). */
+  maxBatches: number;
+  /** Most entries held at once, whatever the batches. */
+  maxHeld: number;
   sink?: SinkStage;
 }
 
@@ -57,10 +61,14 @@ export class InFlight {
   private readonly held = new Set<string>();
   private readonly writes = new Set<Promise<void>>();
   private batches = 0;
+  /** Moving average of texts per micro-batch, to turn free batch slots into a read count. */
+  private textsPerBatch: number;
   private readonly roomWaiters: Array<() => void> = [];
   private readonly abort = new AbortController();
 
-  constructor(private readonly deps: InFlightDeps) {}
+  constructor(private readonly deps: InFlightDeps) {
+    this.textsPerBatch = deps.limits.batchSize;
+  }
 
   get size(): number {
     return this.held.size;
@@ -74,9 +82,24 @@ export class InFlight {
     return this.held.has(`${stream} ${id}`);
   }
 
-  /** Resolves when fewer than `limit` entries are held. */
-  async waitForRoom(limit: number): Promise<void> {
-    while (this.held.size >= limit) await new Promise<void>((r) => this.roomWaiters.push(r));
+  /**
+   * How many entries to read now: enough to fill the free micro-batch slots
+   * (at the texts-per-batch seen lately), never past `maxHeld`. Counting in
+   * batches keeps the pool's queue short whatever the text lengths, so an
+   * interactive entry waits behind at most IN_FLIGHT_BATCHES batches.
+   */
+  room(): number {
+    const freeBatches = this.deps.maxBatches - this.batches;
+    if (freeBatches <= 0) return 0;
+    return Math.max(
+      0,
+      Math.min(this.deps.maxHeld - this.held.size, Math.ceil(freeBatches * this.textsPerBatch)),
+    );
+  }
+
+  /** Resolves when room() > 0 (a batch finished or an answer was written). */
+  async waitForRoom(): Promise<void> {
+    while (this.room() <= 0) await new Promise<void>((r) => this.roomWaiters.push(r));
   }
 
   /** Resolves when nothing is held (every entry answered or fenced). */
@@ -185,6 +208,7 @@ export class InFlight {
 
   private dispatch(model: string, batch: Item[]): void {
     this.batches++;
+    this.textsPerBatch = 0.8 * this.textsPerBatch + 0.2 * batch.length;
     this.deps.pool
       .embed(
         model,
@@ -210,7 +234,10 @@ export class InFlight {
         },
         (err: unknown) => this.failed(model, batch, toStreambedError(err, 'model_error')),
       )
-      .finally(() => this.batches--);
+      .finally(() => {
+        this.batches--;
+        this.wake();
+      });
   }
 
   /** Split a failed batch to isolate the guilty texts; a text that fails alone fails its entry. */
@@ -311,6 +338,10 @@ export class InFlight {
 
   private release(answers: Answer[]): void {
     for (const a of answers) this.held.delete(`${a.delivery.stream} ${a.delivery.id}`);
+    this.wake();
+  }
+
+  private wake(): void {
     for (const wake of this.roomWaiters.splice(0)) wake();
   }
 }

@@ -69,7 +69,7 @@ export class Reclaimer {
     let cursor = '0-0';
     let total = 0;
     do {
-      const room = o.maxHeld - this.inFlight.size;
+      const room = this.inFlight.room();
       if (room <= 0) break;
       const [next, entries] = (await this.redis.callBuffer(
         'XAUTOCLAIM',

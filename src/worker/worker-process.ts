@@ -61,7 +61,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   const log = (opts.log ?? createLogger(config.logLevel)).child({ consumer, group: keys.group });
   const events = new WorkerEvents();
   const threads = resolveThreads(config);
-  const maxHeld = resolveInFlight(config, threads) * config.batchSize;
+  const maxBatches = resolveInFlight(config, threads);
+  const maxHeld = maxBatches * config.batchSize;
 
   const redis = connectRedis({
     url: config.redisUrl,
@@ -111,6 +112,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     log,
     consumer,
     limits: { batchSize: config.batchSize, maxBatchTokens: config.maxBatchTokens },
+    maxBatches,
+    maxHeld,
     ...(sink && { sink }),
   });
   // Only streams whose model is loaded are read or reclaimed: a model that fails to
