@@ -7,6 +7,7 @@ import { StreambedClient } from '../client/client.js';
 import { loadConfig } from '../config/load.js';
 import { StreambedError } from '../errors.js';
 import { readPages } from './pages-input.js';
+import { ProgressBar } from './progress-bar.js';
 import { addSettingOptions } from './settings-options.js';
 import { formatSummary, waitForResults } from './wait-results.js';
 
@@ -29,7 +30,12 @@ export function submitCommand(): Command {
     )
     .option('-w, --wait', 'wait for the results and print a summary')
     .option('--timeout-ms <ms>', 'with --wait, give up after this long', '300000')
-    .option('--print', 'with --wait, print one line per result');
+    .option('--print', 'with --wait, print one line per result')
+    .option(
+      '--progress-ms <ms>',
+      'with --wait, time between progress lines when stderr is not a terminal',
+      '5000',
+    );
   addSettingOptions(cmd, ['redisUrl', 'keyPrefix', 'group']);
   cmd.action(async (texts: string[], o: Record<string, unknown>) => {
     const config = loadConfig(process.env, o);
@@ -60,11 +66,15 @@ export function submitCommand(): Command {
         `submitted ${ids.length} entries to ${client.keys.request(o.model as string, o.lane as 'interactive' | 'bulk')}`,
       );
       if (!o.wait) return;
+      const bar = new ProgressBar({ total: ids.length, intervalMs: Number(o.progressMs) }).start();
       const summary = await waitForResults(client, replyTo as string, new Set(ids), {
         timeoutMs: Number(o.timeoutMs),
         startedAt,
-        onResult: o.print ? (r) => console.log(JSON.stringify(printable(r))) : undefined,
-      });
+        onResult: (r) => {
+          bar.tick(r.status === 'error');
+          if (o.print) bar.interrupt(() => console.log(JSON.stringify(printable(r))));
+        },
+      }).finally(() => bar.finish());
       console.error(formatSummary(summary));
       if (Object.keys(summary.errors).length > 0) process.exitCode = 1;
     } finally {

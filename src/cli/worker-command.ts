@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { startHttp } from '../http/server.js';
 import { createLogger } from '../log.js';
+import { logWorkerEvents } from '../metrics/event-log.js';
 import { workerMetrics } from '../metrics/worker-metrics.js';
 import { startWorker } from '../worker/worker-process.js';
 import { addSettingOptions } from './settings-options.js';
@@ -22,9 +23,14 @@ export function workerCommand(): Command {
     const config = loadConfig(process.env, flags);
     const log = createLogger(config.logLevel);
     const worker = startWorker(config, { log });
+    logWorkerEvents(worker.events, worker.log);
     const http =
       config.metricsPort > 0
-        ? await startHttp(config.metricsPort, worker, workerMetrics(worker))
+        ? await startHttp(
+            config.metricsPort,
+            worker,
+            workerMetrics(worker, { sources: config.metricsSources }),
+          )
         : undefined;
     let signals = 0;
     const onSignal = (signal: string) => {

@@ -16,6 +16,10 @@ export interface WorkerEventMap {
       code?: string;
       latencyMs: number;
       deliveries: number;
+      /** The request entry id (for log lines); optional until every emitter sets it. */
+      id?: string;
+      /** The envelope's source, when it had a valid one. */
+      source?: string;
     },
   ];
   /** A micro-batch came back from a thread. */

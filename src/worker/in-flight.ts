@@ -252,8 +252,10 @@ export class InFlight {
     const item = batch[0] as Item;
     this.deps.log.warn(
       {
+        model,
         stream: item.entry.delivery.stream,
         entry: item.entry.delivery.id,
+        deliveries: item.entry.delivery.deliveries,
         chunk: item.chunk,
         code: err.code,
         err: err.message,
@@ -313,6 +315,8 @@ export class InFlight {
             ...(a.error && { code: a.error.code }),
             latencyMs: now - entryTimeMs(a.delivery.id),
             deliveries: a.delivery.deliveries,
+            id: a.delivery.id,
+            ...(a.source && { source: a.source }),
           });
         }
         for (const a of report.fenced) {

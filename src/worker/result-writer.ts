@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 
 import { errorFields, okFields } from '../codec/result.js';
 import type { Keys } from '../keys.js';
+import type { Logger } from '../log.js';
 import { backoffMs } from '../redis/connect.js';
 import type { Answer } from './answer.js';
 import {
@@ -27,6 +28,7 @@ export interface WriteReport {
 
 export interface WriterOptions {
   keys: Keys;
+  log?: Logger;
   consumer: string;
   resultsMaxLen: number;
 }
@@ -49,6 +51,10 @@ export class ResultWriter {
         replies = await this.send(todo);
       } catch (err) {
         if (abort?.aborted) throw err;
+        this.options.log?.warn(
+          { attempt, entries: todo.length, err: (err as Error).message },
+          'result write failed, retrying',
+        );
         await sleep(backoffMs(attempt, 100, 2_000), abort);
         continue;
       }

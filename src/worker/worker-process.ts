@@ -95,7 +95,12 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         ] as const,
     ),
   );
-  const writer = new ResultWriter(redis, { keys, consumer, resultsMaxLen: config.resultsMaxLen });
+  const writer = new ResultWriter(redis, {
+    keys,
+    consumer,
+    resultsMaxLen: config.resultsMaxLen,
+    log,
+  });
   const sinkClient = createSink(config, log);
   const sink = sinkClient && new SinkStage(sinkClient, log);
   const inFlight = new InFlight({

@@ -1,0 +1,222 @@
+/**
+ * `streambed status`: request streams and their group (length, lag, pending,
+ * oldest pending, consumers, rate), DLQs and per-source progress with a
+ * staleness class. `--json` prints the versioned report (docs/observability.md),
+ * `--watch` refreshes in place, `--check` exits 1 exactly when a threshold
+ * is breached (for cron jobs and alerts).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+
+import { loadConfig } from '../config/load.js';
+import { StreambedError } from '../errors.js';
+import { keys as buildKeys } from '../keys.js';
+import { connectRedis } from '../redis/connect.js';
+import { type GatherOptions, gatherSample, type Sample } from '../status/gather.js';
+import { renderText } from '../status/render-text.js';
+import { buildReport, type StatusReport, type Thresholds } from '../status/report.js';
+import { addSettingOptions } from './settings-options.js';
+
+/** In --watch, rates are measured over the samples of about this long. */
+const WATCH_RATE_WINDOW_MS = 30_000;
+const GATHER_TIMEOUT_MS = 10_000;
+
+interface StatusFlags {
+  json?: boolean;
+  watch?: boolean;
+  check?: boolean;
+  intervalMs: number;
+  sampleMs?: number;
+  models?: string[];
+  sources?: string[];
+  pendingSample: number;
+  maxPendingAgeMs: number;
+  maxDlq?: number;
+  staleMs: number;
+  activeMs: number;
+}
+
+export function statusCommand(): Command {
+  const cmd = new Command('status')
+    .description('Show request streams, consumers, DLQs and per-source progress.')
+    .option('--json', 'print the report as JSON (schemaVersion 1, see docs/observability.md)')
+    .option('--watch', 'refresh until interrupted (in place on a terminal, JSON lines with --json)')
+    .option('--check', 'exit 1 when a threshold below is breached, else 0')
+    .option('--interval-ms <ms>', 'with --watch, time between refreshes', ms, 2000)
+    .option(
+      '--sample-ms <ms>',
+      'without --watch, measure rates over this window (0 = no rates; default 1000, 0 with --check)',
+      ms,
+    )
+    .option(
+      '--models <names>',
+      'comma-separated models (default: every request stream found)',
+      list,
+    )
+    .option('--sources <names>', 'comma-separated sources (default: every progress hash)', list)
+    .option('--pending-sample <n>', 'oldest pending entries listed per stream in --json', ms, 10)
+    .option(
+      '--max-pending-age-ms <ms|off>',
+      'breach when an entry is pending (since its last delivery) longer than this',
+      msOrOff,
+      300_000,
+    )
+    .option(
+      '--max-dlq <n|off>',
+      'breach when a DLQ holds more records than this (default: off)',
+      msOrOff,
+    )
+    .option(
+      '--stale-ms <ms>',
+      'a source with work left and nothing finished for this long is stale (a breach)',
+      ms,
+      600_000,
+    )
+    .option(
+      '--active-ms <ms>',
+      'a source that finished something this recently is active',
+      ms,
+      60_000,
+    );
+  addSettingOptions(cmd, ['redisUrl', 'redisTlsCaFile', 'keyPrefix', 'group']);
+  cmd.action(async (flags: StatusFlags & Record<string, unknown>) => {
+    if (flags.watch && flags.check)
+      throw new StreambedError('invalid', '--check takes one sample; drop --watch');
+    // --models here names models to show, not the MODELS setting.
+    const config = loadConfig(process.env, { ...flags, models: undefined });
+    const redis = connectRedis({
+      url: config.redisUrl,
+      tlsCaFile: config.redisTlsCaFile,
+      name: 'streambed-status',
+    });
+    const keys = buildKeys(config.keyPrefix, config.group);
+    const thresholds: Thresholds = {
+      maxPendingAgeMs: threshold(flags.maxPendingAgeMs),
+      maxDlq: threshold(flags.maxDlq),
+      staleMs: flags.staleMs,
+      activeMs: flags.activeMs,
+    };
+    const gather: GatherOptions = {
+      keys,
+      pendingSample: flags.pendingSample,
+      ...(flags.models && { models: flags.models }),
+      ...(flags.sources && { sources: flags.sources }),
+      // XPENDING IDLE is "at least"; a breach is "longer than".
+      ...(thresholds.maxPendingAgeMs !== null && { minIdleMs: thresholds.maxPendingAgeMs + 1 }),
+    };
+    const ctx = { prefix: keys.prefix, group: keys.group, thresholds };
+    const sample = () => withTimeout(gatherSample(redis, gather));
+    try {
+      if (flags.watch) {
+        await watch(sample, (now, before) => buildReport(now, before, ctx), flags);
+        return;
+      }
+      const sampleMs = flags.sampleMs ?? (flags.check ? 0 : 1000);
+      const first = await sample();
+      let report: StatusReport;
+      if (sampleMs > 0) {
+        await new Promise((r) => setTimeout(r, sampleMs));
+        report = buildReport(await sample(), first, ctx);
+      } else {
+        report = buildReport(first, undefined, ctx);
+      }
+      process.stdout.write(
+        flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderText(report)}\n`,
+      );
+      if (flags.check && report.breaches.length > 0) process.exitCode = 1;
+    } finally {
+      redis.disconnect();
+    }
+  });
+  return cmd;
+}
+
+/** Refresh until SIGINT/SIGTERM. Rates come from the oldest sample within the rate window. */
+async function watch(
+  sample: () => Promise<Sample>,
+  report: (now: Sample, before: Sample | undefined) => StatusReport,
+  flags: StatusFlags,
+): Promise<void> {
+  const out = process.stdout;
+  const tty = out.isTTY === true && !flags.json;
+  let stop: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  let running = true;
+  const onSignal = () => {
+    running = false;
+    stop();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const history: Sample[] = [];
+  if (tty) out.write('\x1b[2J');
+  try {
+    while (running) {
+      let frame: string;
+      try {
+        const now = await sample();
+        while (history.length > 1 && now.atMs - (history[0] as Sample).atMs > WATCH_RATE_WINDOW_MS)
+          history.shift();
+        const r = report(now, history[0]);
+        history.push(now);
+        frame = flags.json ? JSON.stringify(r) : renderText(r);
+      } catch (err) {
+        const message = `status unavailable: ${(err as Error).message} (retrying)`;
+        frame = flags.json ? JSON.stringify({ error: message }) : message;
+      }
+      if (tty) {
+        const lines = frame.split('\n').map((l) => `${l}\x1b[K`);
+        out.write(`\x1b[H${lines.join('\n')}\n\x1b[J`);
+      } else {
+        out.write(flags.json ? `${frame}\n` : `${frame}\n\n`);
+      }
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, flags.intervalMs))]);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new StreambedError(
+            'redis_unavailable',
+            `no answer from Redis within ${GATHER_TIMEOUT_MS} ms`,
+          ),
+        ),
+      GATHER_TIMEOUT_MS,
+    );
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function ms(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a non-negative integer');
+  return Number(value);
+}
+
+/** `off` turns a threshold off (commander turns a null from a parser into '', so Infinity). */
+function msOrOff(value: string): number {
+  return value === 'off' ? Infinity : ms(value);
+}
+
+function threshold(value: number | undefined): number | null {
+  return value === undefined || !Number.isFinite(value) ? null : value;
+}
+
+function list(value: string): string[] {
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (items.length === 0) throw new InvalidArgumentError('expected a comma-separated list');
+  return items;
+}
