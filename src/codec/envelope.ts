@@ -61,7 +61,15 @@ function decodeEntry(
   replyAllowed: (key: string) => boolean,
 ): DecodeOutcome {
   const raw = readRaw(fields);
-  if ('error' in raw) return { ok: false, code: 'invalid', message: raw.error };
+  if ('error' in raw) {
+    // Still answer on the producer's reply stream when the rest of the entry names one.
+    return {
+      ok: false,
+      code: 'invalid',
+      message: raw.error,
+      ...salvageRouting(raw.partial ?? {}, replyAllowed),
+    };
+  }
   const salvage = salvageRouting(raw.value, replyAllowed);
   const reject = (code: ResultErrorCode, message: string): DecodeOutcome => ({
     ok: false,
@@ -89,7 +97,10 @@ function decodeEntry(
     );
   }
   if (env.meta !== undefined) {
-    const metaBytes = byteLength(JSON.stringify(env.meta));
+    const metaBytes = jsonBytes(env.meta);
+    if (metaBytes === undefined) {
+      return reject('invalid', 'meta is not JSON-encodable (e.g. an integer beyond 2^53)');
+    }
     if (metaBytes > limits.maxMetaBytes) {
       return reject(
         'too_large',
@@ -139,7 +150,8 @@ function salvageRouting(value: Record<string, unknown>, replyAllowed: (key: stri
   return out;
 }
 
-type Raw = { value: Record<string, unknown> } | { error: string };
+type Raw =
+  { value: Record<string, unknown> } | { error: string; partial?: Record<string, unknown> };
 
 /** Turn the entry's field list into one plain object, from either wire form. */
 function readRaw(fields: Buffer[]): Raw {
@@ -167,33 +179,40 @@ function readPacked(buf: Buffer): Raw {
 
 function readFlat(flat: Map<string, Buffer>): Raw {
   const value: Record<string, unknown> = {};
+  let error: string | undefined;
   for (const [name, buf] of flat) {
-    let text: string;
     try {
-      text = utf8.decode(buf);
+      value[name] = utf8.decode(buf);
     } catch {
-      return { error: `field ${JSON.stringify(name.slice(0, 32))} is not valid UTF-8` };
-    }
-    value[name] = text;
-  }
-  if (typeof value.meta === 'string') {
-    try {
-      value.meta = JSON.parse(value.meta);
-    } catch {
-      return { error: 'meta is not valid JSON' };
+      error ??= `field ${JSON.stringify(name.slice(0, 32))} is not valid UTF-8`;
     }
   }
-  if (typeof value.texts === 'string') {
+  for (const [field, what] of [
+    ['meta', 'meta is not valid JSON'],
+    ['texts', 'texts is not a valid JSON array'],
+  ] as const) {
+    if (typeof value[field] !== 'string') continue;
     try {
-      value.texts = JSON.parse(value.texts);
+      value[field] = JSON.parse(value[field] as string);
     } catch {
-      return { error: 'texts is not a valid JSON array' };
+      error ??= what;
     }
   }
+  if (error) return { error, partial: value };
   if (typeof value.deadline_ms === 'string') {
     value.deadline_ms = /^\d+$/.test(value.deadline_ms)
       ? Number(value.deadline_ms)
       : value.deadline_ms;
   }
   return { value };
+}
+
+/** Encoded size of meta as JSON, or undefined when JSON cannot encode it (BigInt from msgpack int64). */
+function jsonBytes(meta: unknown): number | undefined {
+  try {
+    return byteLength(JSON.stringify(meta));
+  } catch (err) {
+    if (err instanceof TypeError) return undefined;
+    throw err;
+  }
 }

@@ -36,9 +36,19 @@ function redact(key: SettingKey, raw: unknown): unknown {
   return key === 'redisUrl' && typeof raw === 'string' ? redactUrl(raw) : raw;
 }
 
-/** Hide the password in a URL so it can be logged. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
+/** Hide the password in a URL so it can be logged (userinfo and password-like query parameters). */
+export function redactUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return raw.replace(/\/\/.*@/s, '//***@');
+  }
+  if (url.password) url.password = '***';
+  for (const key of [...url.searchParams.keys()]) {
+    if (/pass|secret|token/i.test(key)) url.searchParams.set(key, '***');
+  }
+  return url.toString();
 }
 
 /** Threads x intra-op threads never exceeds the cores unless asked to. */

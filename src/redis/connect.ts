@@ -4,6 +4,7 @@
  * so a fleet that loses Redis neither crash-loops nor stampedes it on return.
  */
 import fs from 'node:fs';
+import { isIP } from 'node:net';
 
 import { Redis, type RedisOptions } from 'ioredis';
 
@@ -31,6 +32,8 @@ export function backoffMs(attempt: number, base = BACKOFF_BASE_MS, cap = BACKOFF
 export function connectRedis(opts: ConnectOptions): Redis {
   const url = new URL(opts.url);
   const tls = url.protocol === 'rediss:';
+  // URL keeps IPv6 literals bracketed ([::1]); TLS wants the bare address.
+  const host = url.hostname.replace(/^\[|\]$/g, '');
   const options: RedisOptions = {
     ...(opts.name && { connectionName: opts.name }),
     lazyConnect: false,
@@ -48,7 +51,9 @@ export function connectRedis(opts: ConnectOptions): Redis {
     ...(tls && {
       tls: {
         ...(opts.tlsCaFile && { ca: fs.readFileSync(opts.tlsCaFile) }),
-        servername: url.hostname,
+        // SNI takes host names only (RFC 6066): for an IP, Node checks the certificate
+        // against the address itself and would warn (DEP0123) if given it as servername.
+        ...(isIP(host) === 0 && { servername: host }),
       },
     }),
   };

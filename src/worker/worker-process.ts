@@ -3,26 +3,30 @@
  * thread pool, creates the groups, then runs the read loop, the reclaimer and the trimmer
  * until stopped. `stop()` is the graceful drain of guarantee 5.
  */
-import type { Redis } from 'ioredis';
+import type { Redis } from "ioredis";
 
-import { envelopeDecoder } from '../codec/envelope.js';
-import { type Config, resolveInFlight, resolveThreads } from '../config/load.js';
-import { StreambedError } from '../errors.js';
-import { type Keys, keys as buildKeys } from '../keys.js';
-import { createLogger, type Logger } from '../log.js';
-import { modelRef, parseModelTable } from '../models/table.js';
-import { backoffMs, connectRedis } from '../redis/connect.js';
-import { createSink, type Sink } from '../sink/index.js';
-import { ConsumeLoop } from './consume-loop.js';
-import { consumerName } from './consumer-name.js';
-import { WorkerEvents } from './events.js';
-import { InFlight } from './in-flight.js';
-import { EmbedPool, type LoadedModel } from './pool.js';
-import { Reclaimer } from './reclaimer.js';
-import { ResultWriter } from './result-writer.js';
-import { SinkStage } from './sink-stage.js';
-import { ensureGroups } from './streams.js';
-import { Trimmer } from './trimmer.js';
+import { envelopeDecoder } from "../codec/envelope.js";
+import {
+  type Config,
+  resolveInFlight,
+  resolveThreads,
+} from "../config/load.js";
+import { StreambedError } from "../errors.js";
+import { type Keys, keys as buildKeys } from "../keys.js";
+import { createLogger, type Logger } from "../log.js";
+import { modelRef, parseModelTable } from "../models/table.js";
+import { backoffMs, connectRedis } from "../redis/connect.js";
+import { createSink, type Sink } from "../sink/index.js";
+import { ConsumeLoop } from "./consume-loop.js";
+import { consumerName } from "./consumer-name.js";
+import { WorkerEvents } from "./events.js";
+import { InFlight } from "./in-flight.js";
+import { EmbedPool, type LoadedModel } from "./pool.js";
+import { Reclaimer } from "./reclaimer.js";
+import { ResultWriter } from "./result-writer.js";
+import { SinkStage } from "./sink-stage.js";
+import { ensureGroups } from "./streams.js";
+import { Trimmer } from "./trimmer.js";
 
 export interface WorkerHandle {
   consumer: string;
@@ -49,16 +53,22 @@ export interface WorkerHandle {
   sinkClient: Sink | undefined;
 }
 
-export function startWorker(config: Config, opts: { log?: Logger } = {}): WorkerHandle {
+export function startWorker(
+  config: Config,
+  opts: { log?: Logger } = {},
+): WorkerHandle {
   const specs = parseModelTable(config.models);
   if (specs.length === 0)
     throw new StreambedError(
-      'config',
-      'MODELS is empty: name at least one model, e.g. MODELS=tiny=./models/tiny',
+      "config",
+      "MODELS is empty: name at least one model, e.g. MODELS=tiny=./models/tiny",
     );
   const consumer = consumerName(config.consumerName);
   const keys = buildKeys(config.keyPrefix, config.group);
-  const log = (opts.log ?? createLogger(config.logLevel)).child({ consumer, group: keys.group });
+  const log = (opts.log ?? createLogger(config.logLevel)).child({
+    consumer,
+    group: keys.group,
+  });
   const events = new WorkerEvents();
   const threads = resolveThreads(config);
   const maxBatches = resolveInFlight(config, threads);
@@ -85,13 +95,16 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     ...(config.modelCacheDir && { modelCacheDir: config.modelCacheDir }),
   });
   const models = new Map<string, LoadedModel>();
-  const streams = specs.flatMap((s) => [keys.request(s.name), keys.request(s.name, 'bulk')]);
+  const streams = specs.flatMap((s) => [
+    keys.request(s.name),
+    keys.request(s.name, "bulk"),
+  ]);
   const modelOf = new Map(
     specs.flatMap(
       (s) =>
         [
           [keys.request(s.name), s.name],
-          [keys.request(s.name, 'bulk'), s.name],
+          [keys.request(s.name, "bulk"), s.name],
         ] as const,
     ),
   );
@@ -116,19 +129,23 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     events,
     log,
     consumer,
-    limits: { batchSize: config.batchSize, maxBatchTokens: config.maxBatchTokens },
+    limits: {
+      batchSize: config.batchSize,
+      maxBatchTokens: config.maxBatchTokens,
+    },
     maxBatches,
     maxHeld,
     ...(sink && { sink }),
   });
   // Only streams whose model is loaded are read or reclaimed: a model that fails to
   // load leaves its entries in the stream (transient), never dead-letters them.
-  const readable = () => streams.filter((s) => models.has(modelOf.get(s) ?? ''));
+  const readable = () =>
+    streams.filter((s) => models.has(modelOf.get(s) ?? ""));
   const common = {
     group: keys.group,
     consumer,
     streams: readable,
-    modelOf: (s: string) => modelOf.get(s) ?? '',
+    modelOf: (s: string) => modelOf.get(s) ?? "",
     maxHeld,
   };
   const loop = new ConsumeLoop(
@@ -152,30 +169,41 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   );
 
   // Safe trimming of acknowledged history (guarantee 6); harmless in every pod.
-  const trimmer = new Trimmer(redis, { streams, intervalMs: config.trimIntervalMs }, log);
+  const trimmer = new Trimmer(
+    redis,
+    { streams, intervalMs: config.trimIntervalMs },
+    log,
+  );
 
   let stopping = false;
   let redisUp = false;
   const loadErrors = new Map<string, string>();
-  redis.on('ready', () => (redisUp = true));
-  redis.on('close', () => (redisUp = false));
-  events.on('redis', ({ up }) => (redisUp = up));
+  redis.on("ready", () => (redisUp = true));
+  redis.on("close", () => (redisUp = false));
+  events.on("redis", ({ up }) => (redisUp = up));
 
   let fatalError: Error | undefined;
   let rejectStarted: (err: Error) => void = () => undefined;
-  const fatalStart = new Promise<never>((_, reject) => (rejectStarted = reject));
+  const fatalStart = new Promise<never>(
+    (_, reject) => (rejectStarted = reject),
+  );
   fatalStart.catch(() => undefined);
   function fatal(err: Error): void {
     fatalError = err;
-    log.fatal({ err: err.message }, 'cannot start');
+    log.fatal({ err: err.message }, "cannot start");
     rejectStarted(err);
-    events.emit('fatal', { message: err.message });
+    events.emit("fatal", { message: err.message });
   }
 
   const started = (async () => {
     log.info(
-      { models: specs.map((s) => s.name), threads, intraOpThreads: config.intraOpThreads, maxHeld },
-      'worker starting',
+      {
+        models: specs.map((s) => s.name),
+        threads,
+        intraOpThreads: config.intraOpThreads,
+        maxHeld,
+      },
+      "worker starting",
     );
     const groups = ensureGroups(redis, streams, keys.group).then(() => {
       redisUp = true;
@@ -188,7 +216,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     loop.start();
     reclaimer.start();
     trimmer.start();
-    log.info({ streams: readable() }, 'worker reading');
+    log.info({ streams: readable() }, "worker reading");
   })();
 
   /** A model that fails to load keeps the process not ready and retries with backoff. */
@@ -197,16 +225,25 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       try {
         const m = await pool.load(spec);
         // The sink table's dimension comes from the loaded model (guarantee 7).
-        await sinkClient?.ensureTable({ model: spec.name, modelRef: modelRef(spec), dim: m.dim });
+        await sinkClient?.ensureTable({
+          model: spec.name,
+          modelRef: modelRef(spec),
+          dim: m.dim,
+        });
         models.set(spec.name, m);
         loadErrors.delete(spec.name);
         log.info(
-          { model: spec.name, dim: m.dim, maxTokens: m.maxTokens, loadMs: Math.round(m.loadMs) },
-          'model loaded',
+          {
+            model: spec.name,
+            dim: m.dim,
+            maxTokens: m.maxTokens,
+            loadMs: Math.round(m.loadMs),
+          },
+          "model loaded",
         );
         return;
       } catch (err) {
-        if ((err as { code?: string }).code === 'config') {
+        if ((err as { code?: string }).code === "config") {
           // A sink table of another dimension or model: fail loudly, never write into it.
           fatal(err as Error);
           return;
@@ -214,39 +251,61 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         loadErrors.set(spec.name, (err as Error).message);
         log.error(
           { model: spec.name, err: (err as Error).message, attempt },
-          'model failed to load, retrying',
+          "model failed to load, retrying",
         );
-        await new Promise((r) => setTimeout(r, backoffMs(attempt, 1_000, 30_000)));
+        await new Promise((r) =>
+          setTimeout(r, backoffMs(attempt, 1_000, 30_000)),
+        );
       }
     }
   }
 
   async function stop(): Promise<boolean> {
     stopping = true;
-    log.info({ held: inFlight.size, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
-    await reclaimer.stop();
-    await trimmer.stop();
-    await loop.stop();
+    log.info(
+      { held: inFlight.size, drainTimeoutMs: config.drainTimeoutMs },
+      "draining",
+    );
     let timer: NodeJS.Timeout | undefined;
+    // Everything, including stopping the timers and the read, fits in the drain
+    // timeout: with Redis down their last commands would otherwise wait forever.
     const clean = await Promise.race([
-      inFlight.drained().then(() => true),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), config.drainTimeoutMs))),
+      (async () => {
+        await reclaimer.stop();
+        await trimmer.stop();
+        await loop.stop();
+        await inFlight.drained();
+        return true;
+      })(),
+      new Promise<boolean>(
+        (r) => (timer = setTimeout(() => r(false), config.drainTimeoutMs)),
+      ),
     ]);
     clearTimeout(timer);
     if (!clean) {
       log.warn(
         { held: inFlight.size },
-        'drain timed out; the rest stays pending for other consumers',
+        "drain timed out; the rest stays pending for other consumers",
       );
       inFlight.abandon();
+      // Fails whatever waits in the offline queue (Redis down), so nothing hangs.
+      reader.disconnect();
+      redis.disconnect();
     }
     await pool.close();
     await sinkClient
       ?.close()
-      .catch((err: Error) => log.warn({ err: err.message }, 'sink close failed'));
+      .catch((err: Error) =>
+        log.warn({ err: err.message }, "sink close failed"),
+      );
     reader.disconnect();
-    await redis.quit().catch(() => redis.disconnect());
-    log.info({ clean }, 'stopped');
+    // QUIT waits behind queued commands; give it a second, then drop the connection.
+    await Promise.race([
+      redis.quit().catch(() => undefined),
+      new Promise((r) => setTimeout(r, 1_000).unref()),
+    ]);
+    redis.disconnect();
+    log.info({ clean }, "stopped");
     return clean;
   }
 
@@ -260,14 +319,18 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     redis,
     readiness() {
       const reasons: string[] = [];
-      if (stopping) reasons.push('draining');
+      if (stopping) reasons.push("draining");
       if (fatalError) reasons.push(`cannot start: ${fatalError.message}`);
-      if (!redisUp) reasons.push('redis unreachable');
-      if (sink && !sink.healthy()) reasons.push('sink unavailable');
+      if (!redisUp) reasons.push("redis unreachable");
+      if (sink && !sink.healthy()) reasons.push("sink unavailable");
       for (const s of specs) {
         if (models.has(s.name)) continue;
         const err = loadErrors.get(s.name);
-        reasons.push(err ? `model ${s.name} failed to load: ${err}` : `model ${s.name} loading`);
+        reasons.push(
+          err
+            ? `model ${s.name} failed to load: ${err}`
+            : `model ${s.name} loading`,
+        );
       }
       return { ready: reasons.length === 0, reasons };
     },

@@ -85,6 +85,8 @@ export async function privateRedis(
         maxRetriesPerRequest: 0,
         retryStrategy: () => null,
       });
+      // Refused until the server listens: the loop below retries, so no unhandled 'error' noise.
+      probe.on('error', () => undefined);
       for (let i = 0; ; i++) {
         try {
           await probe.connect();
@@ -99,7 +101,8 @@ export async function privateRedis(
       probe.disconnect();
     },
     async kill() {
-      if (!child || child.exitCode !== null) return;
+      // A SIGKILLed child has exitCode null and signalCode set: it is gone all the same.
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child?.once('exit', r));
       child.kill('SIGKILL');
       await exited;
