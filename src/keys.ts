@@ -6,6 +6,12 @@ export type Lane = 'interactive' | 'bulk';
 
 export const DEFAULT_PREFIX = 'sb';
 export const DEFAULT_GROUP = 'sb-workers';
+/**
+ * The bulk scheduler's member for the plain `{p}:req:{model}:bulk` stream
+ * (producers that know nothing of per-source streams). Not a valid source
+ * name (`[A-Za-z0-9._:-]`), so it never collides with one.
+ */
+export const PLAIN_BULK_MEMBER = '*';
 
 export interface Keys {
   readonly prefix: string;
@@ -24,6 +30,28 @@ export interface Keys {
   defaultReplyPattern(): string;
   /** A private reply stream for one SDK client. */
   privateReply(clientId: string): string;
+  /** Bulk lane, per source: `{p}:req:{model}:bulk:{source}` (the scheduler member `*` is the plain bulk stream). */
+  bulkSource(model: string, source: string): string;
+  /** `{model, source}` of a per-source bulk stream key, or undefined if the key is not one. */
+  bulkSourceOf(key: string): { model: string; source: string } | undefined;
+  /** ZSET: sources with bulk backlog, scored by virtual time (weighted fair queuing). */
+  bulkSchedule(model: string): string;
+  /** ZSET: virtual finish time of sources that ran dry, so rejoining does not bank idle time. */
+  bulkIdle(model: string): string;
+  /** STRING: the scheduler's virtual clock (virtual time of the last pick). */
+  bulkClock(model: string): string;
+  /** HASH: source -> weight (default 1). */
+  bulkWeights(model: string): string;
+  /** SET: every source that has a per-source bulk stream (the reclaimer and trimmer walk it). */
+  bulkSources(model: string): string;
+  /** Result stream of a `streambed backfill` job. */
+  backfillReply(job: string): string;
+  /** SET of `source/id` of the pages a backfill job has submitted. */
+  backfillSubmitted(job: string): string;
+  /** Fleet-wide dedupe cache: vector bytes of one text (hash covers the model reference and the text). */
+  dedupe(model: string, hash: string): string;
+  /** Counter of dedupe cache fills in one TTL window (the cache's size bound). */
+  dedupeBudget(model: string, window: number): string;
 }
 
 export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GROUP): Keys {
@@ -45,5 +73,28 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     progress: (source) => `${prefix}:progress:${source}`,
     defaultReplyPattern: () => `${prefix}:reply:*`,
     privateReply: (clientId) => `${prefix}:reply:${clientId}`,
+    bulkSource: (model, source) =>
+      source === PLAIN_BULK_MEMBER
+        ? `${prefix}:req:${model}:bulk`
+        : `${prefix}:req:${model}:bulk:${source}`,
+    // Model names never contain ':' (models/table.ts): the first ':bulk:' ends the model.
+    bulkSourceOf: (key) => {
+      const head = `${prefix}:req:`;
+      if (!key.startsWith(head)) return undefined;
+      const rest = key.slice(head.length);
+      const at = rest.indexOf(':bulk:');
+      if (at <= 0 || rest.slice(0, at).includes(':')) return undefined;
+      const source = rest.slice(at + ':bulk:'.length);
+      return source ? { model: rest.slice(0, at), source } : undefined;
+    },
+    bulkSchedule: (model) => `${prefix}:sched:${model}`,
+    bulkIdle: (model) => `${prefix}:sched:${model}:idle`,
+    bulkClock: (model) => `${prefix}:sched:${model}:clock`,
+    bulkWeights: (model) => `${prefix}:weights:${model}`,
+    bulkSources: (model) => `${prefix}:bulk-sources:${model}`,
+    backfillReply: (job) => `${prefix}:reply:backfill:${job}`,
+    backfillSubmitted: (job) => `${prefix}:backfill:${job}:submitted`,
+    dedupe: (model, hash) => `${prefix}:cache:${model}:${hash}`,
+    dedupeBudget: (model, window) => `${prefix}:cache-budget:${model}:${window}`,
   };
 }

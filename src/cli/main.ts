@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 
 import { toStreambedError } from '../errors.js';
+import { backfillCommand } from './backfill-command.js';
 import { demoCommand } from './demo-command.js';
 import { dlqCommand } from './dlq-command.js';
 import { modelsCommand } from './models-command.js';
@@ -15,6 +16,7 @@ const program = new Command('streambed')
   .showHelpAfterError()
   .addCommand(workerCommand())
   .addCommand(submitCommand())
+  .addCommand(backfillCommand())
   .addCommand(modelsCommand())
   .addCommand(searchCommand())
   .addCommand(dlqCommand())

@@ -29,9 +29,25 @@ export interface ClientOptions {
 
 export interface SubmitOptions {
   model: string;
+  /** `bulk`: each page goes to its source's bulk stream and is served fairly among sources. */
   lane?: Lane;
   /** Result stream; must match the fleet's allowed pattern (default `sb:reply:*`). */
   replyTo?: string;
+  /**
+   * A Redis SET to add each page's `pageKey()` to in the same transaction as
+   * its XADD, so a resumable job knows exactly what it has submitted.
+   */
+  submittedSet?: string;
+}
+
+/** Source names that get their own bulk stream (the envelope's rule); others use the plain one. */
+const SOURCE_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Pages per MULTI on the bulk lane: bounds how long one transaction holds Redis. */
+const BULK_CHUNK = 1000;
+
+/** A page's identity in a submitted set: `source/id` (source names have no '/'). */
+export function pageKey(page: { source: string; id: string }): string {
+  return `${page.source}/${page.id}`;
 }
 
 export interface EmbedOptions {
@@ -67,26 +83,62 @@ export class StreambedClient {
    * XADD one envelope per page (one pipelined round trip per call) and count
    * them as submitted in each source's progress hash. Returns the entry ids
    * in page order. Waits (or fails) while the stream's backlog is above maxBacklog.
+   * Bulk pages go to `{p}:req:{model}:bulk:{source}` and their sources into
+   * the fair scheduler, in one MULTI per chunk: a source can never be dropped
+   * from the schedule between its XADD and its ZADD.
    */
   async submit(pages: readonly Page[], options: SubmitOptions): Promise<string[]> {
-    const stream = this.keys.request(options.model, options.lane);
-    await this.backlog.admit(stream, pages.length);
-    const pipeline = this.redis.pipeline();
-    const perSource = new Map<string, number>();
-    for (const page of pages) {
-      pipeline.xadd(stream, '*', 'env', packr.pack(envelopeOf(page, options.replyTo)));
-      perSource.set(page.source, (perSource.get(page.source) ?? 0) + 1);
+    const { model } = options;
+    const bulk = options.lane === 'bulk';
+    const streamOf = (page: Page) =>
+      !bulk
+        ? this.keys.request(model)
+        : SOURCE_NAME.test(page.source)
+          ? this.keys.bulkSource(model, page.source)
+          : this.keys.request(model, 'bulk');
+    const perStream = new Map<string, number>();
+    for (const page of pages)
+      perStream.set(streamOf(page), (perStream.get(streamOf(page)) ?? 0) + 1);
+    for (const [stream, n] of perStream) await this.backlog.admit(stream, n);
+    const transactional = bulk || options.submittedSet !== undefined;
+    const chunk = transactional ? BULK_CHUNK : Math.max(1, pages.length);
+    const ids: string[] = [];
+    for (let at = 0; at < pages.length; at += chunk) {
+      const part = pages.slice(at, at + chunk);
+      const batch = transactional ? this.redis.multi() : this.redis.pipeline();
+      const perSource = new Map<string, number>();
+      for (const page of part) {
+        batch.xadd(streamOf(page), '*', 'env', packr.pack(envelopeOf(page, options.replyTo)));
+        perSource.set(page.source, (perSource.get(page.source) ?? 0) + 1);
+      }
+      for (const [source, n] of perSource)
+        batch.hincrby(this.keys.progress(source), 'submitted', n);
+      const scheduled = bulk ? [...perSource.keys()].filter((s) => SOURCE_NAME.test(s)) : [];
+      if (scheduled.length > 0) {
+        // NX -1: a source already scheduled keeps its place; a new one is placed by the scheduler.
+        batch.zadd(this.keys.bulkSchedule(model), 'NX', ...scheduled.flatMap((s) => [-1, s]));
+        batch.sadd(this.keys.bulkSources(model), ...scheduled);
+      }
+      if (options.submittedSet !== undefined)
+        batch.sadd(options.submittedSet, ...part.map(pageKey));
+      const results = await batch.exec();
+      if (!results) throw new StreambedError('redis_unavailable', 'submit transaction aborted');
+      for (const [err, id] of results.slice(0, part.length)) {
+        if (err)
+          throw new StreambedError('redis_unavailable', `XADD failed: ${err.message}`, {
+            cause: err,
+          });
+        ids.push(id as string);
+      }
     }
-    for (const [source, n] of perSource)
-      pipeline.hincrby(this.keys.progress(source), 'submitted', n);
-    const results = (await pipeline.exec()) ?? [];
-    return results.slice(0, pages.length).map(([err, id]) => {
-      if (err)
-        throw new StreambedError('redis_unavailable', `XADD failed: ${err.message}`, {
-          cause: err,
-        });
-      return id as string;
-    });
+    return ids;
+  }
+
+  /** Weight of a source in a model's bulk lane (default 1): a source of weight 2 gets twice the entries of one of weight 1. */
+  async setSourceWeight(model: string, source: string, weight: number): Promise<void> {
+    if (!(weight > 0) || !Number.isFinite(weight))
+      throw new StreambedError('invalid', `weight must be a positive number, not ${weight}`);
+    await this.redis.hset(this.keys.bulkWeights(model), source, String(weight));
   }
 
   /** Embed texts and wait for their vectors, through a private reply stream. */

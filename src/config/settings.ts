@@ -105,6 +105,36 @@ export const SETTINGS = {
   ),
   readCount: setting('READ_COUNT', int(1, 10000), 64, 'Entries fetched per XREADGROUP call.'),
   blockMs: setting('BLOCK_MS', int(1, 60000), 1000, 'XREADGROUP BLOCK timeout.'),
+  bulkMinShare: setting(
+    'BULK_MIN_SHARE',
+    z.coerce.number().gt(0).max(0.9),
+    0.1,
+    'Least fraction of the entries a worker reads that go to the bulk lane while it has backlog, however busy the interactive lane is.',
+  ),
+  bulkInFlightBatches: setting(
+    'BULK_IN_FLIGHT_BATCHES',
+    int(1, 1024).optional(),
+    undefined,
+    'Micro-batches of bulk work a worker holds while the interactive lane is quiet; default: THREADS. More keeps threads busier on short batches; an interactive entry waits behind up to this many bulk batches per THREADS.',
+  ),
+  dedupeTtlS: setting(
+    'DEDUPE_TTL_S',
+    int(0, 30 * 24 * 3600),
+    0,
+    'Without a sink: seconds a computed vector stays in the fleet-wide dedupe cache, so identical text for the same model is computed once and answered `deduped` (e.g. 600); 0 = no cache.',
+  ),
+  dedupeMaxEntries: setting(
+    'DEDUPE_MAX_ENTRIES',
+    int(0),
+    20000,
+    'Most vectors in the dedupe cache per model (Redis memory ~ this x (4 x dim + 100) bytes); 0 = no cache.',
+  ),
+  backfillMaxInFlight: setting(
+    'BACKFILL_MAX_IN_FLIGHT',
+    int(1),
+    5000,
+    '`streambed backfill`: most pages submitted and not yet answered at once.',
+  ),
   claimIdleMs: setting(
     'CLAIM_IDLE_MS',
     int(100),

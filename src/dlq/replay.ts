@@ -108,8 +108,11 @@ function unreplayable(r: DlqRecord, keys: Keys): string | undefined {
   if (r.reason === undefined || r.stream === undefined)
     return 'not a streambed DLQ record (no reason/stream trailer)';
   // Only back to the model's own request streams: a record cannot aim an XADD elsewhere.
-  if (r.stream !== keys.request(r.model) && r.stream !== keys.request(r.model, 'bulk'))
-    return `its stream ${r.stream} is not a request stream of model ${r.model}`;
+  const ownStream =
+    r.stream === keys.request(r.model) ||
+    r.stream === keys.request(r.model, 'bulk') ||
+    keys.bulkSourceOf(r.stream)?.model === r.model;
+  if (!ownStream) return `its stream ${r.stream} is not a request stream of model ${r.model}`;
   if (r.original.length === 0 || r.original.length % 2 !== 0) return 'no original fields';
   return undefined;
 }

@@ -5,23 +5,20 @@
  * in different micro-batches) and hands finished entries to the writer.
  * A batch that fails is split in halves until only the guilty texts fail.
  */
-import type { DecodeOutcome } from "../codec/envelope.js";
-import { contentHash } from "../codec/result.js";
-import {
-  type ResultErrorCode,
-  StreambedError,
-  toStreambedError,
-} from "../errors.js";
-import type { Logger } from "../log.js";
-import type { Envelope } from "../types.js";
-import { type Answer, type Delivery, errorAnswer } from "./answer.js";
-import { estimateTokens, packBatches, type PackLimits } from "./batcher.js";
-import type { WorkerEvents } from "./events.js";
-import type { LoadedModel } from "./pool.js";
-import type { EmbedPool } from "./pool.js";
-import type { ResultWriter } from "./result-writer.js";
-import type { SinkStage } from "./sink-stage.js";
-import { entryTimeMs } from "./streams.js";
+import type { DecodeOutcome } from '../codec/envelope.js';
+import { contentHash } from '../codec/result.js';
+import { type ResultErrorCode, StreambedError, toStreambedError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Envelope } from '../types.js';
+import { type Answer, type Delivery, errorAnswer } from './answer.js';
+import { estimateTokens, packBatches, type PackLimits } from './batcher.js';
+import type { DedupeCache } from './dedupe-cache.js';
+import type { WorkerEvents } from './events.js';
+import type { LoadedModel } from './pool.js';
+import type { EmbedPool } from './pool.js';
+import type { ResultWriter } from './result-writer.js';
+import type { SinkStage } from './sink-stage.js';
+import { entryTimeMs } from './streams.js';
 
 interface Entry {
   delivery: Delivery;
@@ -58,6 +55,8 @@ export interface InFlightDeps {
   /** Most entries held at once, whatever the batches. */
   maxHeld: number;
   sink?: SinkStage;
+  /** Fleet-wide dedupe cache (only without a sink). */
+  dedupe?: DedupeCache;
 }
 
 export class InFlight {
@@ -97,26 +96,19 @@ export class InFlight {
     if (freeBatches <= 0) return 0;
     return Math.max(
       0,
-      Math.min(
-        this.deps.maxHeld - this.held.size,
-        Math.ceil(freeBatches * this.textsPerBatch),
-      ),
+      Math.min(this.deps.maxHeld - this.held.size, Math.ceil(freeBatches * this.textsPerBatch)),
     );
   }
 
   /** Resolves when room() > 0 (a batch finished or an answer was written). */
   async waitForRoom(): Promise<void> {
-    while (this.room() <= 0)
-      await new Promise<void>((r) => this.roomWaiters.push(r));
+    while (this.room() <= 0) await new Promise<void>((r) => this.roomWaiters.push(r));
   }
 
   /** Resolves when nothing is held (every entry answered or fenced). */
   async drained(): Promise<void> {
     while (this.held.size > 0 || this.writes.size > 0) {
-      await Promise.race([
-        ...this.writes,
-        new Promise<void>((r) => this.roomWaiters.push(r)),
-      ]);
+      await Promise.race([...this.writes, new Promise<void>((r) => this.roomWaiters.push(r))]);
     }
   }
 
@@ -125,13 +117,10 @@ export class InFlight {
     try {
       return this.deps.decode(fields);
     } catch (err) {
-      this.deps.log.error(
-        { err: (err as Error).message },
-        "envelope decoder threw",
-      );
+      this.deps.log.error({ err: (err as Error).message }, 'envelope decoder threw');
       return {
         ok: false,
-        code: "invalid",
+        code: 'invalid',
         message: `undecodable entry (${(err as Error).message.slice(0, 80)})`,
       };
     }
@@ -150,9 +139,7 @@ export class InFlight {
       if (this.held.has(key)) continue;
       this.held.add(key);
       const decoded = this.decode(d.fields);
-      answers.push(
-        errorAnswer(d, code, message, decoded.ok ? decoded.envelope : decoded),
-      );
+      answers.push(errorAnswer(d, code, message, decoded.ok ? decoded.envelope : decoded));
     }
     if (answers.length) this.finish(answers);
   }
@@ -173,25 +160,13 @@ export class InFlight {
       const env = decoded.envelope;
       if (env.deadlineMs !== undefined && env.deadlineMs < Date.now()) {
         answers.push(
-          errorAnswer(
-            d,
-            "expired",
-            `deadline ${env.deadlineMs} passed before work began`,
-            env,
-          ),
+          errorAnswer(d, 'expired', `deadline ${env.deadlineMs} passed before work began`, env),
         );
         continue;
       }
       const model = this.deps.models.get(d.model);
       if (!model) {
-        answers.push(
-          errorAnswer(
-            d,
-            "unknown_model",
-            `model ${d.model} is not served here`,
-            env,
-          ),
-        );
+        answers.push(errorAnswer(d, 'unknown_model', `model ${d.model} is not served here`, env));
         continue;
       }
       const entry: Entry = {
@@ -201,9 +176,7 @@ export class InFlight {
         truncated: new Array(env.texts.length).fill(false),
         remaining: env.texts.length,
         computeMs: 0,
-        ...(this.deps.sink && {
-          hashes: env.texts.map((t) => contentHash([t])),
-        }),
+        ...(this.deps.sink && { hashes: env.texts.map((t) => contentHash([t])) }),
       };
       const list = byModel.get(d.model) ?? [];
       list.push(entry);
@@ -238,6 +211,12 @@ export class InFlight {
       });
       this.complete(deduped);
     }
+    if (this.deps.dedupe) {
+      // Cached vectors and identical texts already computing are answered without computing.
+      const plan = await this.deps.dedupe.plan(model, todo);
+      this.complete(plan.cached);
+      todo = plan.compute;
+    }
     const maxTokens = (this.deps.models.get(model) as LoadedModel).maxTokens;
     const items = todo.flatMap((entry) =>
       entry.envelope.texts.map((text, chunk) => ({
@@ -247,8 +226,7 @@ export class InFlight {
         tokens: estimateTokens(text, maxTokens),
       })),
     );
-    for (const batch of packBatches(items, this.deps.limits))
-      this.dispatch(model, batch);
+    for (const batch of packBatches(items, this.deps.limits)) this.dispatch(model, batch);
   }
 
   private dispatch(model: string, batch: Item[]): void {
@@ -261,7 +239,7 @@ export class InFlight {
       )
       .then(
         (out) => {
-          this.deps.events.emit("batch", {
+          this.deps.events.emit('batch', {
             model,
             texts: batch.length,
             tokens: out.tokens.reduce((a, b) => a + b, 0),
@@ -270,18 +248,14 @@ export class InFlight {
           });
           const done: Entry[] = [];
           batch.forEach((item, k) => {
-            item.entry.vectors[item.chunk] = out.data.subarray(
-              k * out.dim,
-              (k + 1) * out.dim,
-            );
+            item.entry.vectors[item.chunk] = out.data.subarray(k * out.dim, (k + 1) * out.dim);
             item.entry.truncated[item.chunk] = out.truncated[k] === 1;
             item.entry.computeMs += out.ms / batch.length;
             if (--item.entry.remaining === 0) done.push(item.entry);
           });
           this.complete(done);
         },
-        (err: unknown) =>
-          this.failed(model, batch, toStreambedError(err, "model_error")),
+        (err: unknown) => this.failed(model, batch, toStreambedError(err, 'model_error')),
       )
       .finally(() => {
         this.batches--;
@@ -292,11 +266,7 @@ export class InFlight {
   /** Split a failed batch to isolate the guilty texts; a text that fails alone fails its entry. */
   private failed(model: string, batch: Item[], err: StreambedError): void {
     if (batch.length > 1) {
-      this.deps.events.emit("split", {
-        model,
-        texts: batch.length,
-        reason: err.code,
-      });
+      this.deps.events.emit('split', { model, texts: batch.length, reason: err.code });
       const half = Math.ceil(batch.length / 2);
       this.dispatch(model, batch.slice(0, half));
       this.dispatch(model, batch.slice(half));
@@ -313,36 +283,30 @@ export class InFlight {
         code: err.code,
         err: err.message,
       },
-      "text failed in the model",
+      'text failed in the model',
     );
     item.entry.failure ??= new StreambedError(
-      "model_error",
+      'model_error',
       `chunk ${item.chunk}: ${err.message.slice(0, 200)}`,
     );
     if (--item.entry.remaining === 0) this.complete([item.entry]);
   }
 
-  private complete(entries: Entry[]): void {
+  private complete(done: Entry[]): void {
+    // Entries waiting on an identical one finish with it; computed vectors fill the cache.
+    const entries = this.deps.dedupe ? this.deps.dedupe.settle(done) : done;
     if (entries.length === 0) return;
     const loaded = (name: string) => this.deps.models.get(name) as LoadedModel;
     this.finish(
       entries.map((e): Answer => {
-        if (e.failure)
-          return errorAnswer(
-            e.delivery,
-            "model_error",
-            e.failure.message,
-            e.envelope,
-          );
+        if (e.failure) return errorAnswer(e.delivery, 'model_error', e.failure.message, e.envelope);
         const model = loaded(e.delivery.model);
         return {
           delivery: e.delivery,
           id: e.envelope.id,
           source: e.envelope.source,
-          ...(e.envelope.replyTo !== undefined && {
-            replyTo: e.envelope.replyTo,
-          }),
-          outcome: e.deduped ? "deduped" : "ok",
+          ...(e.envelope.replyTo !== undefined && { replyTo: e.envelope.replyTo }),
+          outcome: e.deduped ? 'deduped' : 'ok',
           ...(e.hashes && { chunkHashes: e.hashes }),
           ok: {
             model: model.spec.name,
@@ -369,7 +333,7 @@ export class InFlight {
       .then((report) => {
         const now = Date.now();
         for (const a of report.written) {
-          this.deps.events.emit("answered", {
+          this.deps.events.emit('answered', {
             model: a.delivery.model,
             stream: a.delivery.stream,
             outcome: a.outcome,
@@ -381,7 +345,7 @@ export class InFlight {
           });
         }
         for (const a of report.fenced) {
-          this.deps.events.emit("fenced", {
+          this.deps.events.emit('fenced', {
             model: a.delivery.model,
             stream: a.delivery.stream,
             id: a.delivery.id,
@@ -393,7 +357,7 @@ export class InFlight {
         // Only an abandoned (forced) shutdown gets here: the entries stay pending for others.
         this.deps.log.warn(
           { err: (err as Error).message, entries: answers.length },
-          "answers left unwritten",
+          'answers left unwritten',
         );
         this.release(answers);
       })
@@ -402,8 +366,7 @@ export class InFlight {
   }
 
   private release(answers: Answer[]): void {
-    for (const a of answers)
-      this.held.delete(`${a.delivery.stream} ${a.delivery.id}`);
+    for (const a of answers) this.held.delete(`${a.delivery.stream} ${a.delivery.id}`);
     this.wake();
   }
 

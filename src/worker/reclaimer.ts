@@ -2,7 +2,9 @@
  * Crash recovery: on its own timer, takes over entries that sat idle longer
  * than CLAIM_IDLE_MS on any consumer (XAUTOCLAIM), reads their delivery
  * counts (XPENDING), dead-letters those past MAX_DELIVERIES and hands the rest
- * to the in-flight tracker like freshly read entries.
+ * to the in-flight tracker like freshly read entries. It walks every bulk
+ * stream too (the per-source ones from their registry), and re-schedules bulk
+ * sources whose backlog is outside the fair scheduler.
  */
 import type { Redis } from 'ioredis';
 
@@ -14,8 +16,10 @@ import { toDeliveries } from './streams.js';
 export interface ReclaimOptions {
   group: string;
   consumer: string;
-  /** The streams to sweep now (those whose model is loaded). */
-  streams: () => readonly string[];
+  /** The streams to sweep now (those whose model is loaded; per-source bulk streams come from a registry). */
+  streams: () => readonly string[] | Promise<readonly string[]>;
+  /** Also on each sweep: put back in the bulk schedule sources with stranded backlog (bulk-scheduler.ts). */
+  heal?: () => Promise<number>;
   modelOf: (stream: string) => string;
   claimIdleMs: number;
   intervalMs: number;
@@ -60,7 +64,18 @@ export class Reclaimer {
   /** One pass over every stream; returns how many entries were taken over. */
   async sweep(): Promise<number> {
     let total = 0;
-    for (const stream of this.options.streams()) total += await this.sweepStream(stream);
+    for (const stream of await this.options.streams()) {
+      try {
+        total += await this.sweepStream(stream);
+      } catch (err) {
+        // A per-source bulk stream gets its group on its first scheduled read: none yet is normal.
+        if (!(err as Error).message.startsWith('NOGROUP')) throw err;
+      }
+      if (this.stopped) break;
+    }
+    const healed = await this.options.heal?.();
+    if (healed)
+      this.log.info({ sources: healed }, 'bulk sources with stranded backlog rescheduled');
     return total;
   }
 

@@ -46,7 +46,8 @@ export async function readGroup(
     group: string;
     consumer: string;
     count: number;
-    blockMs: number;
+    /** Wait this long for entries; undefined = do not block. */
+    blockMs?: number;
     streams: readonly string[];
     modelOf: (stream: string) => string;
   },
@@ -58,8 +59,7 @@ export async function readGroup(
     opts.consumer,
     'COUNT',
     String(opts.count),
-    'BLOCK',
-    String(opts.blockMs),
+    ...(opts.blockMs === undefined ? [] : ['BLOCK', String(opts.blockMs)]),
     'STREAMS',
     ...opts.streams,
     ...opts.streams.map(() => '>'),

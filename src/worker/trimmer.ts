@@ -64,8 +64,8 @@ return {redis.call('XTRIM', KEYS[1], 'MINID', floor), floor}
 `;
 
 export interface TrimOptions {
-  /** Request streams to trim (both lanes of every model served). */
-  streams: readonly string[];
+  /** Request streams to trim (both lanes of every model served, per-source bulk streams included). */
+  streams: readonly string[] | (() => Promise<readonly string[]>);
   /** Milliseconds between passes; 0 = never (start() does nothing). */
   intervalMs: number;
 }
@@ -120,7 +120,8 @@ export class Trimmer {
   /** One pass over every stream. Every worker may run it; concurrent passes are harmless. */
   async trimOnce(): Promise<TrimReport[]> {
     const reports: TrimReport[] = [];
-    for (const stream of this.options.streams) {
+    const { streams } = this.options;
+    for (const stream of typeof streams === 'function' ? await streams() : streams) {
       const [removed, minId] = await (this.redis as unknown as WithTrim).trimAcked(stream);
       const report: TrimReport = { stream, removed: Number(removed), ...(minId && { minId }) };
       reports.push(report);

@@ -3,30 +3,28 @@
  * thread pool, creates the groups, then runs the read loop, the reclaimer and the trimmer
  * until stopped. `stop()` is the graceful drain of guarantee 5.
  */
-import type { Redis } from "ioredis";
+import type { Redis } from 'ioredis';
 
-import { envelopeDecoder } from "../codec/envelope.js";
-import {
-  type Config,
-  resolveInFlight,
-  resolveThreads,
-} from "../config/load.js";
-import { StreambedError } from "../errors.js";
-import { type Keys, keys as buildKeys } from "../keys.js";
-import { createLogger, type Logger } from "../log.js";
-import { modelRef, parseModelTable } from "../models/table.js";
-import { backoffMs, connectRedis } from "../redis/connect.js";
-import { createSink, type Sink } from "../sink/index.js";
-import { ConsumeLoop } from "./consume-loop.js";
-import { consumerName } from "./consumer-name.js";
-import { WorkerEvents } from "./events.js";
-import { InFlight } from "./in-flight.js";
-import { EmbedPool, type LoadedModel } from "./pool.js";
-import { Reclaimer } from "./reclaimer.js";
-import { ResultWriter } from "./result-writer.js";
-import { SinkStage } from "./sink-stage.js";
-import { ensureGroups } from "./streams.js";
-import { Trimmer } from "./trimmer.js";
+import { envelopeDecoder } from '../codec/envelope.js';
+import { type Config, resolveInFlight, resolveThreads } from '../config/load.js';
+import { StreambedError } from '../errors.js';
+import { type Keys, keys as buildKeys } from '../keys.js';
+import { createLogger, type Logger } from '../log.js';
+import { modelRef, parseModelTable } from '../models/table.js';
+import { backoffMs, connectRedis } from '../redis/connect.js';
+import { createSink, type Sink } from '../sink/index.js';
+import { bulkStreams, healSchedule } from './bulk-scheduler.js';
+import { ConsumeLoop } from './consume-loop.js';
+import { consumerName } from './consumer-name.js';
+import { DedupeCache } from './dedupe-cache.js';
+import { WorkerEvents } from './events.js';
+import { InFlight } from './in-flight.js';
+import { EmbedPool, type LoadedModel } from './pool.js';
+import { Reclaimer } from './reclaimer.js';
+import { ResultWriter } from './result-writer.js';
+import { SinkStage } from './sink-stage.js';
+import { ensureGroups } from './streams.js';
+import { Trimmer } from './trimmer.js';
 
 export interface WorkerHandle {
   consumer: string;
@@ -53,22 +51,16 @@ export interface WorkerHandle {
   sinkClient: Sink | undefined;
 }
 
-export function startWorker(
-  config: Config,
-  opts: { log?: Logger } = {},
-): WorkerHandle {
+export function startWorker(config: Config, opts: { log?: Logger } = {}): WorkerHandle {
   const specs = parseModelTable(config.models);
   if (specs.length === 0)
     throw new StreambedError(
-      "config",
-      "MODELS is empty: name at least one model, e.g. MODELS=tiny=./models/tiny",
+      'config',
+      'MODELS is empty: name at least one model, e.g. MODELS=tiny=./models/tiny',
     );
   const consumer = consumerName(config.consumerName);
   const keys = buildKeys(config.keyPrefix, config.group);
-  const log = (opts.log ?? createLogger(config.logLevel)).child({
-    consumer,
-    group: keys.group,
-  });
+  const log = (opts.log ?? createLogger(config.logLevel)).child({ consumer, group: keys.group });
   const events = new WorkerEvents();
   const threads = resolveThreads(config);
   const maxBatches = resolveInFlight(config, threads);
@@ -95,16 +87,13 @@ export function startWorker(
     ...(config.modelCacheDir && { modelCacheDir: config.modelCacheDir }),
   });
   const models = new Map<string, LoadedModel>();
-  const streams = specs.flatMap((s) => [
-    keys.request(s.name),
-    keys.request(s.name, "bulk"),
-  ]);
+  const streams = specs.flatMap((s) => [keys.request(s.name), keys.request(s.name, 'bulk')]);
   const modelOf = new Map(
     specs.flatMap(
       (s) =>
         [
           [keys.request(s.name), s.name],
-          [keys.request(s.name, "bulk"), s.name],
+          [keys.request(s.name, 'bulk'), s.name],
         ] as const,
     ),
   );
@@ -116,6 +105,20 @@ export function startWorker(
   });
   const sinkClient = createSink(config, log);
   const sink = sinkClient && new SinkStage(sinkClient, log);
+  // With a sink, its own dedupe applies (and deduped answers are not upserted): no cache then.
+  const dedupe =
+    !sink && config.dedupeTtlS > 0 && config.dedupeMaxEntries > 0
+      ? new DedupeCache(redis, {
+          keys,
+          ttlS: config.dedupeTtlS,
+          maxEntries: config.dedupeMaxEntries,
+          refOf: (name) => {
+            const spec = models.get(name)?.spec;
+            return spec ? modelRef(spec) : name;
+          },
+          log,
+        })
+      : undefined;
   const inFlight = new InFlight({
     pool,
     models,
@@ -129,29 +132,46 @@ export function startWorker(
     events,
     log,
     consumer,
-    limits: {
-      batchSize: config.batchSize,
-      maxBatchTokens: config.maxBatchTokens,
-    },
+    limits: { batchSize: config.batchSize, maxBatchTokens: config.maxBatchTokens },
     maxBatches,
     maxHeld,
     ...(sink && { sink }),
+    ...(dedupe && { dedupe }),
   });
   // Only streams whose model is loaded are read or reclaimed: a model that fails to
   // load leaves its entries in the stream (transient), never dead-letters them.
-  const readable = () =>
-    streams.filter((s) => models.has(modelOf.get(s) ?? ""));
+  const readable = () => streams.filter((s) => models.has(modelOf.get(s) ?? ''));
+  const loaded = () => specs.map((s) => s.name).filter((name) => models.has(name));
+  // Every request stream of the loaded models, per-source bulk streams included (O(sources)).
+  const allStreams = async (names: readonly string[]) => [
+    ...names.map((name) => keys.request(name)),
+    ...(await Promise.all(names.map((name) => bulkStreams(redis, keys, name)))).flat(),
+  ];
   const common = {
     group: keys.group,
     consumer,
-    streams: readable,
-    modelOf: (s: string) => modelOf.get(s) ?? "",
+    modelOf: (s: string) => modelOf.get(s) ?? keys.bulkSourceOf(s)?.model ?? '',
     maxHeld,
   };
   const loop = new ConsumeLoop(
     reader,
     inFlight,
-    { ...common, readCount: config.readCount, blockMs: config.blockMs },
+    {
+      ...common,
+      streams: () => loaded().map((name) => keys.request(name)),
+      readCount: config.readCount,
+      blockMs: config.blockMs,
+      batchSize: config.batchSize,
+      maxBatchTokens: config.maxBatchTokens,
+      bulk: {
+        redis,
+        keys,
+        models: loaded,
+        batches: Math.min(maxBatches, config.bulkInFlightBatches ?? threads),
+        minShare: config.bulkMinShare,
+        idlePollMs: Math.min(config.blockMs, 200),
+      },
+    },
     events,
     log,
   );
@@ -160,6 +180,9 @@ export function startWorker(
     inFlight,
     {
       ...common,
+      streams: () => allStreams(loaded()),
+      heal: async () =>
+        (await Promise.all(loaded().map((name) => healSchedule(redis, keys, name)))).flat().length,
       claimIdleMs: config.claimIdleMs,
       intervalMs: config.claimIntervalMs,
       maxDeliveries: config.maxDeliveries,
@@ -171,39 +194,32 @@ export function startWorker(
   // Safe trimming of acknowledged history (guarantee 6); harmless in every pod.
   const trimmer = new Trimmer(
     redis,
-    { streams, intervalMs: config.trimIntervalMs },
+    { streams: () => allStreams(specs.map((s) => s.name)), intervalMs: config.trimIntervalMs },
     log,
   );
 
   let stopping = false;
   let redisUp = false;
   const loadErrors = new Map<string, string>();
-  redis.on("ready", () => (redisUp = true));
-  redis.on("close", () => (redisUp = false));
-  events.on("redis", ({ up }) => (redisUp = up));
+  redis.on('ready', () => (redisUp = true));
+  redis.on('close', () => (redisUp = false));
+  events.on('redis', ({ up }) => (redisUp = up));
 
   let fatalError: Error | undefined;
   let rejectStarted: (err: Error) => void = () => undefined;
-  const fatalStart = new Promise<never>(
-    (_, reject) => (rejectStarted = reject),
-  );
+  const fatalStart = new Promise<never>((_, reject) => (rejectStarted = reject));
   fatalStart.catch(() => undefined);
   function fatal(err: Error): void {
     fatalError = err;
-    log.fatal({ err: err.message }, "cannot start");
+    log.fatal({ err: err.message }, 'cannot start');
     rejectStarted(err);
-    events.emit("fatal", { message: err.message });
+    events.emit('fatal', { message: err.message });
   }
 
   const started = (async () => {
     log.info(
-      {
-        models: specs.map((s) => s.name),
-        threads,
-        intraOpThreads: config.intraOpThreads,
-        maxHeld,
-      },
-      "worker starting",
+      { models: specs.map((s) => s.name), threads, intraOpThreads: config.intraOpThreads, maxHeld },
+      'worker starting',
     );
     const groups = ensureGroups(redis, streams, keys.group).then(() => {
       redisUp = true;
@@ -216,7 +232,7 @@ export function startWorker(
     loop.start();
     reclaimer.start();
     trimmer.start();
-    log.info({ streams: readable() }, "worker reading");
+    log.info({ streams: readable() }, 'worker reading');
   })();
 
   /** A model that fails to load keeps the process not ready and retries with backoff. */
@@ -225,25 +241,16 @@ export function startWorker(
       try {
         const m = await pool.load(spec);
         // The sink table's dimension comes from the loaded model (guarantee 7).
-        await sinkClient?.ensureTable({
-          model: spec.name,
-          modelRef: modelRef(spec),
-          dim: m.dim,
-        });
+        await sinkClient?.ensureTable({ model: spec.name, modelRef: modelRef(spec), dim: m.dim });
         models.set(spec.name, m);
         loadErrors.delete(spec.name);
         log.info(
-          {
-            model: spec.name,
-            dim: m.dim,
-            maxTokens: m.maxTokens,
-            loadMs: Math.round(m.loadMs),
-          },
-          "model loaded",
+          { model: spec.name, dim: m.dim, maxTokens: m.maxTokens, loadMs: Math.round(m.loadMs) },
+          'model loaded',
         );
         return;
       } catch (err) {
-        if ((err as { code?: string }).code === "config") {
+        if ((err as { code?: string }).code === 'config') {
           // A sink table of another dimension or model: fail loudly, never write into it.
           fatal(err as Error);
           return;
@@ -251,21 +258,16 @@ export function startWorker(
         loadErrors.set(spec.name, (err as Error).message);
         log.error(
           { model: spec.name, err: (err as Error).message, attempt },
-          "model failed to load, retrying",
+          'model failed to load, retrying',
         );
-        await new Promise((r) =>
-          setTimeout(r, backoffMs(attempt, 1_000, 30_000)),
-        );
+        await new Promise((r) => setTimeout(r, backoffMs(attempt, 1_000, 30_000)));
       }
     }
   }
 
   async function stop(): Promise<boolean> {
     stopping = true;
-    log.info(
-      { held: inFlight.size, drainTimeoutMs: config.drainTimeoutMs },
-      "draining",
-    );
+    log.info({ held: inFlight.size, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
     let timer: NodeJS.Timeout | undefined;
     // Everything, including stopping the timers and the read, fits in the drain
     // timeout: with Redis down their last commands would otherwise wait forever.
@@ -277,15 +279,13 @@ export function startWorker(
         await inFlight.drained();
         return true;
       })(),
-      new Promise<boolean>(
-        (r) => (timer = setTimeout(() => r(false), config.drainTimeoutMs)),
-      ),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), config.drainTimeoutMs))),
     ]);
     clearTimeout(timer);
     if (!clean) {
       log.warn(
         { held: inFlight.size },
-        "drain timed out; the rest stays pending for other consumers",
+        'drain timed out; the rest stays pending for other consumers',
       );
       inFlight.abandon();
       // Fails whatever waits in the offline queue (Redis down), so nothing hangs.
@@ -295,9 +295,7 @@ export function startWorker(
     await pool.close();
     await sinkClient
       ?.close()
-      .catch((err: Error) =>
-        log.warn({ err: err.message }, "sink close failed"),
-      );
+      .catch((err: Error) => log.warn({ err: err.message }, 'sink close failed'));
     reader.disconnect();
     // QUIT waits behind queued commands; give it a second, then drop the connection.
     await Promise.race([
@@ -305,7 +303,7 @@ export function startWorker(
       new Promise((r) => setTimeout(r, 1_000).unref()),
     ]);
     redis.disconnect();
-    log.info({ clean }, "stopped");
+    log.info({ clean }, 'stopped');
     return clean;
   }
 
@@ -319,18 +317,14 @@ export function startWorker(
     redis,
     readiness() {
       const reasons: string[] = [];
-      if (stopping) reasons.push("draining");
+      if (stopping) reasons.push('draining');
       if (fatalError) reasons.push(`cannot start: ${fatalError.message}`);
-      if (!redisUp) reasons.push("redis unreachable");
-      if (sink && !sink.healthy()) reasons.push("sink unavailable");
+      if (!redisUp) reasons.push('redis unreachable');
+      if (sink && !sink.healthy()) reasons.push('sink unavailable');
       for (const s of specs) {
         if (models.has(s.name)) continue;
         const err = loadErrors.get(s.name);
-        reasons.push(
-          err
-            ? `model ${s.name} failed to load: ${err}`
-            : `model ${s.name} loading`,
-        );
+        reasons.push(err ? `model ${s.name} failed to load: ${err}` : `model ${s.name} loading`);
       }
       return { ready: reasons.length === 0, reasons };
     },

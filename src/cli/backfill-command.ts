@@ -1,0 +1,117 @@
+/**
+ * `streambed backfill`: embed a corpus (a directory of .txt/.md files or a
+ * JSONL file) through the bulk lane, with a progress bar, at most
+ * BACKFILL_MAX_IN_FLIGHT pages unanswered at once, resumable by job name.
+ */
+import { Command } from 'commander';
+
+import { listCorpus } from '../backfill/corpus.js';
+import { type BackfillReport, runBackfill } from '../backfill/run.js';
+import { checkJobName, defaultJobName } from '../backfill/state.js';
+import { StreambedClient } from '../client/client.js';
+import { loadConfig } from '../config/load.js';
+import { connectRedis } from '../redis/connect.js';
+import { ProgressBar } from './progress-bar.js';
+import { addSettingOptions } from './settings-options.js';
+
+/** Error pages listed in full at most; the rest are counted. */
+const LIST_ERRORS = 50;
+
+export function backfillCommand(): Command {
+  const cmd = new Command('backfill')
+    .description(
+      'Embed a corpus (directory of .txt/.md files, or JSONL of {id, source?, text|texts, meta?}) through the bulk lane; re-run to resume.',
+    )
+    .argument('<input>', 'a directory (id = path relative to it) or a .jsonl file')
+    .requiredOption('-m, --model <name>', 'model short name (from the fleet MODELS table)')
+    .option(
+      '-s, --source <name>',
+      'source of pages without one (directories: all pages)',
+      'backfill',
+    )
+    .option(
+      '--job <name>',
+      'job name: owns the reply stream and submitted set (default: from the input path)',
+    )
+    .option(
+      '-w, --wait',
+      'wait for every answer; exit 1 if any page was dead-lettered, listing them',
+    )
+    .option('--timeout-ms <ms>', 'with --wait, give up after this long (0 = never)', '0')
+    .option('--restart', 'forget the job (its results and submitted set) and start over')
+    .option(
+      '--progress-ms <ms>',
+      'time between progress lines when stderr is not a terminal',
+      '5000',
+    );
+  addSettingOptions(cmd, [
+    'redisUrl',
+    'redisTlsCaFile',
+    'keyPrefix',
+    'group',
+    'backfillMaxInFlight',
+  ]);
+  cmd.action(async (input: string, o: Record<string, unknown>) => {
+    const config = loadConfig(process.env, o);
+    const job = checkJobName((o.job as string | undefined) ?? defaultJobName(input));
+    const pages = await listCorpus(input, o.source as string);
+    const redis = connectRedis({
+      url: config.redisUrl,
+      tlsCaFile: config.redisTlsCaFile,
+      name: `streambed-backfill-${job}`,
+    });
+    const client = new StreambedClient({ redis, prefix: config.keyPrefix, group: config.group });
+    let bar: ProgressBar | undefined;
+    try {
+      if (o.restart)
+        await redis.del(client.keys.backfillReply(job), client.keys.backfillSubmitted(job));
+      const report = await runBackfill({
+        client,
+        redis,
+        model: o.model as string,
+        job,
+        pages,
+        maxInFlight: config.backfillMaxInFlight,
+        wait: Boolean(o.wait),
+        timeoutMs: Number(o.timeoutMs),
+        onPlan: (plan) => {
+          console.error(
+            `backfill ${job}: ${plan.total} pages; ${plan.answered} already answered, ` +
+              `${plan.waiting} submitted earlier (waiting), ${plan.toSubmit} to submit ` +
+              `(bulk lane of ${o.model as string})`,
+          );
+          if (plan.waiting + plan.toSubmit === 0) return;
+          bar = new ProgressBar({
+            total: plan.waiting + plan.toSubmit,
+            intervalMs: Number(o.progressMs),
+          }).start();
+        },
+        onAnswer: (a) => bar?.tick(a.status === 'error'),
+      }).finally(() => bar?.finish());
+      console.error(summary(job, report, Boolean(o.wait)));
+      if (o.wait && (report.errors.length > 0 || report.timedOut)) process.exitCode = 1;
+    } finally {
+      await client.close();
+      redis.disconnect();
+    }
+  });
+  return cmd;
+}
+
+function summary(job: string, r: BackfillReport, waited: boolean): string {
+  const lines = [
+    `backfill ${job}: submitted ${r.submitted} now, ${r.answeredNow} answered now, ` +
+      `${r.answered + r.answeredNow}/${r.total} answered in all` +
+      (r.outstanding > 0 ? `, ${r.outstanding} still in the fleet` : ''),
+  ];
+  if (!waited && r.outstanding > 0) lines.push('re-run with --wait to follow them to the end');
+  if (r.timedOut) lines.push('timed out waiting; re-run to resume');
+  if (r.errors.length > 0) {
+    lines.push(`${r.errors.length} page(s) dead-lettered (error results; see streambed dlq list):`);
+    for (const e of r.errors.slice(0, LIST_ERRORS))
+      lines.push(`  ${e.key}: ${e.code ?? 'error'}${e.message ? ` ${e.message}` : ''}`);
+    if (r.errors.length > LIST_ERRORS)
+      lines.push(`  ... and ${r.errors.length - LIST_ERRORS} more`);
+  }
+  return lines.join('\n');
+}
