@@ -45,8 +45,15 @@ describe('several worker processes', () => {
             READ_COUNT: 8,
             BATCH_SIZE: 4,
             IN_FLIGHT_BATCHES: 2,
+            LOG_LEVEL: 'info',
           }),
         );
+      // Both must be reading before the work arrives, or a fast one may take it all.
+      await until(
+        'both workers reading',
+        () => children.every((c) => c.output().includes('worker reading')) || undefined,
+        60_000,
+      );
       const pages = Array.from({ length: 600 }, (_, i) => ({
         id: `p${i}`,
         source: 's',
