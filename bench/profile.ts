@@ -166,6 +166,7 @@ async function main(): Promise<void> {
     METRICS_PORT: '0',
     LOG_LEVEL: 'warn',
     ALLOW_REMOTE_MODELS: 'false',
+    DEDUPE_TTL_S: '0',
     ...o.env,
   };
   console.log(`worker env: ${JSON.stringify(o.env)}; cpu profiles in ${profDir}`);
@@ -261,7 +262,26 @@ async function main(): Promise<void> {
     const profiles = o.cpuProf
       ? readProfileDir(profDir, w.window).filter((p) => p.categories.length > 0)
       : [];
-    results.push({ ...partial, profiles });
+    // Worker threads are the profiles mostly in ORT; busy = not waiting for a task.
+    const shares = profiles.flatMap((p) => {
+      const total = p.categories.reduce((a, [, ms]) => a + ms, 0);
+      const ort = p.categories
+        .filter(([c]) => c === 'onnxruntime js' || c === 'ort run (native)')
+        .reduce((a, [, ms]) => a + ms, 0);
+      const waiting = p.categories.find(([c]) => c === 'waiting for a task')?.[1] ?? 0;
+      return ort > total / 2 ? [ort / Math.max(1, total - waiting)] : [];
+    });
+    const ortShare = shares.length
+      ? round(shares.reduce((a, b) => a + b, 0) / shares.length, 3)
+      : undefined;
+    results.push({
+      ...partial,
+      ...(ortShare !== undefined && {
+        ortShare,
+        predictedRatio: round((ortShare * partial.threadBusy) / partial.shapeCost, 3),
+      }),
+      profiles,
+    });
   }
   for (const r of results) printProfile(r);
   const file = path.join('bench', 'results', `${o.out}.json`);

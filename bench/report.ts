@@ -268,7 +268,7 @@ export async function writeMarkdown(report: BenchReport): Promise<string> {
   const file = path.join(ROOT, 'BENCHMARKS.md');
   const begin = `<!-- bench:${report.mode}:begin -->`;
   const end = `<!-- bench:${report.mode}:end -->`;
-  const section = `${begin}\n${markdownSection(report)}\n${end}`;
+  const section = `${begin}\n\n${markdownSection(report)}\n\n${end}`;
   let text = await fs.readFile(file, 'utf8').catch(() => '# Benchmarks\n');
   const i = text.indexOf(begin);
   const j = text.indexOf(end);

@@ -27,10 +27,11 @@ import { type BenchReport, printReport, summarise, writeJson, writeMarkdown } fr
 import { round } from './stats.js';
 
 /**
- * BullMQ no-op jobs: concurrency 64 was BullMQ's best of 2/8/32/64/128/256
- * on this 2-core machine (see BENCHMARKS.md); higher only adds contention.
+ * BullMQ no-op jobs: concurrency 256, the start of BullMQ's plateau in a
+ * pilot on this 2-core machine (16,000 jobs, best of 3, jobs/s): 8: 3.9k,
+ * 32: 5.3k, 64: 5.2k, 128: 5.4k, 256: 5.9k, 512: 5.6-6.1k, 1024: 5.7k.
  */
-export const BULLMQ_NOOP_CONCURRENCY = 64;
+export const BULLMQ_NOOP_CONCURRENCY = 256;
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
@@ -126,9 +127,7 @@ async function main(): Promise<void> {
             input,
             redisPid && local ? Number(redisPid) : undefined,
             // Quick mode must stay short on a busy machine: no re-runs after its budget.
-            opts.quick && (Date.now() - started > QUICK_RETRY_BUDGET_MS || retry.pointless)
-              ? 0
-              : 1,
+            opts.quick && (Date.now() - started > QUICK_RETRY_BUDGET_MS || retry.pointless) ? 0 : 1,
           );
           records.push({ round: r, corpus: corpus.name, caseId: d.id, position, ...rec });
           const m = rec.measurement;

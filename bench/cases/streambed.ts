@@ -62,6 +62,8 @@ export class StreambedCase implements CaseDriver {
         METRICS_PORT: '0',
         LOG_LEVEL: 'info',
         ALLOW_REMOTE_MODELS: 'false',
+        // Case e repeats texts: every entry must be computed, never answered from a cache.
+        DEDUPE_TTL_S: '0',
         ...this.options.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
