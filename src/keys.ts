@@ -32,6 +32,8 @@ export interface Keys {
   privateReply(clientId: string): string;
   /** Bulk lane, per source: `{p}:req:{model}:bulk:{source}` (the scheduler member `*` is the plain bulk stream). */
   bulkSource(model: string, source: string): string;
+  /** The lane of a request stream key (`{p}:req:{model}` is interactive; any `:bulk` stream is bulk). */
+  laneOf(key: string): Lane;
   /** `{model, source}` of a per-source bulk stream key, or undefined if the key is not one. */
   bulkSourceOf(key: string): { model: string; source: string } | undefined;
   /** ZSET: sources with bulk backlog, scored by virtual time (weighted fair queuing). */
@@ -77,6 +79,14 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
       source === PLAIN_BULK_MEMBER
         ? `${prefix}:req:${model}:bulk`
         : `${prefix}:req:${model}:bulk:${source}`,
+    // Model names never contain ':' (models/table.ts): what follows the model names the lane.
+    laneOf: (key) => {
+      const rest = key.slice(`${prefix}:req:`.length);
+      const lane = rest.slice(rest.indexOf(':') + 1);
+      return rest.includes(':') && (lane === 'bulk' || lane.startsWith('bulk:'))
+        ? 'bulk'
+        : 'interactive';
+    },
     // Model names never contain ':' (models/table.ts): the first ':bulk:' ends the model.
     bulkSourceOf: (key) => {
       const head = `${prefix}:req:`;

@@ -36,6 +36,21 @@ describe('token-aware packing', () => {
     expect(batches.map((b) => b.length)).toEqual([40, 2, 2]);
   });
 
+  it('closes a batch before its shortest text is padded by more than 8 tokens or 15%', () => {
+    const sizes = [12, 14, 20, 21, 60, 66, 70, 100, 117, 138];
+    const batches = packBatches(
+      sizes.map((tokens) => ({ tokens })),
+      { maxBatchTokens: 4096, batchSize: 64 },
+    );
+    expect(batches.map((b) => b.map((x) => x.tokens))).toEqual([
+      [12, 14, 20],
+      [21],
+      [60, 66, 70],
+      [100, 117],
+      [138],
+    ]);
+  });
+
   it('estimates tokens from length, capped by the model limit', () => {
     expect(estimateTokens('abcd'.repeat(10), 512)).toBe(12);
     expect(estimateTokens('x'.repeat(100_000), 512)).toBe(512);

@@ -1,6 +1,6 @@
 /**
  * Chaos (issue 3 acceptance): three worker processes consume 20,000
- * envelopes while the harness SIGKILLs a random one every 1-2 s and starts a
+ * envelopes while the harness SIGKILLs a random one every 0.6-1.2 s and starts a
  * replacement. Every envelope must end with exactly one ok result, nothing
  * pending, nothing dead-lettered.
  */
@@ -73,7 +73,7 @@ describe('chaos', () => {
         throw new Error(
           `chaos did not finish: ${await redis.xlen(k.results())} results, ${kills} kills`,
         );
-      await new Promise((r) => setTimeout(r, 1000 + Math.random() * 1000));
+      await new Promise((r) => setTimeout(r, 600 + Math.random() * 600));
       if (await done()) break;
       if (kills >= KILLS) continue;
       const victim = live[Math.floor(Math.random() * live.length)] as ChildWorker;

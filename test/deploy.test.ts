@@ -298,11 +298,16 @@ describe('helm chart', () => {
     });
 
     const kedaOn = (ciValues(set) as Json).autoscaling?.keda?.enabled === true;
-    it(kedaOn ? 'points KEDA triggers at the streams and group the worker reads' : 'renders no KEDA objects when KEDA is off', () => {
-      const objects = render(set);
-      if (kedaOn) checkKeda(objects, checkWorkload(objects));
-      else expect(objects.filter((o) => String(o.apiVersion).startsWith('keda.sh/'))).toEqual([]);
-    });
+    it(
+      kedaOn
+        ? 'points KEDA triggers at the streams and group the worker reads'
+        : 'renders no KEDA objects when KEDA is off',
+      () => {
+        const objects = render(set);
+        if (kedaOn) checkKeda(objects, checkWorkload(objects));
+        else expect(objects.filter((o) => String(o.apiVersion).startsWith('keda.sh/'))).toEqual([]);
+      },
+    );
   });
 
   it('with default values changes no setting except the ones Kubernetes needs', () => {

@@ -30,6 +30,17 @@ async function readAll(stream: string): Promise<EmbedResult[]> {
   return entries.map(([id, fields]) => decodeResult(id.toString(), fields));
 }
 
+/** The embedding core run directly in this process on the `small` model (fp32). */
+function smallCore() {
+  return loadEmbedder({
+    ref: small.dir,
+    local: true,
+    dtype: 'fp32',
+    intraOpThreads: 1,
+    allowRemote: false,
+  });
+}
+
 function cosineClose(a: Float32Array, b: Float32Array, tol: number): boolean {
   return a.length === b.length && a.every((v, i) => Math.abs(v - (b[i] as number)) <= tol);
 }
@@ -77,13 +88,7 @@ describe('core fleet', () => {
 
     // fp32: q8's dynamic activation quantisation is per tensor, so a q8 vector shifts
     // (~1e-3) with its batch neighbours; fp32 vectors do not depend on the batch.
-    const core = await loadEmbedder({
-      ref: small.dir,
-      local: true,
-      dtype: 'fp32',
-      intraOpThreads: 1,
-      allowRemote: false,
-    });
+    const core = await smallCore();
     for (const source of sources) {
       const results = await readAll(`${prefix}:reply:${source}`);
       const expected = pages.filter((p) => p.source === source);
@@ -109,6 +114,27 @@ describe('core fleet', () => {
     const info = await groupInfo(redis, stream, k.group);
     expect(info?.pending).toBe(0);
     expect(info?.lag).toBe(0);
+  });
+
+  it('gives each text of a many-text envelope its own vector, a long text cut where the core cuts it', async () => {
+    const long = Array.from({ length: 900 }, (_, i) => `word${i % 50} streams`).join(' ');
+    const texts = ['short one', long, 'a medium text about vectors and workers '.repeat(8), 'x'];
+    const reply = `${prefix}:reply:chunks`;
+    await client.submit([{ id: 'many', source: 'chunks', texts }], {
+      model: 'small',
+      replyTo: reply,
+    });
+    const result = await until('many answered', async () => (await readAll(reply))[0]);
+    if (result.status !== 'ok') throw new Error(`not ok: ${JSON.stringify(result)}`);
+    expect(result.res.truncated).toEqual([false, true, false, false]);
+    const core = await smallCore();
+    // The core tokenises raw texts itself; the worker's main thread tokenised these.
+    const direct = await core.embed(texts);
+    expect(Array.from(direct.truncated)).toEqual([0, 1, 0, 0]);
+    texts.forEach((_, i) => {
+      const own = direct.data.subarray(i * direct.dim, (i + 1) * direct.dim);
+      expect(cosineClose(result.res.vectors[i]!, own, 1e-5)).toBe(true);
+    });
   });
 
   it('answers a flat-field entry added with plain redis-cli on the global results stream', async () => {

@@ -6,14 +6,18 @@ import { describe, expect, it } from 'vitest';
 import { SETTINGS } from '../src/config/settings.js';
 
 const readme = fs.readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-const table = readme.slice(readme.indexOf('<!-- settings:start -->'), readme.indexOf('<!-- settings:end -->'));
+const table = readme.slice(
+  readme.indexOf('<!-- settings:start -->'),
+  readme.indexOf('<!-- settings:end -->'),
+);
 
 describe('README configuration table', () => {
   it('lists every setting with its default (regenerate: node scripts/settings-table.mjs)', () => {
     for (const s of Object.values(SETTINGS)) {
       const row = table.split('\n').find((l) => l.startsWith(`| \`${s.env}\``));
       expect(row, s.env).toBeDefined();
-      if (s.default !== undefined && s.default !== '') expect(row).toContain(`\`${String(s.default)}\``);
+      if (s.default !== undefined && s.default !== '')
+        expect(row).toContain(`\`${String(s.default)}\``);
     }
   });
 

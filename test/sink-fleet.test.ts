@@ -60,19 +60,22 @@ async function runAll(
   tag: string,
   model = 'tiny',
 ): Promise<EmbedResult[]> {
+  const k = keys(prefix);
+  const tagged = async () => (await results(k.results())).filter((x) => x.id.startsWith(tag));
+  // Earlier runs with the same tag already answered: wait for n more.
+  const before = (await tagged()).length;
   const client = new StreambedClient({ redis, prefix });
   try {
     await client.submit(pages(n, tag), { model });
   } finally {
     await client.close();
   }
-  const k = keys(prefix);
   return until(
     `${n} results`,
     async () => {
-      const r = (await results(k.results())).filter((x) => x.id.startsWith(tag));
+      const r = await tagged();
       const g = await groupInfo(redis, k.request(model), k.group);
-      return r.length >= n && g?.pending === 0 ? r : undefined;
+      return r.length >= before + n && g?.pending === 0 ? r : undefined;
     },
     120_000,
     100,

@@ -3,23 +3,23 @@
  * turns a batch of texts into pooled, optionally L2-normalised vectors.
  * Runs inside a worker thread; imports nothing that opens a socket.
  *
- * Tokenisation is done once per text here (not in the pipeline) so we know
- * each text's real token count and whether it was truncated, and pad only to
- * the longest text of this micro-batch.
+ * Texts usually arrive tokenised by the main thread (which packs batches on
+ * exact token counts); raw texts are tokenised here. Either way we know each
+ * text's real token count and whether it was truncated, and pad only to the
+ * longest text of this micro-batch.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 
 import {
   AutoModel,
-  AutoTokenizer,
-  env,
   type PreTrainedModel,
   type PreTrainedTokenizer,
   Tensor,
 } from '@huggingface/transformers';
 
 import { fixtureEmbedder } from './fixture-core.js';
+import { encodeText, joinRows, loadTokenizer, type TokenizedBatch } from './tokenize.js';
 
 export interface CoreSpec {
   ref: string;
@@ -48,16 +48,14 @@ export interface EmbedOutput {
 export interface Embedder {
   dim: number;
   maxTokens: number;
-  embed(texts: readonly string[]): Promise<EmbedOutput>;
+  /** `tokenized`, when given, holds the texts' ids (cut to maxTokens) and is used instead of tokenising. */
+  embed(texts: readonly string[], tokenized?: TokenizedBatch): Promise<EmbedOutput>;
 }
 
 export async function loadEmbedder(spec: CoreSpec): Promise<Embedder> {
   if (spec.ref.startsWith('noop:')) return noopEmbedder(Number(spec.ref.slice(5)));
   if (spec.ref.startsWith('fixture:')) return fixtureEmbedder(Number(spec.ref.slice(8)));
-  env.allowRemoteModels = spec.allowRemote;
-  if (spec.cacheDir) env.cacheDir = spec.cacheDir;
-  const options = { local_files_only: spec.local || !spec.allowRemote };
-  const tokenizer = await AutoTokenizer.from_pretrained(spec.ref, options);
+  const { tokenizer, options } = await loadTokenizer(spec);
   const model = await AutoModel.from_pretrained(spec.ref, {
     ...options,
     dtype: spec.dtype,
@@ -95,30 +93,23 @@ class TransformersCore implements Embedder {
     return this;
   }
 
-  async embed(texts: readonly string[]): Promise<EmbedOutput> {
-    const n = texts.length;
-    const ids: number[][] = [];
-    const truncated = new Uint8Array(n);
+  async embed(texts: readonly string[], tokenized?: TokenizedBatch): Promise<EmbedOutput> {
+    const batch =
+      tokenized ?? joinRows(texts.map((t) => encodeText(this.tokenizer, t, this.maxTokens)));
+    const { ids, offsets, truncated } = batch;
+    const n = offsets.length - 1;
     const tokens = new Uint32Array(n);
-    for (let i = 0; i < n; i++) {
-      let t = this.tokenizer.encode(texts[i] as string) as number[];
-      if (t.length > this.maxTokens) {
-        // Keep the closing special token ([SEP]) the model was trained to see.
-        t = [...t.slice(0, this.maxTokens - 1), t[t.length - 1] as number];
-        truncated[i] = 1;
-      }
-      ids.push(t);
-      tokens[i] = t.length;
-    }
-    const len = Math.max(...ids.map((t) => t.length));
+    for (let i = 0; i < n; i++) tokens[i] = (offsets[i + 1] as number) - (offsets[i] as number);
+    const len = Math.max(...tokens);
     const inputIds = new BigInt64Array(n * len);
     const mask = new BigInt64Array(n * len);
     const padId = BigInt(this.tokenizer.pad_token_id ?? 0);
     for (let i = 0; i < n; i++) {
-      const row = ids[i] as number[];
+      const start = offsets[i] as number;
+      const count = tokens[i] as number;
       for (let j = 0; j < len; j++) {
-        inputIds[i * len + j] = j < row.length ? BigInt(row[j] as number) : padId;
-        mask[i * len + j] = j < row.length ? 1n : 0n;
+        inputIds[i * len + j] = j < count ? BigInt(ids[start + j] as number) : padId;
+        mask[i * len + j] = j < count ? 1n : 0n;
       }
     }
     const dims = [n, len];

@@ -5,6 +5,7 @@
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 
 import { type CoreSpec, type Embedder, loadEmbedder } from './embed-core.js';
+import type { TokenizedBatch } from './tokenize.js';
 
 export interface EmbedTask {
   kind: 'embed';
@@ -12,6 +13,8 @@ export interface EmbedTask {
   model: string;
   spec: CoreSpec;
   texts: string[];
+  /** The texts' ids when the main thread tokenised them (transferred, not copied). */
+  tokenized?: TokenizedBatch;
 }
 
 export interface LoadTask {
@@ -59,7 +62,7 @@ export default async function run(task: EmbedTask | LoadTask): Promise<unknown> 
     };
     return res;
   }
-  const out = await embedder.embed(task.texts);
+  const out = await embedder.embed(task.texts, task.tokenized);
   const res: EmbedTaskResult = { ...out, ms: performance.now() - started };
   // Piscina's transferable protocol: the buffers move to the main thread, no copy.
   return move({

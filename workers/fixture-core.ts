@@ -7,7 +7,7 @@
  *   @@slow:MS     computes for MS milliseconds
  * Never used unless a model table names it.
  */
-import type { Embedder,EmbedOutput } from './embed-core.js';
+import type { Embedder, EmbedOutput } from './embed-core.js';
 
 export function fixtureEmbedder(dim: number): Embedder {
   if (!Number.isInteger(dim) || dim < 1)

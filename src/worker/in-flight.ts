@@ -1,18 +1,22 @@
 /**
  * Entries between delivery and acknowledgement. Decodes each delivery,
- * answers bad ones at once, packs the texts of good ones into token-aware
- * micro-batches for the pool, reassembles vectors per entry (chunks may land
- * in different micro-batches) and hands finished entries to the writer.
+ * answers bad ones at once, tokenises the texts of good ones and queues them
+ * (dispatch-queue.ts), packs token-aware micro-batches for the pool as its
+ * slots free, reassembles vectors per entry (chunks may land in different
+ * micro-batches) and hands finished entries to the writer.
  * A batch that fails is split in halves until only the guilty texts fail.
  */
+import { joinRows } from '../../workers/tokenize.js';
 import type { DecodeOutcome } from '../codec/envelope.js';
 import { contentHash } from '../codec/result.js';
 import { type ResultErrorCode, StreambedError, toStreambedError } from '../errors.js';
+import type { Lane } from '../keys.js';
 import type { Logger } from '../log.js';
 import type { Envelope } from '../types.js';
 import { type Answer, type Delivery, errorAnswer } from './answer.js';
-import { estimateTokens, packBatches, type PackLimits } from './batcher.js';
+import { estimateTokens, type PackLimits } from './batcher.js';
 import type { DedupeCache } from './dedupe-cache.js';
+import { DispatchQueue } from './dispatch-queue.js';
 import type { WorkerEvents } from './events.js';
 import type { LoadedModel } from './pool.js';
 import type { EmbedPool } from './pool.js';
@@ -39,6 +43,10 @@ interface Item {
   chunk: number;
   text: string;
   tokens: number;
+  /** Token ids, cut to the model's limit (models with a main-thread tokenizer). */
+  encoded?: { ids: number[]; truncated: boolean };
+  seq: number;
+  urgent: boolean;
 }
 
 export interface InFlightDeps {
@@ -52,6 +60,9 @@ export interface InFlightDeps {
   limits: PackLimits;
   /** Micro-batches queued or running at once (IN_FLIGHT_BATCHES). */
   maxBatches: number;
+  /** Texts read ahead of the pool's free slots, for the packer to choose from. */
+  lookahead: number;
+  laneOf: (stream: string) => Lane;
   /** Most entries held at once, whatever the batches. */
   maxHeld: number;
   sink?: SinkStage;
@@ -68,9 +79,12 @@ export class InFlight {
   private textsPerBatch: number;
   private readonly roomWaiters: Array<() => void> = [];
   private readonly abort = new AbortController();
+  private readonly queue: DispatchQueue<Item>;
+  private seq = 0;
 
   constructor(private readonly deps: InFlightDeps) {
     this.textsPerBatch = deps.limits.batchSize;
+    this.queue = new DispatchQueue(deps.limits);
   }
 
   get size(): number {
@@ -87,17 +101,15 @@ export class InFlight {
 
   /**
    * How many entries to read now: enough to fill the free micro-batch slots
-   * (at the texts-per-batch seen lately), never past `maxHeld`. Counting in
-   * batches keeps the pool's queue short whatever the text lengths, so an
-   * interactive entry waits behind at most IN_FLIGHT_BATCHES batches.
+   * (at the texts-per-batch seen lately) plus `lookahead` texts waiting for
+   * the next slot, never past `maxHeld`. Counting in batches keeps the pool's
+   * queue short whatever the text lengths, so an interactive entry waits
+   * behind at most IN_FLIGHT_BATCHES batches (waiting bulk texts go after it).
    */
   room(): number {
-    const freeBatches = this.deps.maxBatches - this.batches;
-    if (freeBatches <= 0) return 0;
-    return Math.max(
-      0,
-      Math.min(this.deps.maxHeld - this.held.size, Math.ceil(freeBatches * this.textsPerBatch)),
-    );
+    const freeBatches = Math.max(0, this.deps.maxBatches - this.batches);
+    const wanted = freeBatches * this.textsPerBatch + this.deps.lookahead - this.queue.size;
+    return Math.max(0, Math.min(this.deps.maxHeld - this.held.size, Math.ceil(wanted)));
   }
 
   /** Resolves when room() > 0 (a batch finished or an answer was written). */
@@ -126,9 +138,10 @@ export class InFlight {
     }
   }
 
-  /** Give up on unwritten answers (forced shutdown): they stay pending for another consumer. */
+  /** Give up on unwritten answers and undispatched texts (forced shutdown): they stay pending for another consumer. */
   abandon(): void {
     this.abort.abort();
+    this.queue.clear();
   }
 
   /** Answer entries with an error without computing them (e.g. too many deliveries). */
@@ -217,25 +230,46 @@ export class InFlight {
       this.complete(plan.cached);
       todo = plan.compute;
     }
-    const maxTokens = (this.deps.models.get(model) as LoadedModel).maxTokens;
-    const items = todo.flatMap((entry) =>
-      entry.envelope.texts.map((text, chunk) => ({
-        entry,
-        chunk,
-        text,
-        tokens: estimateTokens(text, maxTokens),
-      })),
-    );
-    for (const batch of packBatches(items, this.deps.limits)) this.dispatch(model, batch);
+    if (this.abort.signal.aborted) return;
+    const loaded = this.deps.models.get(model) as LoadedModel;
+    const items = todo.flatMap((entry) => {
+      const urgent = this.deps.laneOf(entry.delivery.stream) === 'interactive';
+      return entry.envelope.texts.map((text, chunk): Item => {
+        const encoded = loaded.encode?.(text);
+        return {
+          entry,
+          chunk,
+          text,
+          tokens: encoded ? encoded.ids.length : estimateTokens(text, loaded.maxTokens),
+          ...(encoded && { encoded }),
+          seq: this.seq++,
+          urgent,
+        };
+      });
+    });
+    this.queue.push(model, items);
+    this.pump();
+  }
+
+  /** Fill the pool's free slots from the queue; batches that could still grow only for an idle thread. */
+  private pump(): void {
+    while (this.batches < this.deps.maxBatches) {
+      const next = this.queue.take(this.batches < this.deps.pool.threads);
+      if (!next) return;
+      this.textsPerBatch = 0.8 * this.textsPerBatch + 0.2 * next.batch.length;
+      this.dispatch(next.model, next.batch);
+    }
   }
 
   private dispatch(model: string, batch: Item[]): void {
     this.batches++;
-    this.textsPerBatch = 0.8 * this.textsPerBatch + 0.2 * batch.length;
+    const encoded = batch.map((i) => i.encoded);
+    const tokenized = encoded.every((e) => e !== undefined) ? joinRows(encoded) : undefined;
     this.deps.pool
       .embed(
         model,
         batch.map((i) => i.text),
+        tokenized,
       )
       .then(
         (out) => {
@@ -259,6 +293,7 @@ export class InFlight {
       )
       .finally(() => {
         this.batches--;
+        this.pump();
         this.wake();
       });
   }

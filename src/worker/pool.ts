@@ -16,6 +16,7 @@ import type {
   LoadTask,
   LoadTaskResult,
 } from '../../workers/embed-worker.js';
+import { encodeText, loadTokenizer, type TokenizedBatch } from '../../workers/tokenize.js';
 import { StreambedError } from '../errors.js';
 import type { ModelSpec } from '../models/table.js';
 
@@ -35,6 +36,12 @@ export interface LoadedModel {
   dim: number;
   maxTokens: number;
   loadMs: number;
+  /**
+   * The model's own tokenizer on the main thread, so micro-batches are packed
+   * on exact token counts and threads get ids, not text. Absent for the test
+   * and no-op cores (packed on an estimate).
+   */
+  encode?: (text: string) => { ids: number[]; truncated: boolean };
 }
 
 export class EmbedPool {
@@ -85,11 +92,13 @@ export class EmbedPool {
         Array.from({ length: this.options.threads }, () => this.piscina.run(task)),
       )) as LoadTaskResult[];
       const first = results[0] as LoadTaskResult;
+      const encode = builtIn(spec.ref) ? undefined : await this.mainThreadEncoder(core, first);
       return {
         spec,
         dim: first.dim,
         maxTokens: first.maxTokens,
         loadMs: performance.now() - started,
+        ...(encode && { encode }),
       };
     } catch (err) {
       throw new StreambedError(
@@ -100,14 +109,29 @@ export class EmbedPool {
     }
   }
 
-  async embed(model: string, texts: string[]): Promise<EmbedTaskResult> {
+  /** Embed texts; `tokenized` (their ids, from the model's `encode`) is moved to the thread, not copied. */
+  async embed(
+    model: string,
+    texts: string[],
+    tokenized?: TokenizedBatch,
+  ): Promise<EmbedTaskResult> {
     const spec = this.cores.get(model);
     if (!spec) throw new StreambedError('internal', `model ${model} was never loaded`);
-    const task: EmbedTask = { kind: 'embed', model, spec, texts };
+    const task: EmbedTask = { kind: 'embed', model, spec, texts, ...(tokenized && { tokenized }) };
+    const transferList = tokenized
+      ? ([
+          tokenized.ids.buffer,
+          tokenized.offsets.buffer,
+          tokenized.truncated.buffer,
+        ] as ArrayBuffer[])
+      : undefined;
     // Aborting a running task terminates its thread; piscina starts a fresh one.
     const signal = AbortSignal.timeout(this.options.batchTimeoutMs);
     try {
-      return (await this.piscina.run(task, { signal })) as EmbedTaskResult;
+      return (await this.piscina.run(task, {
+        signal,
+        ...(transferList && { transferList }),
+      })) as EmbedTaskResult;
     } catch (err) {
       if (signal.aborted) {
         throw new StreambedError(
@@ -124,6 +148,15 @@ export class EmbedPool {
     await this.piscina.close({ force: true });
   }
 
+  /** The same tokenizer the threads loaded (same files, same cut at maxTokens). */
+  private async mainThreadEncoder(
+    core: CoreSpec,
+    loaded: LoadTaskResult,
+  ): Promise<LoadedModel['encode']> {
+    const { tokenizer } = await loadTokenizer(core);
+    return (text) => encodeText(tokenizer, text, loaded.maxTokens);
+  }
+
   private coreSpec(spec: ModelSpec): CoreSpec {
     return {
       ref: spec.ref,
@@ -137,6 +170,11 @@ export class EmbedPool {
       ...(this.options.modelCacheDir && { cacheDir: this.options.modelCacheDir }),
     };
   }
+}
+
+/** Cores with no tokenizer: `noop:DIM` (bench) and `fixture:DIM` (tests). */
+function builtIn(ref: string): boolean {
+  return ref.startsWith('noop:') || ref.startsWith('fixture:');
 }
 
 /**

@@ -1,86 +1,172 @@
 /**
- * The one Lua script: write an entry's result (and, for failures, its DLQ
- * record), count it in the source's progress hash, and XACK -- all only if
- * this consumer still owns the entry in the pending list. That ownership
- * check is the lease fence of guarantee 2: a worker whose entry was reclaimed
- * by another cannot also publish it. Everything else stays in TypeScript.
+ * The one Lua script: for each entry of a group, write its result (and, for
+ * failures, its DLQ record), count it in the source's progress hash, and
+ * XACK -- all only if this consumer still owns the entry in the pending list.
+ * That ownership check is the lease fence of guarantee 2: a worker whose entry
+ * was reclaimed by another cannot also publish it. Everything else stays in
+ * TypeScript.
+ *
+ * A group is sent as one call rather than one EVALSHA per entry because, with
+ * a fast model, building commands is most of the worker's main-thread CPU.
+ * Entries are still handled one by one inside the script, each with its own
+ * fence and its own reply, exactly as if each were its own call.
  */
 import type { ChainableCommander, Redis } from 'ioredis';
 
 export const PUBLISH_AND_ACK_LUA = `
--- publish-and-ack
--- KEYS[1] request stream   KEYS[2] result stream   KEYS[3] DLQ stream   KEYS[4] progress hash
--- ARGV[1] group   ARGV[2] consumer   ARGV[3] request entry id   ARGV[4] result MAXLEN (0 = none)
--- ARGV[5] progress field to increment ('' = none)   ARGV[6] now (epoch ms)
--- ARGV[7] n = number of result fields; ARGV[8 .. 7+2n] result field/value pairs;
---         any ARGV after that: DLQ record field/value pairs (none = no DLQ record)
--- Reply: {1, result id} written and acked; {0} not owned by this consumer (nothing written);
+-- publish-and-ack, for a group of entries
+-- KEYS: every stream and hash the entries touch, each once
+-- ARGV[1] group   ARGV[2] consumer   ARGV[3] result MAXLEN (0 = none)   ARGV[4] now (epoch ms)
+-- then one record per entry: request stream key index, result stream key index,
+--   DLQ stream key index (0 = none), progress hash key index (0 = none), request entry id,
+--   progress field to increment ('' = none), n, n result field/value pairs,
+--   m, m DLQ record field/value pairs (m = 0: no DLQ record)
+-- Reply: one reply per entry, in order: {1, result id} written and acked;
+--        {0} not owned by this consumer (nothing written);
 --        {-1, error} the result stream is unusable, e.g. WRONGTYPE (nothing written)
-local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-if #owned == 0 then return {0} end
-local n = tonumber(ARGV[7])
-local add = {'XADD', KEYS[2]}
-if ARGV[4] ~= '0' then
-  add[#add + 1] = 'MAXLEN'; add[#add + 1] = '~'; add[#add + 1] = ARGV[4]
+local group, consumer, maxlen, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+-- The entry whose record starts at ARGV[at]: its reply, and where the next record starts.
+local function publish(at)
+  local request, result = KEYS[tonumber(ARGV[at])], KEYS[tonumber(ARGV[at + 1])]
+  local dlq, progress = KEYS[tonumber(ARGV[at + 2])], KEYS[tonumber(ARGV[at + 3])]
+  local id, field, n = ARGV[at + 4], ARGV[at + 5], tonumber(ARGV[at + 6])
+  local m = tonumber(ARGV[at + 7 + 2 * n])
+  local after = at + 8 + 2 * n + 2 * m
+  if #redis.call('XPENDING', request, group, id, id, 1, consumer) == 0 then return {0}, after end
+  local add = {'XADD', result}
+  if maxlen ~= '0' then
+    add[#add + 1] = 'MAXLEN'; add[#add + 1] = '~'; add[#add + 1] = maxlen
+  end
+  add[#add + 1] = '*'
+  for i = at + 7, at + 6 + 2 * n do add[#add + 1] = ARGV[i] end
+  local written = redis.pcall(unpack(add))
+  if type(written) == 'table' and written.err then return {-1, written.err}, after end
+  if m > 0 then
+    local record = {'XADD', dlq, '*'}
+    for i = at + 8 + 2 * n, after - 1 do record[#record + 1] = ARGV[i] end
+    redis.call(unpack(record))
+  end
+  if field ~= '' then
+    redis.call('HINCRBY', progress, field, 1)
+    redis.call('HSET', progress, 'last_done_ms', now)
+  end
+  redis.call('XACK', request, group, id)
+  return {1, written}, after
 end
-add[#add + 1] = '*'
-for i = 8, 7 + 2 * n do add[#add + 1] = ARGV[i] end
-local written = redis.pcall(unpack(add))
-if type(written) == 'table' and written.err then return {-1, written.err} end
-if #ARGV > 7 + 2 * n then
-  local dlq = {'XADD', KEYS[3], '*'}
-  for i = 8 + 2 * n, #ARGV do dlq[#dlq + 1] = ARGV[i] end
-  redis.call(unpack(dlq))
+
+local replies, at = {}, 5
+while at <= #ARGV do
+  local reply
+  reply, at = publish(at)
+  replies[#replies + 1] = reply
 end
-if ARGV[5] ~= '' then
-  redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
-  redis.call('HSET', KEYS[4], 'last_done_ms', ARGV[6])
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-return {1, written}
+return replies
 `;
 
-export interface PublishArgs {
-  requestStream: string;
-  resultStream: string;
-  dlqStream: string;
-  progressKey: string;
+/**
+ * One script call stays short so it never holds Redis up for long: at most
+ * this many entries, and no more than about this many bytes of arguments
+ * (an entry bigger than that still goes, alone).
+ */
+export const MAX_ENTRIES_PER_CALL = 64;
+export const MAX_BYTES_PER_CALL = 1 << 20;
+
+/** What is the same for every entry of a group. */
+export interface PublishCall {
   group: string;
   consumer: string;
-  entryId: string;
   resultsMaxLen: number;
-  progressField: '' | 'done' | 'failed' | 'deduped';
+}
+
+export interface PublishEntry {
+  requestStream: string;
+  entryId: string;
+  resultStream: string;
   resultFields: (string | Buffer)[];
-  dlqFields?: (string | Buffer)[];
+  progress?: { key: string; field: 'done' | 'failed' | 'deduped' };
+  dlq?: { stream: string; fields: (string | Buffer)[] };
 }
 
 export type PublishReply = [1, string] | [0] | [-1, string];
 
 interface WithPublish {
-  publishAndAck(...args: (string | Buffer | number)[]): Promise<PublishReply>;
+  publishAndAck(...args: (string | Buffer)[]): Promise<PublishReply[]>;
 }
 
 /** Register the script on a connection (ioredis uses EVALSHA, falling back to EVAL after a restart). */
 export function definePublish(redis: Redis): void {
   if (!('publishAndAck' in redis)) {
-    redis.defineCommand('publishAndAck', { numberOfKeys: 4, lua: PUBLISH_AND_ACK_LUA });
+    // No numberOfKeys: each call passes its own key count first.
+    redis.defineCommand('publishAndAck', { lua: PUBLISH_AND_ACK_LUA });
   }
 }
 
-export function queuePublish(pipeline: ChainableCommander, a: PublishArgs): void {
-  (pipeline as unknown as WithPublish).publishAndAck(
-    a.requestStream,
-    a.resultStream,
-    a.dlqStream,
-    a.progressKey,
-    a.group,
-    a.consumer,
-    a.entryId,
-    String(a.resultsMaxLen),
-    a.progressField,
+/**
+ * Queue the entries on the pipeline as one script call, or several when they
+ * exceed one call's limits. Each call replies with an array of per-entry
+ * replies; concatenated in order, they line up with `entries`.
+ */
+export function queuePublish(
+  pipeline: ChainableCommander,
+  call: PublishCall,
+  entries: PublishEntry[],
+): void {
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const size = argBytes(entries[i] as PublishEntry);
+    if (i > start && (i - start === MAX_ENTRIES_PER_CALL || bytes + size > MAX_BYTES_PER_CALL)) {
+      queueCall(pipeline, call, entries.slice(start, i));
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (start < entries.length) queueCall(pipeline, call, entries.slice(start));
+}
+
+function queueCall(pipeline: ChainableCommander, call: PublishCall, entries: PublishEntry[]): void {
+  const keyIndex = new Map<string, string>();
+  const index = (key: string): string => {
+    let at = keyIndex.get(key);
+    if (at === undefined) {
+      at = String(keyIndex.size + 1);
+      keyIndex.set(key, at);
+    }
+    return at;
+  };
+  const argv: (string | Buffer)[] = [
+    call.group,
+    call.consumer,
+    String(call.resultsMaxLen),
     String(Date.now()),
-    String(a.resultFields.length / 2),
-    ...a.resultFields,
-    ...(a.dlqFields ?? []),
+  ];
+  for (const e of entries) {
+    argv.push(
+      index(e.requestStream),
+      index(e.resultStream),
+      e.dlq ? index(e.dlq.stream) : '0',
+      e.progress ? index(e.progress.key) : '0',
+      e.entryId,
+      e.progress?.field ?? '',
+      String(e.resultFields.length / 2),
+      ...e.resultFields,
+      String((e.dlq?.fields.length ?? 0) / 2),
+      ...(e.dlq?.fields ?? []),
+    );
+  }
+  (pipeline as unknown as WithPublish).publishAndAck(
+    String(keyIndex.size),
+    ...keyIndex.keys(),
+    ...argv,
   );
+}
+
+/** Roughly what an entry adds to a call (string length stands in for its UTF-8 size). */
+function argBytes(e: PublishEntry): number {
+  let n = e.entryId.length;
+  for (const f of e.resultFields) n += f.length;
+  for (const f of e.dlq?.fields ?? []) n += f.length;
+  return n;
 }

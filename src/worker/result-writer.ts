@@ -1,7 +1,8 @@
 /**
- * Writes answers: one pipelined round trip per batch of answers, each entry
- * through the publish-and-ack script (result + DLQ record + progress + XACK,
- * atomically, only while we still own the entry). Connection failures are
+ * Writes answers: one pipelined round trip per batch of answers, through the
+ * publish-and-ack script (per entry: result + DLQ record + progress + XACK,
+ * atomically, only while we still own the entry; one script call covers many
+ * entries, up to the script's per-call limits). Connection failures are
  * retried with backoff until the answers are written or we are told to stop;
  * unwritten entries stay pending and are reclaimed elsewhere, so nothing
  * acknowledged is ever lost.
@@ -15,7 +16,7 @@ import { backoffMs } from '../redis/connect.js';
 import type { Answer } from './answer.js';
 import {
   definePublish,
-  type PublishArgs,
+  type PublishEntry,
   type PublishReply,
   queuePublish,
 } from './publish-script.js';
@@ -71,17 +72,22 @@ export class ResultWriter {
   }
 
   private async send(answers: Answer[]): Promise<PublishReply[]> {
+    const { keys, consumer, resultsMaxLen } = this.options;
     const pipeline = this.redis.pipeline();
-    for (const a of answers) queuePublish(pipeline, this.publishArgs(a));
+    queuePublish(
+      pipeline,
+      { group: keys.group, consumer, resultsMaxLen },
+      answers.map((a) => this.publishEntry(a)),
+    );
     const results = (await pipeline.exec()) ?? [];
-    return results.map(([err, reply]) => {
+    return results.flatMap(([err, replies]) => {
       if (err) throw err;
-      return reply as PublishReply;
+      return replies as PublishReply[];
     });
   }
 
-  private publishArgs(a: Answer): PublishArgs {
-    const { keys, consumer, resultsMaxLen } = this.options;
+  private publishEntry(a: Answer): PublishEntry {
+    const { keys, consumer } = this.options;
     const head = { id: a.id ?? '', source: a.source ?? '', rid: a.delivery.id };
     const failed = a.outcome === 'error';
     const resultFields =
@@ -90,22 +96,18 @@ export class ResultWriter {
         : errorFields(head, a.error?.code ?? 'model_error', a.error?.message ?? 'unknown failure');
     return {
       requestStream: a.delivery.stream,
-      resultStream: a.replyTo ?? keys.results(),
-      dlqStream: keys.dlq(a.delivery.model),
-      progressKey: a.source ? keys.progress(a.source) : keys.progress('_'),
-      group: keys.group,
-      consumer,
       entryId: a.delivery.id,
-      resultsMaxLen,
-      progressField: a.source
-        ? failed
-          ? 'failed'
-          : a.outcome === 'deduped'
-            ? 'deduped'
-            : 'done'
-        : '',
+      resultStream: a.replyTo ?? keys.results(),
       resultFields,
-      ...(failed && { dlqFields: dlqRecord(a, consumer) }),
+      ...(a.source && {
+        progress: {
+          key: keys.progress(a.source),
+          field: failed ? 'failed' : a.outcome === 'deduped' ? 'deduped' : 'done',
+        },
+      }),
+      ...(failed && {
+        dlq: { stream: keys.dlq(a.delivery.model), fields: dlqRecord(a, consumer) },
+      }),
     };
   }
 }
