@@ -12,6 +12,7 @@ export interface EmbedTask {
   /** Cache key: the same model name always maps to the same spec in one process. */
   model: string;
   spec: CoreSpec;
+  /** Empty when `tokenized` is given. */
   texts: string[];
   /** The texts' ids when the main thread tokenised them (transferred, not copied). */
   tokenized?: TokenizedBatch;

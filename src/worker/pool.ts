@@ -117,7 +117,10 @@ export class EmbedPool {
   ): Promise<EmbedTaskResult> {
     const spec = this.cores.get(model);
     if (!spec) throw new StreambedError('internal', `model ${model} was never loaded`);
-    const task: EmbedTask = { kind: 'embed', model, spec, texts, ...(tokenized && { tokenized }) };
+    // Tokenised texts travel as ids only: the strings would be copied to the thread for nothing.
+    const task: EmbedTask = tokenized
+      ? { kind: 'embed', model, spec, texts: [], tokenized }
+      : { kind: 'embed', model, spec, texts };
     const transferList = tokenized
       ? ([
           tokenized.ids.buffer,
