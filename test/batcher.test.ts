@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { estimateTokens, packBatches } from '../src/worker/batcher.js';
+import { BATCH_OVERHEAD_TOKENS, estimateTokens, packBatches } from '../src/worker/batcher.js';
 
 function rng(seed: number) {
   return () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
@@ -36,19 +36,53 @@ describe('token-aware packing', () => {
     expect(batches.map((b) => b.length)).toEqual([40, 2, 2]);
   });
 
-  it('closes a batch before its shortest text is padded by more than 8 tokens or 15%', () => {
-    const sizes = [12, 14, 20, 21, 60, 66, 70, 100, 117, 138];
+  it('splits sorted texts where another batch costs less than the padding it saves', () => {
+    const sizes = [12, 14, 20, 21, 60, 66, 70, 100, 110, 138];
     const batches = packBatches(
       sizes.map((tokens) => ({ tokens })),
       { maxBatchTokens: 4096, batchSize: 64 },
     );
     expect(batches.map((b) => b.map((x) => x.tokens))).toEqual([
-      [12, 14, 20],
-      [21],
+      [12, 14, 20, 21],
       [60, 66, 70],
-      [100, 117],
+      [100, 110],
       [138],
     ]);
+  });
+
+  it('finds the cheapest split of every small input (brute force over all splits)', () => {
+    const r = rng(11);
+    const limits = { maxBatchTokens: 600, batchSize: 4 };
+    const costOf = (batches: { tokens: number }[][]) =>
+      batches.reduce(
+        (sum, b) => sum + BATCH_OVERHEAD_TOKENS + b.length * Math.max(...b.map((x) => x.tokens)),
+        0,
+      );
+    for (let round = 0; round < 200; round++) {
+      const items = Array.from({ length: 1 + Math.floor(r() * 9) }, () => ({
+        tokens: 1 + Math.floor(r() ** 2 * 400),
+      }));
+      const sorted = [...items].sort((a, b) => a.tokens - b.tokens);
+      let best = Infinity;
+      // Every way to cut the sorted list into consecutive runs, within the limits.
+      for (let mask = 0; mask < 2 ** (sorted.length - 1); mask++) {
+        const runs: { tokens: number }[][] = [[]];
+        sorted.forEach((x, i) => {
+          if (i > 0 && mask & (1 << (i - 1))) runs.push([]);
+          runs.at(-1)!.push(x);
+        });
+        const fits = runs.every(
+          (b) =>
+            b.length === 1 ||
+            (b.length <= limits.batchSize &&
+              b.length * (b.at(-1) as { tokens: number }).tokens <= limits.maxBatchTokens),
+        );
+        if (fits) best = Math.min(best, costOf(runs));
+      }
+      const packed = packBatches(items, limits);
+      expect(packed.flat()).toHaveLength(items.length);
+      expect(costOf(packed)).toBe(best);
+    }
   });
 
   it('estimates tokens from length, capped by the model limit', () => {

@@ -69,7 +69,7 @@ describe('dispatch queue', () => {
     expect(q.take(false)).toBeUndefined();
     q.push(
       'm',
-      Array.from({ length: 30 }, (_, i) => t(2 + i, 15)),
+      Array.from({ length: 30 }, (_, i) => t(2 + i, 16)),
     );
     // 32 texts now: a full batch goes whether or not a thread is idle.
     expect(q.take(false)?.batch).toHaveLength(32);

@@ -81,10 +81,13 @@ export class InFlight {
   private readonly abort = new AbortController();
   private readonly queue: DispatchQueue<Item>;
   private seq = 0;
+  /** Fewest entries worth a read (room() is 0 below it). */
+  private readonly minRead: number;
 
   constructor(private readonly deps: InFlightDeps) {
     this.textsPerBatch = deps.limits.batchSize;
     this.queue = new DispatchQueue(deps.limits);
+    this.minRead = Math.min(deps.maxHeld, Math.max(1, Math.ceil(deps.limits.batchSize / 4)));
   }
 
   get size(): number {
@@ -109,7 +112,11 @@ export class InFlight {
   room(): number {
     const freeBatches = Math.max(0, this.deps.maxBatches - this.batches);
     const wanted = freeBatches * this.textsPerBatch + this.deps.lookahead - this.queue.size;
-    return Math.max(0, Math.min(this.deps.maxHeld - this.held.size, Math.ceil(wanted)));
+    const room = Math.max(0, Math.min(this.deps.maxHeld - this.held.size, Math.ceil(wanted)));
+    // Every read is a round trip and a socket write: reading the one or two entries that
+    // each dispatch frees cost more main-thread CPU than tokenising. The window is deep
+    // enough to wait for a quarter batch of room.
+    return room >= this.minRead ? room : 0;
   }
 
   /** Resolves when room() > 0 (a batch finished or an answer was written). */
