@@ -14,6 +14,7 @@ import type { Lane } from '../keys.js';
 import type { Logger } from '../log.js';
 import type { Envelope } from '../types.js';
 import { type Answer, type Delivery, errorAnswer } from './answer.js';
+import { AnswerQueue } from './answer-queue.js';
 import { estimateTokens, type PackLimits } from './batcher.js';
 import type { DedupeCache } from './dedupe-cache.js';
 import { DispatchQueue } from './dispatch-queue.js';
@@ -22,7 +23,6 @@ import type { LoadedModel } from './pool.js';
 import type { EmbedPool } from './pool.js';
 import type { ResultWriter } from './result-writer.js';
 import type { SinkStage } from './sink-stage.js';
-import { entryTimeMs } from './streams.js';
 
 interface Entry {
   delivery: Delivery;
@@ -73,13 +73,13 @@ export interface InFlightDeps {
 export class InFlight {
   /** Keyed `${stream} ${id}`: every entry we hold, from delivery until its answer is written or fenced. */
   private readonly held = new Set<string>();
-  private readonly writes = new Set<Promise<void>>();
   private batches = 0;
   /** Moving average of texts per micro-batch, to turn free batch slots into a read count. */
   private textsPerBatch: number;
   private readonly roomWaiters: Array<() => void> = [];
   private readonly abort = new AbortController();
   private readonly queue: DispatchQueue<Item>;
+  private readonly answers: AnswerQueue;
   private seq = 0;
   /** Fewest entries worth a read (room() is 0 below it). */
   private readonly minRead: number;
@@ -87,6 +87,14 @@ export class InFlight {
   constructor(private readonly deps: InFlightDeps) {
     this.textsPerBatch = deps.limits.batchSize;
     this.queue = new DispatchQueue(deps.limits);
+    this.answers = new AnswerQueue({
+      writer: deps.writer,
+      events: deps.events,
+      log: deps.log,
+      ...(deps.sink && { sink: deps.sink }),
+      abort: this.abort.signal,
+      settled: (answers) => this.release(answers),
+    });
     this.minRead = Math.min(deps.maxHeld, Math.max(1, Math.ceil(deps.limits.batchSize / 4)));
   }
 
@@ -126,8 +134,11 @@ export class InFlight {
 
   /** Resolves when nothing is held (every entry answered or fenced). */
   async drained(): Promise<void> {
-    while (this.held.size > 0 || this.writes.size > 0) {
-      await Promise.race([...this.writes, new Promise<void>((r) => this.roomWaiters.push(r))]);
+    while (this.held.size > 0 || this.answers.busy) {
+      await Promise.race([
+        this.answers.someWriteEnds(),
+        new Promise<void>((r) => this.roomWaiters.push(r)),
+      ]);
     }
   }
 
@@ -367,44 +378,7 @@ export class InFlight {
 
   /** Write answers, then release their entries. Until the write lands they stay held and pending. */
   private finish(answers: Answer[]): void {
-    const stored = this.deps.sink
-      ? this.deps.sink.persist(answers, this.abort.signal)
-      : Promise.resolve();
-    const write = stored
-      .then(() => this.deps.writer.write(answers, this.abort.signal))
-      .then((report) => {
-        const now = Date.now();
-        for (const a of report.written) {
-          this.deps.events.emit('answered', {
-            model: a.delivery.model,
-            stream: a.delivery.stream,
-            outcome: a.outcome,
-            ...(a.error && { code: a.error.code }),
-            latencyMs: now - entryTimeMs(a.delivery.id),
-            deliveries: a.delivery.deliveries,
-            id: a.delivery.id,
-            ...(a.source && { source: a.source }),
-          });
-        }
-        for (const a of report.fenced) {
-          this.deps.events.emit('fenced', {
-            model: a.delivery.model,
-            stream: a.delivery.stream,
-            id: a.delivery.id,
-          });
-        }
-        this.release(answers);
-      })
-      .catch((err: unknown) => {
-        // Only an abandoned (forced) shutdown gets here: the entries stay pending for others.
-        this.deps.log.warn(
-          { err: (err as Error).message, entries: answers.length },
-          'answers left unwritten',
-        );
-        this.release(answers);
-      })
-      .finally(() => this.writes.delete(write));
-    this.writes.add(write);
+    this.answers.push(answers);
   }
 
   private release(answers: Answer[]): void {
