@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 
-import { BATCH_OVERHEAD_TOKENS, estimateTokens, packBatches } from '../src/worker/batcher.js';
+import {
+  BATCH_OVERHEAD_TOKENS,
+  estimateTokens,
+  packBatches,
+  SOLO_TOKENS,
+} from '../src/worker/batcher.js';
 
 function rng(seed: number) {
   return () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
@@ -33,7 +38,7 @@ describe('token-aware packing', () => {
     const short = Array.from({ length: 40 }, () => ({ tokens: 16 }));
     const long = Array.from({ length: 4 }, () => ({ tokens: 512 }));
     const batches = packBatches([...long, ...short], { maxBatchTokens: 1024, batchSize: 64 });
-    expect(batches.map((b) => b.length)).toEqual([40, 2, 2]);
+    expect(batches.map((b) => b.length)).toEqual([40, 1, 1, 1, 1]);
   });
 
   it('splits sorted texts where another batch costs less than the padding it saves', () => {
@@ -46,6 +51,7 @@ describe('token-aware packing', () => {
       [12, 14, 20, 21],
       [60, 66, 70],
       [100, 110],
+      // Over SOLO_TOKENS: alone, whatever the budget.
       [138],
     ]);
   });
@@ -71,12 +77,15 @@ describe('token-aware packing', () => {
           if (i > 0 && mask & (1 << (i - 1))) runs.push([]);
           runs.at(-1)!.push(x);
         });
-        const fits = runs.every(
-          (b) =>
+        const fits = runs.every((b) => {
+          const longest = (b.at(-1) as { tokens: number }).tokens;
+          return (
             b.length === 1 ||
             (b.length <= limits.batchSize &&
-              b.length * (b.at(-1) as { tokens: number }).tokens <= limits.maxBatchTokens),
-        );
+              longest <= SOLO_TOKENS &&
+              b.length * longest <= limits.maxBatchTokens)
+          );
+        });
         if (fits) best = Math.min(best, costOf(runs));
       }
       const packed = packBatches(items, limits);

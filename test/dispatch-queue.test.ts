@@ -73,11 +73,13 @@ describe('dispatch queue', () => {
     );
     // 32 texts now: a full batch goes whether or not a thread is idle.
     expect(q.take(false)?.batch).toHaveLength(32);
-    q.push('m', [t(40, 16), t(41, 200)]);
-    // The 16-token text's batch was closed by the 200-token one: it cannot grow by that text.
+    q.push('m', [t(40, 16), t(41, 200), t(42, 100)]);
+    // The 16-token text's batch was closed by the longer ones: it cannot grow by them.
     expect(q.take(false)?.batch.map((x) => x.name)).toEqual(['t40']);
+    // Over SOLO_TOKENS a text runs alone: its batch cannot grow either.
+    expect(q.take(false)?.batch.map((x) => x.name)).toEqual(['t41']);
     expect(q.take(false)).toBeUndefined();
-    expect(q.take(true)?.batch.map((x) => x.name)).toEqual(['t41']);
+    expect(q.take(true)?.batch.map((x) => x.name)).toEqual(['t42']);
   });
 
   it('puts interactive texts first, never in a batch with bulk ones', () => {

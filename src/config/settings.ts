@@ -95,7 +95,7 @@ export const SETTINGS = {
     'MAX_BATCH_TOKENS',
     int(16),
     512,
-    'Most padded tokens (texts x longest) in one micro-batch. On CPU batching pays only for short texts: 512 lets ~16-token texts go up to 32 at a time while texts over ~170 tokens go alone.',
+    'Most padded tokens (texts x longest) in one micro-batch. On CPU batching pays only for short texts: 512 lets ~16-token texts go up to 32 at a time; texts over 112 tokens always run alone.',
   ),
   inFlightBatches: setting(
     'IN_FLIGHT_BATCHES',

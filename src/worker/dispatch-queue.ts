@@ -8,7 +8,7 @@
  * always go before bulk ones. A batch that could still grow waits while every
  * thread is busy: more texts may arrive to fill it before a thread is free.
  */
-import { packBatches, type PackLimits, type Sized } from './batcher.js';
+import { canGrow, packBatches, type PackLimits, type Sized } from './batcher.js';
 
 export interface Queued extends Sized {
   /** Arrival order. */
@@ -54,21 +54,13 @@ export class DispatchQueue<T extends Queued> {
     const at = packed.findIndex((b) => b.includes(first));
     const batch = packed[at] as T[];
     // A batch the packer closed before a longer text cannot take that text; the last one may grow.
-    if (!partial && at === packed.length - 1 && !this.full(batch)) return undefined;
+    if (!partial && at === packed.length - 1 && canGrow(batch, this.limits)) return undefined;
     const taken = new Set(batch);
     const rest = list.filter((i) => !taken.has(i));
     if (rest.length > 0) this.byModel.set(model, rest);
     else this.byModel.delete(model);
     this.count -= batch.length;
     return { model, batch };
-  }
-
-  private full(batch: readonly T[]): boolean {
-    const longest = (batch[batch.length - 1] as T).tokens;
-    return (
-      batch.length >= this.limits.batchSize ||
-      (batch.length + 1) * longest > this.limits.maxBatchTokens
-    );
   }
 
   /** Drop everything (forced shutdown: the entries stay pending for another consumer). */

@@ -70,6 +70,9 @@ export interface InFlightDeps {
   dedupe?: DedupeCache;
 }
 
+/** Longest the main thread tokenises before letting the event loop run (pool hand-offs, reads). */
+const TOKENIZE_SLICE_MS = 1;
+
 export class InFlight {
   /** Keyed `${stream} ${id}`: every entry we hold, from delivery until its answer is written or fenced. */
   private readonly held = new Set<string>();
@@ -248,13 +251,15 @@ export class InFlight {
       this.complete(plan.cached);
       todo = plan.compute;
     }
-    if (this.abort.signal.aborted) return;
     const loaded = this.deps.models.get(model) as LoadedModel;
-    const items = todo.flatMap((entry) => {
+    let items: Item[] = [];
+    let sliceStarted = performance.now();
+    for (const entry of todo) {
+      if (this.abort.signal.aborted) return;
       const urgent = this.deps.laneOf(entry.delivery.stream) === 'interactive';
-      return entry.envelope.texts.map((text, chunk): Item => {
+      entry.envelope.texts.forEach((text, chunk) => {
         const encoded = loaded.encode?.(text);
-        return {
+        items.push({
           entry,
           chunk,
           text,
@@ -262,9 +267,18 @@ export class InFlight {
           ...(encoded && { encoded }),
           seq: this.seq++,
           urgent,
-        };
+        });
       });
-    });
+      if (performance.now() - sliceStarted > TOKENIZE_SLICE_MS) {
+        // Tokenising a read of long texts takes tens of ms (0.5 ms a 190-token text):
+        // pool hand-offs, result writes and health probes must not wait behind it.
+        this.queue.push(model, items);
+        this.pump();
+        items = [];
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStarted = performance.now();
+      }
+    }
     this.queue.push(model, items);
     this.pump();
   }
