@@ -37,7 +37,11 @@ describe('token-aware packing', () => {
   it('batches short texts together and keeps long ones apart', () => {
     const short = Array.from({ length: 40 }, () => ({ tokens: 16 }));
     const long = Array.from({ length: 4 }, () => ({ tokens: 512 }));
-    const batches = packBatches([...long, ...short], { maxBatchTokens: 1024, batchSize: 64 });
+    const batches = packBatches([...long, ...short], {
+      maxBatchTokens: 1024,
+      batchSize: 64,
+      soloTokens: SOLO_TOKENS,
+    });
     expect(batches.map((b) => b.length)).toEqual([40, 1, 1, 1, 1]);
   });
 
@@ -45,7 +49,7 @@ describe('token-aware packing', () => {
     const sizes = [12, 14, 20, 21, 60, 66, 70, 100, 110, 138];
     const batches = packBatches(
       sizes.map((tokens) => ({ tokens })),
-      { maxBatchTokens: 4096, batchSize: 64 },
+      { maxBatchTokens: 4096, batchSize: 64, soloTokens: SOLO_TOKENS },
     );
     expect(batches.map((b) => b.map((x) => x.tokens))).toEqual([
       [12, 14, 20, 21],
@@ -58,7 +62,7 @@ describe('token-aware packing', () => {
 
   it('finds the cheapest split of every small input (brute force over all splits)', () => {
     const r = rng(11);
-    const limits = { maxBatchTokens: 600, batchSize: 4 };
+    const limits = { maxBatchTokens: 600, batchSize: 4, soloTokens: SOLO_TOKENS };
     const costOf = (batches: { tokens: number }[][]) =>
       batches.reduce(
         (sum, b) => sum + BATCH_OVERHEAD_TOKENS + b.length * Math.max(...b.map((x) => x.tokens)),

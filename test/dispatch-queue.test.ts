@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { keys } from '../src/keys.js';
+import { SOLO_TOKENS } from '../src/worker/batcher.js';
 import { DispatchQueue, type Queued } from '../src/worker/dispatch-queue.js';
 
 interface Text extends Queued {
@@ -11,13 +12,14 @@ function rng(seed: number) {
   return () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 }
 
-const limits = { maxBatchTokens: 512, batchSize: 32 };
+const limits = { maxBatchTokens: 512, batchSize: 32, soloTokens: SOLO_TOKENS };
+const limitsOf = () => limits;
 const t = (seq: number, tokens: number): Text => ({ name: `t${seq}`, seq, urgent: false, tokens });
 
 describe('dispatch queue', () => {
   it('hands out every text exactly once, each batch within the limits and holding the oldest text', () => {
     const r = rng(3);
-    const q = new DispatchQueue<Text>(limits);
+    const q = new DispatchQueue<Text>(limitsOf);
     let seq = 0;
     const pushed: string[] = [];
     const taken: string[] = [];
@@ -55,7 +57,7 @@ describe('dispatch queue', () => {
   });
 
   it('takes the batch of the oldest text next, so a text waits behind at most a window', () => {
-    const q = new DispatchQueue<Text>(limits);
+    const q = new DispatchQueue<Text>(limitsOf);
     q.push('m', [t(0, 300), t(1, 20), t(2, 21), t(3, 22), t(4, 310)]);
     expect(q.take()?.batch.map((x) => x.name)).toEqual(['t0']);
     expect(q.take()?.batch.map((x) => x.name)).toEqual(['t1', 't2', 't3']);
@@ -64,7 +66,7 @@ describe('dispatch queue', () => {
   });
 
   it('holds back a batch that could still grow unless a thread would idle', () => {
-    const q = new DispatchQueue<Text>(limits);
+    const q = new DispatchQueue<Text>(limitsOf);
     q.push('m', [t(0, 16), t(1, 16)]);
     expect(q.take(false)).toBeUndefined();
     q.push(
@@ -82,8 +84,19 @@ describe('dispatch queue', () => {
     expect(q.take(true)?.batch.map((x) => x.name)).toEqual(['t42']);
   });
 
+  it("packs each model by its own rules: long texts run alone only where the model's limits say so", () => {
+    const q = new DispatchQueue<Text>((model) =>
+      model === 'real' ? limits : { maxBatchTokens: 512, batchSize: 32 },
+    );
+    q.push('real', [t(0, 200), t(1, 200)]);
+    q.push('noop', [t(2, 200), t(3, 200)]);
+    expect(q.take()?.batch.map((x) => x.name)).toEqual(['t0']);
+    expect(q.take()?.batch.map((x) => x.name)).toEqual(['t1']);
+    expect(q.take()?.batch.map((x) => x.name)).toEqual(['t2', 't3']);
+  });
+
   it('puts interactive texts first, never in a batch with bulk ones', () => {
-    const q = new DispatchQueue<Text>(limits);
+    const q = new DispatchQueue<Text>(limitsOf);
     const bulk = Array.from({ length: 40 }, (_, i) => ({
       name: `b${i}`,
       seq: i,

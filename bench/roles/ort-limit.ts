@@ -7,7 +7,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
-import { packBatches } from '../../src/worker/batcher.js';
+import { packBatches, SOLO_TOKENS } from '../../src/worker/batcher.js';
 import { serveRole } from '../child.js';
 
 export interface LimitInit {
@@ -58,7 +58,10 @@ function once<T>(w: Worker, op: string): Promise<T> {
 /** Longest (costliest) batches first, so the last batches to finish are short ones. */
 function plan(ids: number[][], packing: Packing): number[][][] {
   const items = ids.map((t) => ({ t, tokens: t.length }));
-  const batches = packBatches(items, packing).map((b) => b.map((i) => i.t));
+  // The worker's own packer and rules, so the limit's packings are never worse than its.
+  const batches = packBatches(items, { ...packing, soloTokens: SOLO_TOKENS }).map((b) =>
+    b.map((i) => i.t),
+  );
   const cost = (b: number[][]) => b.length * Math.max(...b.map((t) => t.length)) ** 1.15;
   return batches.sort((x, y) => cost(y) - cost(x));
 }

@@ -14,6 +14,8 @@ export interface Sized {
 export interface PackLimits {
   maxBatchTokens: number;
   batchSize: number;
+  /** Texts longer than this run alone (SOLO_TOKENS for transformer models; unset: no such rule). */
+  soloTokens?: number;
 }
 
 /**
@@ -25,7 +27,8 @@ export interface PackLimits {
 export const BATCH_OVERHEAD_TOKENS = 16;
 
 /**
- * Texts longer than this run alone. Same setup: texts of 64 and 96 tokens
+ * Texts longer than this run alone (real models: `soloTokens` in PackLimits;
+ * the built-in test and no-op cores have no attention to pay for). Same setup: texts of 64 and 96 tokens
  * cost 7-13% less per token in batches of 2-8, while batches of 128-, 180-
  * and 256-token texts cost 2-7% more per token than running them one by one
  * (attention grows with length, and so does the batch's working set).
@@ -36,7 +39,7 @@ export const SOLO_TOKENS = 112;
 export function canGrow(batch: readonly Sized[], limits: PackLimits): boolean {
   const longest = Math.max(...batch.map((b) => b.tokens));
   return (
-    longest <= SOLO_TOKENS &&
+    longest <= (limits.soloTokens ?? Infinity) &&
     batch.length < limits.batchSize &&
     (batch.length + 1) * longest <= limits.maxBatchTokens
   );
@@ -52,6 +55,7 @@ export function estimateTokens(text: string, maxTokens: number): number {
 export function packBatches<T extends Sized>(items: readonly T[], limits: PackLimits): T[][] {
   const sorted = [...items].sort((a, b) => a.tokens - b.tokens);
   const n = sorted.length;
+  const solo = limits.soloTokens ?? Infinity;
   // cost[j]: least cost of packing the j shortest; start[j]: where the last batch of that packing begins.
   const cost = new Float64Array(n + 1);
   const start = new Int32Array(n + 1);
@@ -60,8 +64,8 @@ export function packBatches<T extends Sized>(items: readonly T[], limits: PackLi
     cost[j] = Infinity;
     for (let i = j - 1; i >= 0 && j - i <= limits.batchSize; i--) {
       const texts = j - i;
-      // A text over the token budget (or SOLO_TOKENS) still goes, alone.
-      if (texts > 1 && (longest > SOLO_TOKENS || texts * longest > limits.maxBatchTokens)) break;
+      // A text over the token budget (or soloTokens) still goes, alone.
+      if (texts > 1 && (longest > solo || texts * longest > limits.maxBatchTokens)) break;
       const c = (cost[i] as number) + BATCH_OVERHEAD_TOKENS + texts * longest;
       // On a tie the shorter last batch wins, so the batches before it (taken first) are full.
       if (c < (cost[j] as number)) {

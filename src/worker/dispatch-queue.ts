@@ -21,7 +21,8 @@ export class DispatchQueue<T extends Queued> {
   private readonly byModel = new Map<string, T[]>();
   private count = 0;
 
-  constructor(private readonly limits: PackLimits) {}
+  /** `limitsOf(model)`: how that model's texts may be packed. */
+  constructor(private readonly limitsOf: (model: string) => PackLimits) {}
 
   /** Texts waiting, all models. */
   get size(): number {
@@ -50,11 +51,12 @@ export class DispatchQueue<T extends Queued> {
     if (model === undefined || !first) return undefined;
     const list = this.byModel.get(model) as T[];
     const candidates = list.filter((i) => i.urgent === first.urgent);
-    const packed = packBatches(candidates, this.limits);
+    const limits = this.limitsOf(model);
+    const packed = packBatches(candidates, limits);
     const at = packed.findIndex((b) => b.includes(first));
     const batch = packed[at] as T[];
     // A batch the packer closed before a longer text cannot take that text; the last one may grow.
-    if (!partial && at === packed.length - 1 && canGrow(batch, this.limits)) return undefined;
+    if (!partial && at === packed.length - 1 && canGrow(batch, limits)) return undefined;
     const taken = new Set(batch);
     const rest = list.filter((i) => !taken.has(i));
     if (rest.length > 0) this.byModel.set(model, rest);

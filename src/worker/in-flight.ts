@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import type { Envelope } from '../types.js';
 import { type Answer, type Delivery, errorAnswer } from './answer.js';
 import { AnswerQueue } from './answer-queue.js';
-import { estimateTokens, type PackLimits } from './batcher.js';
+import { estimateTokens, type PackLimits, SOLO_TOKENS } from './batcher.js';
 import type { DedupeCache } from './dedupe-cache.js';
 import { DispatchQueue } from './dispatch-queue.js';
 import type { WorkerEvents } from './events.js';
@@ -89,7 +89,11 @@ export class InFlight {
 
   constructor(private readonly deps: InFlightDeps) {
     this.textsPerBatch = deps.limits.batchSize;
-    this.queue = new DispatchQueue(deps.limits);
+    // Long texts run alone only where attention costs: real models (with a tokenizer).
+    const solo = { ...deps.limits, soloTokens: SOLO_TOKENS };
+    this.queue = new DispatchQueue((model) =>
+      deps.models.get(model)?.encode ? solo : deps.limits,
+    );
     this.answers = new AnswerQueue({
       writer: deps.writer,
       events: deps.events,
