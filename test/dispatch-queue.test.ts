@@ -106,8 +106,13 @@ describe('dispatch queue', () => {
     q.push('m', bulk);
     q.push('m', [{ name: 'i0', seq: 100, urgent: true, tokens: 16 }]);
     q.push('n', [{ name: 'i1', seq: 101, urgent: true, tokens: 16 }]);
-    expect(q.take()).toEqual({ model: 'm', batch: [expect.objectContaining({ name: 'i0' })] });
+    // With every thread busy only interactive work may queue in the pool.
+    expect(q.take(true, false)).toEqual({
+      model: 'm',
+      batch: [expect.objectContaining({ name: 'i0' })],
+    });
     expect(q.take()).toEqual({ model: 'n', batch: [expect.objectContaining({ name: 'i1' })] });
+    expect(q.take(true, false)).toBeUndefined();
     const next = q.take();
     expect(next?.batch).toHaveLength(32);
     expect(next?.batch.every((x) => !x.urgent)).toBe(true);

@@ -115,7 +115,7 @@ export const SETTINGS = {
     'BULK_IN_FLIGHT_BATCHES',
     int(1, 1024).optional(),
     undefined,
-    'Micro-batches of bulk work a worker holds while the interactive lane is quiet; default: THREADS. More keeps threads busier on short batches; an interactive entry waits behind up to this many bulk batches per THREADS.',
+    'Micro-batches of bulk work a worker holds while the interactive lane is quiet; default: THREADS + 2. Bulk batches start only on an idle thread, so an interactive entry waits behind at most the bulk batch running on each thread; more keeps threads fed on very short batches.',
   ),
   dedupeTtlS: setting(
     'DEDUPE_TTL_S',

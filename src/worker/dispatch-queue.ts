@@ -7,6 +7,8 @@
  * text waits behind more than a window of later arrivals; interactive texts
  * always go before bulk ones. A batch that could still grow waits while every
  * thread is busy: more texts may arrive to fill it before a thread is free.
+ * Bulk batches go to the pool only for an idle thread, so an interactive
+ * arrival never queues behind bulk work that has not started.
  */
 import { canGrow, packBatches, type PackLimits, type Sized } from './batcher.js';
 
@@ -40,15 +42,16 @@ export class DispatchQueue<T extends Queued> {
   /**
    * Take the next micro-batch: the packing of its model's waiting texts that
    * holds the oldest urgent (else oldest) text; undefined if there is none or
-   * it could still grow and `partial` (a thread would idle without it) is false.
+   * it could still grow and `partial` (a thread would idle without it) is false,
+   * or it is bulk work and `bulk` is false.
    */
-  take(partial = true): { model: string; batch: T[] } | undefined {
+  take(partial = true, bulk = true): { model: string; batch: T[] } | undefined {
     let model: string | undefined;
     let first: T | undefined;
     for (const [name, list] of this.byModel) {
       for (const item of list) if (!first || before(item, first)) [model, first] = [name, item];
     }
-    if (model === undefined || !first) return undefined;
+    if (model === undefined || !first || (!bulk && !first.urgent)) return undefined;
     const list = this.byModel.get(model) as T[];
     const candidates = list.filter((i) => i.urgent === first.urgent);
     const limits = this.limitsOf(model);

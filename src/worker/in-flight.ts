@@ -290,7 +290,8 @@ export class InFlight {
   /** Fill the pool's free slots from the queue; batches that could still grow only for an idle thread. */
   private pump(): void {
     while (this.batches < this.deps.maxBatches) {
-      const next = this.queue.take(this.batches < this.deps.pool.threads);
+      const idleThread = this.batches < this.deps.pool.threads;
+      const next = this.queue.take(idleThread, idleThread);
       if (!next) return;
       this.textsPerBatch = 0.8 * this.textsPerBatch + 0.2 * next.batch.length;
       this.dispatch(next.model, next.batch);

@@ -172,7 +172,10 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         redis,
         keys,
         models: loaded,
-        batches: Math.min(maxBatches, config.bulkInFlightBatches ?? threads),
+        // Bulk batches wait in the dispatch queue until a thread is idle, so holding two
+        // beyond one per thread keeps threads fed between bulk reads without delaying
+        // interactive entries.
+        batches: config.bulkInFlightBatches ?? threads + 2,
         minShare: config.bulkMinShare,
         idlePollMs: Math.min(config.blockMs, 200),
       },
