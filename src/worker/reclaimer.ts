@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import type { WorkerEvents } from './events.js';
 import type { InFlight } from './in-flight.js';
+import { Periodic } from './periodic.js';
 import { toDeliveries } from './streams.js';
 
 export interface ReclaimOptions {
@@ -28,9 +29,7 @@ export interface ReclaimOptions {
 }
 
 export class Reclaimer {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly periodic: Periodic;
 
   constructor(
     private readonly redis: Redis,
@@ -38,27 +37,20 @@ export class Reclaimer {
     private readonly options: ReclaimOptions,
     private readonly events: WorkerEvents,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.periodic = new Periodic(
+      options.intervalMs,
+      () => this.sweep(),
+      (err) => log.warn({ err: err.message }, 'reclaim sweep failed'),
+    );
+  }
 
   start(): void {
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.sweep()
-        .then(() => undefined)
-        .catch((err: unknown) =>
-          this.log.warn({ err: (err as Error).message }, 'reclaim sweep failed'),
-        )
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.options.intervalMs);
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.periodic.stop();
   }
 
   /** One pass over every stream; returns how many entries were taken over. */
@@ -71,7 +63,7 @@ export class Reclaimer {
         // A per-source bulk stream gets its group on its first scheduled read: none yet is normal.
         if (!(err as Error).message.startsWith('NOGROUP')) throw err;
       }
-      if (this.stopped) break;
+      if (this.periodic.stopped) break;
     }
     const healed = await this.options.heal?.();
     if (healed)
@@ -129,7 +121,7 @@ export class Reclaimer {
         { stream, reclaimed: deliveries.length, deadLettered: over.length, byDeliveryCount },
         'reclaimed idle entries',
       );
-    } while (cursor !== '0-0' && !this.stopped);
+    } while (cursor !== '0-0' && !this.periodic.stopped);
     return total;
   }
 

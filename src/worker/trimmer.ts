@@ -7,6 +7,7 @@
 import type { Redis } from 'ioredis';
 
 import type { Logger } from '../log.js';
+import { Periodic } from './periodic.js';
 
 /**
  * Why this is safe:
@@ -83,9 +84,7 @@ interface WithTrim {
 }
 
 export class Trimmer {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly periodic: Periodic;
 
   constructor(
     private readonly redis: Redis,
@@ -95,26 +94,19 @@ export class Trimmer {
     if (!('trimAcked' in redis)) {
       redis.defineCommand('trimAcked', { numberOfKeys: 1, lua: TRIM_ACKED_LUA });
     }
+    this.periodic = new Periodic(
+      options.intervalMs,
+      () => this.trimOnce(),
+      (err) => log.warn({ err: err.message }, 'trim pass failed'),
+    );
   }
 
   start(): void {
-    if (this.options.intervalMs <= 0) return;
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.trimOnce()
-        .then(() => undefined)
-        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'trim pass failed'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.options.intervalMs);
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.periodic.stop();
   }
 
   /** One pass over every stream. Every worker may run it; concurrent passes are harmless. */
