@@ -9,6 +9,7 @@
 import type { Redis } from 'ioredis';
 
 import type { StreambedClient } from '../client/client.js';
+import { readAfter } from '../client/tail-stream.js';
 import type { CorpusPage } from './corpus.js';
 import { type Answered, parseAnswer, readAnswered, readSubmitted } from './state.js';
 
@@ -158,22 +159,11 @@ class ReplyFollower {
     let failures = 0;
     while (!this.closed) {
       try {
-        const reply = (await this.conn.callBuffer(
-          'XREAD',
-          'COUNT',
-          '1000',
-          'BLOCK',
-          '500',
-          'STREAMS',
-          this.stream,
-          this.last,
-        )) as Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+        const entries = await readAfter(this.conn, this.stream, this.last);
         failures = 0;
-        for (const [, entries] of reply ?? []) {
-          for (const [id, fields] of entries) {
-            this.last = id.toString();
-            this.onAnswer(parseAnswer(fields));
-          }
+        for (const [id, fields] of entries) {
+          this.last = id;
+          this.onAnswer(parseAnswer(fields));
         }
       } catch (err) {
         if (this.closed) return;

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import { decodeResult } from '../codec/result.js';
 import { StreambedError } from '../errors.js';
 import type { EmbedResult } from '../types.js';
+import { readAfter } from './tail-stream.js';
 
 const EXPIRE_S = 3600;
 
@@ -42,36 +43,25 @@ export class ReplyReader {
 
   private async run(): Promise<void> {
     while (!this.closed) {
-      let reply: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+      let entries: Array<[string, Buffer[]]>;
       try {
-        reply = (await this.conn.callBuffer(
-          'XREAD',
-          'COUNT',
-          '1000',
-          'BLOCK',
-          '500',
-          'STREAMS',
-          this.stream,
-          this.last,
-        )) as typeof reply;
+        entries = await readAfter(this.conn, this.stream, this.last);
       } catch {
         // Connection trouble: ioredis reconnects; try again shortly unless closing.
         if (this.closed) return;
         await new Promise((r) => setTimeout(r, 200));
         continue;
       }
-      for (const [, entries] of reply ?? []) {
-        for (const [idBuf, fields] of entries) {
-          this.last = idBuf.toString();
-          const result = decodeResult(this.last, fields);
-          const w = this.waiting.get(result.id);
-          if (!w) continue;
-          clearTimeout(w.timer);
-          this.waiting.delete(result.id);
-          w.resolve(result);
-        }
+      for (const [id, fields] of entries) {
+        this.last = id;
+        const result = decodeResult(id, fields);
+        const w = this.waiting.get(result.id);
+        if (!w) continue;
+        clearTimeout(w.timer);
+        this.waiting.delete(result.id);
+        w.resolve(result);
       }
-      if (reply) await this.redis.expire(this.stream, EXPIRE_S);
+      if (entries.length > 0) await this.redis.expire(this.stream, EXPIRE_S);
     }
   }
 
