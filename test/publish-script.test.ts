@@ -135,6 +135,29 @@ describe('publish-and-ack', () => {
     await publish('a', entry(id)); // answered elsewhere, so later tests see a clean pending list
   });
 
+  it('writes nothing for an entry whose DLQ or progress key has the wrong type, and the rest of the group goes on', async () => {
+    const badProgress = `${prefix}:progress:str`;
+    const badDlq = `${prefix}:dlq:str`;
+    await redis.set(badProgress, 'x');
+    await redis.hset(badDlq, 'f', 'v');
+    const [a, b, c] = [await deliver('a'), await deliver('a'), await deliver('a')];
+    const results = await redis.xlen(k.results());
+    const { replies } = await publishAll('a', [
+      entry(a, { progress: { key: badProgress, field: 'done' } }),
+      entry(b, { dlq: { stream: badDlq, fields: ['reason', 'invalid'] } }),
+      entry(c),
+    ]);
+    expect(replies.map((r) => r[0])).toEqual([-2, -2, 1]);
+    expect(replies[0]?.[1]).toMatch(/WRONGTYPE progress key/);
+    expect(replies[1]?.[1]).toMatch(/WRONGTYPE dead-letter key/);
+    // Only c's result was written and acked; a and b stay pending for a later retry.
+    expect(await redis.xlen(k.results())).toBe(results + 1);
+    expect(await redis.get(badProgress)).toBe('x');
+    expect(await redis.hgetall(badDlq)).toEqual({ f: 'v' });
+    expect((await pendingOwners()).map(([pid]) => pid)).toEqual([a, b]);
+    await publishAll('a', [entry(a), entry(b)]); // clean pending list for later tests
+  });
+
   it('gives every entry of a mixed group exactly its own outcome', async () => {
     const r1 = `${prefix}:reply:one`;
     const r2 = `${prefix}:reply:two`;

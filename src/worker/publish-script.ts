@@ -23,8 +23,15 @@ export const PUBLISH_AND_ACK_LUA = `
 --   m, m DLQ record field/value pairs (m = 0: no DLQ record)
 -- Reply: one reply per entry, in order: {1, result id} written and acked;
 --        {0} not owned by this consumer (nothing written);
---        {-1, error} the result stream is unusable, e.g. WRONGTYPE (nothing written)
+--        {-1, error} the result stream is unusable, e.g. WRONGTYPE (nothing written);
+--        {-2, error} its DLQ stream or progress hash is not a stream / hash (nothing written)
 local group, consumer, maxlen, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+-- A key another program made into something else would fail this call halfway.
+local function wrong(key, kind)
+  local t = redis.call('TYPE', key).ok
+  return t ~= 'none' and t ~= kind
+end
 
 -- The entry whose record starts at ARGV[at]: its reply, and where the next record starts.
 local function publish(at)
@@ -34,6 +41,10 @@ local function publish(at)
   local m = tonumber(ARGV[at + 7 + 2 * n])
   local after = at + 8 + 2 * n + 2 * m
   if #redis.call('XPENDING', request, group, id, id, 1, consumer) == 0 then return {0}, after end
+  if m > 0 and wrong(dlq, 'stream') then return {-2, 'WRONGTYPE dead-letter key ' .. dlq}, after end
+  if field ~= '' and wrong(progress, 'hash') then
+    return {-2, 'WRONGTYPE progress key ' .. progress}, after
+  end
   local add = {'XADD', result}
   if maxlen ~= '0' then
     add[#add + 1] = 'MAXLEN'; add[#add + 1] = '~'; add[#add + 1] = maxlen
@@ -88,7 +99,7 @@ export interface PublishEntry {
   dlq?: { stream: string; fields: (string | Buffer)[] };
 }
 
-export type PublishReply = [1, string] | [0] | [-1, string];
+export type PublishReply = [1, string] | [0] | [-1, string] | [-2, string];
 
 interface WithPublish {
   publishAndAck(...args: (string | Buffer)[]): Promise<PublishReply[]>;

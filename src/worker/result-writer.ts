@@ -25,6 +25,12 @@ export interface WriteReport {
   written: Answer[];
   /** Entries another consumer took over before we could publish (lease fence). */
   fenced: Answer[];
+  /**
+   * Entries whose DLQ stream or progress hash has the wrong type: nothing was
+   * written or acknowledged; they stay pending (reclaimed, and retried, after
+   * CLAIM_IDLE_MS) instead of stalling every write behind them.
+   */
+  unwritable: Answer[];
 }
 
 export interface WriterOptions {
@@ -42,9 +48,9 @@ export class ResultWriter {
     definePublish(redis);
   }
 
-  /** Write every answer; resolves once each is written or fenced. Throws only when `abort` fires. */
+  /** Write every answer; resolves once each is written, fenced or unwritable. Throws only when `abort` fires. */
   async write(answers: Answer[], abort?: AbortSignal): Promise<WriteReport> {
-    const report: WriteReport = { written: [], fenced: [] };
+    const report: WriteReport = { written: [], fenced: [], unwritable: [] };
     let todo = answers;
     for (let attempt = 0; todo.length > 0; attempt++) {
       let replies: PublishReply[];
@@ -64,7 +70,13 @@ export class ResultWriter {
         const answer = todo[i] as Answer;
         if (reply[0] === 1) report.written.push(answer);
         else if (reply[0] === 0) report.fenced.push(answer);
-        else retry.push(unusableReply(answer, reply[1]));
+        else if (reply[0] === -2) {
+          report.unwritable.push(answer);
+          this.options.log?.error(
+            { stream: answer.delivery.stream, entry: answer.delivery.id, err: reply[1] },
+            'answer cannot be written: a key has the wrong type; left pending',
+          );
+        } else retry.push(unusableReply(answer, reply[1]));
       });
       todo = retry;
     }
