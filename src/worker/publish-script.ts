@@ -27,10 +27,15 @@ export const PUBLISH_AND_ACK_LUA = `
 --        {-2, error} its DLQ stream or progress hash is not a stream / hash (nothing written)
 local group, consumer, maxlen, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
--- A key another program made into something else would fail this call halfway.
+-- A key another program made into something else would fail this call halfway. Entries
+-- of a call share their DLQ and progress keys: each key's type is read once per call.
+local checked = {}
 local function wrong(key, kind)
-  local t = redis.call('TYPE', key).ok
-  return t ~= 'none' and t ~= kind
+  if checked[key] == nil then
+    local t = redis.call('TYPE', key).ok
+    checked[key] = t ~= 'none' and t ~= kind
+  end
+  return checked[key]
 end
 
 -- The entry whose record starts at ARGV[at]: its reply, and where the next record starts.
