@@ -74,9 +74,14 @@ function splitOption(opt: string): [string, string] {
   return [opt.slice(0, eq), opt.slice(eq + 1)];
 }
 
+/** `noop:DIM` (bench) and `fixture:DIM` (tests): cores with no model files and no tokenizer. */
+export function isBuiltInCore(ref: string): boolean {
+  return ref.startsWith('noop:') || ref.startsWith('fixture:');
+}
+
 /** A path that exists, or one that plainly is a path, is local; anything else is a hub id. */
 function isLocalRef(ref: string, cwd: string): boolean {
-  if (ref.startsWith('noop:') || ref.startsWith('fixture:')) return false;
+  if (isBuiltInCore(ref)) return false;
   if (ref.startsWith('.') || path.isAbsolute(ref)) return true;
   return fs.existsSync(path.resolve(cwd, ref));
 }

@@ -301,13 +301,11 @@ export class InFlight {
   private dispatch(model: string, batch: Item[]): void {
     this.batches++;
     const encoded = batch.map((i) => i.encoded);
-    const tokenized = encoded.every((e) => e !== undefined) ? joinRows(encoded) : undefined;
+    const input = encoded.every((e) => e !== undefined)
+      ? joinRows(encoded)
+      : batch.map((i) => i.text);
     this.deps.pool
-      .embed(
-        model,
-        batch.map((i) => i.text),
-        tokenized,
-      )
+      .embed(model, input)
       .then(
         (out) => {
           this.deps.events.emit('batch', {

@@ -18,7 +18,7 @@ import type {
 } from '../../workers/embed-worker.js';
 import { encodeText, loadTokenizer, type TokenizedBatch } from '../../workers/tokenize.js';
 import { StreambedError } from '../errors.js';
-import type { ModelSpec } from '../models/table.js';
+import { isBuiltInCore, type ModelSpec } from '../models/table.js';
 
 export interface PoolOptions {
   threads: number;
@@ -92,7 +92,9 @@ export class EmbedPool {
         Array.from({ length: this.options.threads }, () => this.piscina.run(task)),
       )) as LoadTaskResult[];
       const first = results[0] as LoadTaskResult;
-      const encode = builtIn(spec.ref) ? undefined : await this.mainThreadEncoder(core, first);
+      const encode = isBuiltInCore(spec.ref)
+        ? undefined
+        : await this.mainThreadEncoder(core, first);
       return {
         spec,
         dim: first.dim,
@@ -109,25 +111,20 @@ export class EmbedPool {
     }
   }
 
-  /** Embed texts; `tokenized` (their ids, from the model's `encode`) is moved to the thread, not copied. */
-  async embed(
-    model: string,
-    texts: string[],
-    tokenized?: TokenizedBatch,
-  ): Promise<EmbedTaskResult> {
+  /**
+   * Embed a micro-batch: raw texts, or their ids from the model's `encode`
+   * (moved to the thread, not copied; the strings are not sent at all).
+   */
+  async embed(model: string, input: string[] | TokenizedBatch): Promise<EmbedTaskResult> {
     const spec = this.cores.get(model);
     if (!spec) throw new StreambedError('internal', `model ${model} was never loaded`);
-    // Tokenised texts travel as ids only: the strings would be copied to the thread for nothing.
-    const task: EmbedTask = tokenized
-      ? { kind: 'embed', model, spec, texts: [], tokenized }
-      : { kind: 'embed', model, spec, texts };
-    const transferList = tokenized
-      ? ([
-          tokenized.ids.buffer,
-          tokenized.offsets.buffer,
-          tokenized.truncated.buffer,
-        ] as ArrayBuffer[])
-      : undefined;
+    const raw = Array.isArray(input);
+    const task: EmbedTask = raw
+      ? { kind: 'embed', model, spec, texts: input }
+      : { kind: 'embed', model, spec, texts: [], tokenized: input };
+    const transferList = raw
+      ? undefined
+      : ([input.ids.buffer, input.offsets.buffer, input.truncated.buffer] as ArrayBuffer[]);
     // Aborting a running task terminates its thread; piscina starts a fresh one.
     const signal = AbortSignal.timeout(this.options.batchTimeoutMs);
     try {
@@ -139,7 +136,7 @@ export class EmbedPool {
       if (signal.aborted) {
         throw new StreambedError(
           'timeout',
-          `batch of ${texts.length} ran over ${this.options.batchTimeoutMs} ms`,
+          `batch of ${raw ? input.length : input.truncated.length} ran over ${this.options.batchTimeoutMs} ms`,
           { cause: err },
         );
       }
@@ -173,11 +170,6 @@ export class EmbedPool {
       ...(this.options.modelCacheDir && { cacheDir: this.options.modelCacheDir }),
     };
   }
-}
-
-/** Cores with no tokenizer: `noop:DIM` (bench) and `fixture:DIM` (tests). */
-function builtIn(ref: string): boolean {
-  return ref.startsWith('noop:') || ref.startsWith('fixture:');
 }
 
 /**
