@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 
-import { type Config, loadConfig } from '../src/config/load.js';
+import { type Config, loadConfig, maxHeldEntries } from '../src/config/load.js';
 import { SETTINGS } from '../src/config/settings.js';
 import { keys, type Lane } from '../src/keys.js';
 import { parseModelTable } from '../src/models/table.js';
@@ -325,6 +325,10 @@ describe('helm chart', () => {
     const w = checkWorkload(objects);
     const triggers = checkKeda(objects, w);
     expect(triggers.some((t) => t.metadata.pendingEntriesCount !== undefined)).toBe(true);
+    // The default target is what one pod holds: the worker's own formula.
+    const held = String(maxHeldEntries(w.config, w.config.threads!));
+    const pending = triggers.filter((t) => t.metadata.pendingEntriesCount !== undefined);
+    expect(new Set(pending.map((t) => t.metadata.pendingEntriesCount))).toEqual(new Set([held]));
     const auth = only(objects, 'TriggerAuthentication');
     const params = Object.fromEntries(auth.spec.secretTargetRef.map((r: Json) => [r.parameter, r]));
     expect(Object.keys(params).sort()).toEqual(['ca', 'password', 'tls', 'username']);

@@ -61,3 +61,20 @@ export function resolveThreads(config: Pick<Config, 'threads' | 'intraOpThreads'
 export function resolveInFlight(config: Pick<Config, 'inFlightBatches'>, threads: number): number {
   return config.inFlightBatches ?? threads * 2;
 }
+
+/**
+ * Texts a worker keeps waiting ahead of the pool's free slots, so its packer
+ * has a window to sort: on short texts one batch left 15% padding, two 6-10%
+ * (BENCHMARKS.md, "Profile").
+ */
+export function lookaheadTexts(config: Pick<Config, 'batchSize'>): number {
+  return 2 * config.batchSize;
+}
+
+/** Most entries one worker holds (delivered, not yet answered): the pool's batches plus the lookahead. */
+export function maxHeldEntries(
+  config: Pick<Config, 'inFlightBatches' | 'batchSize'>,
+  threads: number,
+): number {
+  return resolveInFlight(config, threads) * config.batchSize + lookaheadTexts(config);
+}

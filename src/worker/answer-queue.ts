@@ -40,7 +40,7 @@ export class AnswerQueue {
     return this.waiting.length > 0 || this.writes.size > 0;
   }
 
-  /** Resolves when some write in flight ends (at once if none). */
+  /** Resolves when some write in flight ends; never while none is (race it with another wake-up). */
   async someWriteEnds(): Promise<void> {
     await Promise.race(this.writes);
   }

@@ -6,7 +6,13 @@
 import type { Redis } from 'ioredis';
 
 import { envelopeDecoder } from '../codec/envelope.js';
-import { type Config, resolveInFlight, resolveThreads } from '../config/load.js';
+import {
+  type Config,
+  lookaheadTexts,
+  maxHeldEntries,
+  resolveInFlight,
+  resolveThreads,
+} from '../config/load.js';
 import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys } from '../keys.js';
 import { createLogger, type Logger } from '../log.js';
@@ -64,10 +70,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   const events = new WorkerEvents();
   const threads = resolveThreads(config);
   const maxBatches = resolveInFlight(config, threads);
-  // Two batches' worth of texts wait ahead of the pool's slots, so the packer has a window to
-  // sort: on short texts one batch left 15% padding, two 6-10% (BENCHMARKS.md, "Profile").
-  const lookahead = 2 * config.batchSize;
-  const maxHeld = maxBatches * config.batchSize + lookahead;
+  const lookahead = lookaheadTexts(config);
+  const maxHeld = maxHeldEntries(config, threads);
 
   const redis = connectRedis({
     url: config.redisUrl,
