@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
 import { randomPrefix, until } from './helpers/redis.js';
-import { freePort } from './helpers/redis-server.js';
+import { aclArgs, freePort } from './helpers/redis-server.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-tls-'));
@@ -51,18 +51,7 @@ beforeAll(async () => {
       ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--save', ''],
       ['--dir', dir, '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key')],
       ['--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no'],
-      [
-        '--user',
-        'default',
-        'off',
-        '--user',
-        auth.user,
-        'on',
-        `>${auth.password}`,
-        '~*',
-        '&*',
-        '+@all',
-      ],
+      aclArgs(auth),
     ].flat(),
     { stdio: 'ignore' },
   );

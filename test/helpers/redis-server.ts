@@ -11,6 +11,22 @@ import path from 'node:path';
 
 import { Redis } from 'ioredis';
 
+/** redis-server arguments for one ACL user with every right, the default user off. */
+export function aclArgs(auth: { user: string; password: string }): string[] {
+  return [
+    '--user',
+    'default',
+    'off',
+    '--user',
+    auth.user,
+    'on',
+    `>${auth.password}`,
+    '~*',
+    '&*',
+    '+@all',
+  ];
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -41,20 +57,7 @@ export async function privateRedis(
   const url = auth
     ? `redis://${auth.user}:${auth.password}@127.0.0.1:${port}`
     : `redis://127.0.0.1:${port}`;
-  const aclArgs = auth
-    ? [
-        '--user',
-        'default',
-        'off',
-        '--user',
-        auth.user,
-        'on',
-        `>${auth.password}`,
-        '~*',
-        '&*',
-        '+@all',
-      ]
-    : [];
+  const acl = auth ? aclArgs(auth) : [];
   const self: PrivateRedis = {
     port,
     url,
@@ -73,7 +76,7 @@ export async function privateRedis(
           'no',
           '--dir',
           dir,
-          ...aclArgs,
+          ...acl,
           ...extraArgs,
         ],
         {
