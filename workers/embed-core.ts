@@ -48,8 +48,17 @@ export interface EmbedOutput {
 export interface Embedder {
   dim: number;
   maxTokens: number;
-  /** `tokenized`, when given, holds the texts' ids (cut to maxTokens) and is used instead of tokenising. */
-  embed(texts: readonly string[], tokenized?: TokenizedBatch): Promise<EmbedOutput>;
+  /**
+   * `tokenized`, when given, holds the texts' ids (cut to maxTokens) and is
+   * used instead of tokenising. `inNative`, when given, is set to 1 while
+   * ONNX Runtime runs (native code: terminating the thread then would take
+   * the whole process down, so the pool waits for it to return).
+   */
+  embed(
+    texts: readonly string[],
+    tokenized?: TokenizedBatch,
+    inNative?: Int32Array,
+  ): Promise<EmbedOutput>;
 }
 
 export async function loadEmbedder(spec: CoreSpec): Promise<Embedder> {
@@ -93,7 +102,11 @@ class TransformersCore implements Embedder {
     return this;
   }
 
-  async embed(texts: readonly string[], tokenized?: TokenizedBatch): Promise<EmbedOutput> {
+  async embed(
+    texts: readonly string[],
+    tokenized?: TokenizedBatch,
+    inNative?: Int32Array,
+  ): Promise<EmbedOutput> {
     const batch =
       tokenized ?? joinRows(texts.map((t) => encodeText(this.tokenizer, t, this.maxTokens)));
     const { ids, offsets, truncated } = batch;
@@ -113,11 +126,17 @@ class TransformersCore implements Embedder {
       }
     }
     const dims = [n, len];
-    const out = (await this.model({
-      input_ids: new Tensor('int64', inputIds, dims),
-      attention_mask: new Tensor('int64', mask, dims),
-      token_type_ids: new Tensor('int64', new BigInt64Array(n * len), dims),
-    })) as Record<string, Tensor>;
+    if (inNative) Atomics.store(inNative, 0, 1);
+    let out: Record<string, Tensor>;
+    try {
+      out = (await this.model({
+        input_ids: new Tensor('int64', inputIds, dims),
+        attention_mask: new Tensor('int64', mask, dims),
+        token_type_ids: new Tensor('int64', new BigInt64Array(n * len), dims),
+      })) as Record<string, Tensor>;
+    } finally {
+      if (inNative) Atomics.store(inNative, 0, 0);
+    }
     const hidden = out.last_hidden_state ?? out.token_embeddings ?? Object.values(out)[0];
     if (!hidden) throw new Error('model returned no output');
     const dim = hidden.dims[2] as number;

@@ -1,11 +1,13 @@
 /**
  * `streambed worker`: run one worker process. The first SIGTERM/SIGINT drains
  * (stop reading, finish in-flight batches within DRAIN_TIMEOUT_MS, exit 0);
- * a second signal, or the timeout, forces exit and leaves the rest pending.
+ * a second signal, the timeout or a fatal error forces the stop: whatever is
+ * still held is handed back (reclaimable at once by other workers) first.
  */
 import { Command } from 'commander';
 
 import { loadConfig } from '../config/load.js';
+import { toStreambedError } from '../errors.js';
 import { startHttp } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { logWorkerEvents } from '../metrics/event-log.js';
@@ -35,8 +37,9 @@ export function workerCommand(): Command {
     let signals = 0;
     const onSignal = (signal: string) => {
       if (++signals > 1) {
-        log.warn({ signal }, 'second signal: forcing exit, in-flight entries stay pending');
-        process.exit(130);
+        log.warn({ signal }, 'second signal: forcing the stop; held entries are handed back');
+        void worker.forceStop().then(() => process.exit(130));
+        return;
       }
       log.info({ signal }, 'signal received: draining');
       void worker.stop().then((clean) => {
@@ -44,9 +47,13 @@ export function workerCommand(): Command {
         process.exit(clean ? 0 : 1);
       });
     };
-    worker.events.on('fatal', () => {
-      void worker.stop().then(() => process.exit(1));
-    });
+    const onFatal = (err: Error) => {
+      log.fatal({ err: err.message }, 'fatal error: stopping; held entries are handed back');
+      void worker.forceStop().finally(() => process.exit(1));
+    };
+    worker.events.on('fatal', ({ message }) => onFatal(new Error(message)));
+    process.on('uncaughtException', onFatal);
+    process.on('unhandledRejection', (reason) => onFatal(toStreambedError(reason)));
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     process.on('SIGINT', () => onSignal('SIGINT'));
     await worker.started.catch((err: Error) => {

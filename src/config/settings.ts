@@ -138,14 +138,14 @@ export const SETTINGS = {
   claimIdleMs: setting(
     'CLAIM_IDLE_MS',
     int(100),
-    60000,
-    'Entries pending longer than this on any consumer are reclaimed. Keep above (IN_FLIGHT_BATCHES / THREADS + 2) x BATCH_TIMEOUT_MS: an entry waits for the batches queued ahead of it.',
+    10000,
+    'Entries pending longer than this on another consumer are reclaimed. A live worker renews what it holds every CLAIM_IDLE_MS / 4, however slow its batches, so only a dead, frozen or cut-off worker passes it: this is the crash-recovery time, not a bound on batch time.',
   ),
   batchTimeoutMs: setting(
     'BATCH_TIMEOUT_MS',
     int(100),
     15000,
-    'A micro-batch running longer than this is aborted (its thread is replaced) and split to find the guilty text.',
+    'A micro-batch running longer than this on its thread is overdue: its texts are sent again in halves and the first run to finish answers each. Its thread is replaced at 2x this, unless inside ONNX Runtime (native code cannot be interrupted). A text that takes its thread down alone 3 times is dead-lettered model_error.',
   ),
   threadHeapMb: setting(
     'THREAD_HEAP_MB',
@@ -153,7 +153,12 @@ export const SETTINGS = {
     undefined,
     'V8 old-generation limit per worker thread; a thread over it dies alone and is replaced (model weights live outside this heap).',
   ),
-  claimIntervalMs: setting('CLAIM_INTERVAL_MS', int(50), 5000, 'How often the reclaimer runs.'),
+  claimIntervalMs: setting(
+    'CLAIM_INTERVAL_MS',
+    int(50),
+    2000,
+    "How often the reclaimer looks for entries idle past CLAIM_IDLE_MS; a crashed worker's entries are answered within CLAIM_IDLE_MS + this + one batch.",
+  ),
   maxDeliveries: setting(
     'MAX_DELIVERIES',
     int(1, 1000),

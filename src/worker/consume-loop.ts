@@ -58,7 +58,6 @@ export class ConsumeLoop {
   private readonly stopped = new Signal();
   /** Each bulk read in flight: `${stream} ${id}` of its entries maybe still held. */
   private bulkReads: string[][] = [];
-  private readonly onAnswer = () => this.changed.notify();
   /**
    * Moving average of padded tokens per text, to size a full micro-batch
    * (BATCH_SIZE texts, or fewer long ones under MAX_BATCH_TOKENS). Measured
@@ -66,6 +65,8 @@ export class ConsumeLoop {
    * they are sized by (small interactive batches do not make bulk ones small).
    */
   private tokensPerText = 1;
+  /** Which model's stream an interactive read starts at (readGroup), in turn. */
+  private readTurn = 0;
   private readonly onBatch = (b: { texts: number; paddedTokens: number }) => {
     if (b.texts > 0)
       this.tokensPerText = 0.8 * this.tokensPerText + (0.2 * b.paddedTokens) / b.texts;
@@ -86,10 +87,10 @@ export class ConsumeLoop {
 
   start(): void {
     if (this.done) return;
-    this.events.on('answered', this.onAnswer);
-    this.events.on('fenced', this.onAnswer);
     this.events.on('batch', this.onBatch);
-    this.done = Promise.all([this.runInteractive(), this.runBulk()]).then(() => undefined);
+    this.done = Promise.all([this.runInteractive(), this.runBulk(), this.relayRoom()]).then(
+      () => undefined,
+    );
   }
 
   /** Stop reading; resolves when the current reads (at most BLOCK ms) have returned and been handed over. */
@@ -98,9 +99,15 @@ export class ConsumeLoop {
     this.changed.notify();
     this.stopped.notify();
     await this.done;
-    this.events.off('answered', this.onAnswer);
-    this.events.off('fenced', this.onAnswer);
     this.events.off('batch', this.onBatch);
+  }
+
+  /** Room changes (an answer written, a batch ended) wake the lanes waiting on `changed`. */
+  private async relayRoom(): Promise<void> {
+    while (!this.stopping) {
+      await Promise.race([this.inFlight.changed(), this.stopped.wait(60_000)]);
+      this.changed.notify();
+    }
   }
 
   /** What the lane budget decides on, now. */
@@ -169,7 +176,14 @@ export class ConsumeLoop {
         await this.pause(this.stopped, Math.min(o.blockMs, 500));
         continue;
       }
-      this.budget.reading('interactive', count, empty);
+      // Reserved before the read: what a read may bring counts against the hold bound
+      // while it is in flight, so concurrent reads (lanes, reclaims) never pass it.
+      const reserved = this.inFlight.reserve(count);
+      if (reserved === 0) {
+        await this.roomOrStop();
+        continue;
+      }
+      this.budget.reading('interactive', reserved, empty);
       // Parked on an empty lane: bulk may use the room meanwhile.
       if (empty) this.changed.notify();
       let got = 0;
@@ -177,7 +191,8 @@ export class ConsumeLoop {
         const deliveries = await readGroup(this.redis, {
           group: o.group,
           consumer: o.consumer,
-          count,
+          count: reserved,
+          turn: this.readTurn++,
           ...(empty && { blockMs: o.blockMs }),
           streams,
           modelOf: o.modelOf,
@@ -199,6 +214,7 @@ export class ConsumeLoop {
         }
         await this.pause(this.stopped, backoffMs(failures, 100, 5_000));
       } finally {
+        this.inFlight.unreserve(reserved);
         this.budget.read('interactive', got);
         this.changed.notify();
       }
@@ -223,7 +239,12 @@ export class ConsumeLoop {
         await this.pause(this.changed, b.idlePollMs);
         continue;
       }
-      this.budget.reading('bulk', count);
+      const reserved = this.inFlight.reserve(count);
+      if (reserved === 0) {
+        await this.pause(this.changed, b.idlePollMs);
+        continue;
+      }
+      this.budget.reading('bulk', reserved);
       let got = 0;
       let more = false;
       try {
@@ -232,7 +253,7 @@ export class ConsumeLoop {
           const read = await readBulk(b.redis, b.keys, {
             model,
             consumer: this.options.consumer,
-            count,
+            count: reserved,
           });
           more ||= read.more;
           got += read.deliveries.length;
@@ -246,6 +267,7 @@ export class ConsumeLoop {
         );
         await this.pause(this.stopped, backoffMs(failures, 100, 5_000));
       } finally {
+        this.inFlight.unreserve(reserved);
         this.budget.read('bulk', got);
         this.changed.notify();
       }

@@ -1,10 +1,16 @@
 /**
- * Entries between delivery and acknowledgement. Decodes each delivery,
- * answers bad ones at once, tokenises the texts of good ones and queues them
- * (dispatch-queue.ts), packs token-aware micro-batches for the pool as its
- * slots free, reassembles vectors per entry (chunks may land in different
- * micro-batches) and hands finished entries to the writer.
- * A batch that fails is split in halves until only the guilty texts fail.
+ * The compute side of the main path: admit -> compute -> answer, around the
+ * ledger of what is held (held-ledger.ts). Admitted entries' texts are
+ * tokenised and queued (dispatch-queue.ts); token-aware micro-batches go to
+ * the backend (backend.ts) as its slots free; vectors are reassembled per
+ * entry (chunks may land in different micro-batches) and finished entries go
+ * to the answer queue (answer-queue.ts). A failed batch is decided on in one
+ * place (batch-failures.ts): split, retried, or its lone text failed.
+ *
+ * A batch still running after BATCH_TIMEOUT_MS (from its start on a thread)
+ * is overdue: its texts are split and sent again, and whichever run finishes
+ * first answers each text (the overdue one usually does, when it was merely
+ * slow). Its thread is counted busy until it returns or the backend replaces it.
  */
 import { joinRows } from '../../workers/tokenize.js';
 import type { DecodeOutcome } from '../codec/envelope.js';
@@ -12,31 +18,19 @@ import { contentHash } from '../codec/result.js';
 import { type ResultErrorCode, StreambedError, toStreambedError } from '../errors.js';
 import type { Lane } from '../keys.js';
 import type { Logger } from '../log.js';
-import type { Envelope } from '../types.js';
+import { admit, type Entry, routingOf } from './admit.js';
 import { type Answer, type Delivery, errorAnswer } from './answer.js';
 import { AnswerQueue } from './answer-queue.js';
+import type { EmbedBackend } from './backend.js';
+import { classify, decide } from './batch-failures.js';
 import { estimateTokens, type PackLimits, SOLO_TOKENS } from './batcher.js';
 import type { DedupeCache } from './dedupe-cache.js';
 import { DispatchQueue } from './dispatch-queue.js';
 import type { WorkerEvents } from './events.js';
+import { HeldLedger } from './held-ledger.js';
 import type { LoadedModel } from './pool.js';
-import type { EmbedPool } from './pool.js';
 import type { ResultWriter } from './result-writer.js';
 import type { SinkStage } from './sink-stage.js';
-
-interface Entry {
-  delivery: Delivery;
-  envelope: Envelope;
-  vectors: Float32Array[];
-  truncated: boolean[];
-  remaining: number;
-  failure?: StreambedError;
-  computeMs: number;
-  /** Per-chunk content hashes (only with a sink). */
-  hashes?: string[];
-  /** Answered from the sink's stored vectors without computing. */
-  deduped?: boolean;
-}
 
 interface Item {
   entry: Entry;
@@ -47,10 +41,14 @@ interface Item {
   encoded?: { ids: number[]; truncated: boolean };
   seq: number;
   urgent: boolean;
+  /** Answered (vector in, or failed): a second run of it changes nothing. */
+  done: boolean;
+  /** Runs this text took down alone (thread died or hung): poison at POISON_STRIKES. */
+  strikes: number;
 }
 
 export interface InFlightDeps {
-  pool: EmbedPool;
+  pool: EmbedBackend;
   models: ReadonlyMap<string, LoadedModel>;
   writer: ResultWriter;
   decode: (fields: Buffer[]) => DecodeOutcome;
@@ -63,8 +61,10 @@ export interface InFlightDeps {
   /** Texts read ahead of the pool's free slots, for the packer to choose from. */
   lookahead: number;
   laneOf: (stream: string) => Lane;
-  /** Most entries held at once, whatever the batches. */
+  /** Most entries held at once, whatever the batches, lanes and models. */
   maxHeld: number;
+  /** A batch running longer than this (on its thread) is overdue: its texts are sent again. */
+  batchTimeoutMs: number;
   sink?: SinkStage;
   /** Fleet-wide dedupe cache (only without a sink). */
   dedupe?: DedupeCache;
@@ -74,12 +74,16 @@ export interface InFlightDeps {
 const TOKENIZE_SLICE_MS = 1;
 
 export class InFlight {
-  /** Keyed `${stream} ${id}`: every entry we hold, from delivery until its answer is written or fenced. */
-  private readonly held = new Set<string>();
+  /** Every entry we hold, from delivery until its answer is written or fenced. */
+  readonly ledger: HeldLedger;
+  /** Batches dispatched and not yet overdue: the pool's slots in use. */
   private batches = 0;
+  /** Overdue batches still occupying a thread. */
+  private overdue = 0;
+  /** Batches waiting out a backoff before they are sent again. */
+  private retrying = 0;
   /** Moving average of texts per micro-batch, to turn free batch slots into a read count. */
   private textsPerBatch: number;
-  private readonly roomWaiters: Array<() => void> = [];
   private readonly abort = new AbortController();
   private readonly queue: DispatchQueue<Item>;
   private readonly answers: AnswerQueue;
@@ -88,6 +92,7 @@ export class InFlight {
   private readonly minRead: number;
 
   constructor(private readonly deps: InFlightDeps) {
+    this.ledger = new HeldLedger(deps.maxHeld);
     this.textsPerBatch = deps.limits.batchSize;
     // Long texts run alone only where attention costs: real models (with a tokenizer).
     const solo = { ...deps.limits, soloTokens: SOLO_TOKENS };
@@ -106,60 +111,57 @@ export class InFlight {
   }
 
   get size(): number {
-    return this.held.size;
+    return this.ledger.size;
   }
 
   get batchesInFlight(): number {
-    return this.batches;
+    return this.batches + this.overdue;
   }
 
   holds(stream: string, id: string): boolean {
-    return this.held.has(`${stream} ${id}`);
+    return this.ledger.has(stream, id);
+  }
+
+  /** Promise room to a read before it goes to Redis (HeldLedger.reserve). */
+  reserve(count: number): number {
+    return this.ledger.reserve(count);
+  }
+
+  unreserve(count: number): void {
+    this.ledger.unreserve(count);
   }
 
   /**
    * How many entries to read now: enough to fill the free micro-batch slots
    * (at the texts-per-batch seen lately) plus `lookahead` texts waiting for
-   * the next slot, never past `maxHeld`. Counting in batches keeps the pool's
-   * queue short whatever the text lengths, so an interactive entry waits
-   * behind at most IN_FLIGHT_BATCHES batches (waiting bulk texts go after it).
+   * the next slot, never past what the ledger has free. Counting in batches
+   * keeps the pool's queue short whatever the text lengths, so an interactive
+   * entry waits behind at most IN_FLIGHT_BATCHES batches.
    */
   room(): number {
-    const freeBatches = Math.max(0, this.deps.maxBatches - this.batches);
+    const freeBatches = Math.max(0, this.deps.maxBatches - this.batches - this.retrying);
     const wanted = freeBatches * this.textsPerBatch + this.deps.lookahead - this.queue.size;
-    const room = Math.max(0, Math.min(this.deps.maxHeld - this.held.size, Math.ceil(wanted)));
+    const room = Math.max(0, Math.min(this.ledger.free, Math.ceil(wanted)));
     // Every read is a round trip and a socket write: reading the one or two entries that
     // each dispatch frees cost more main-thread CPU than tokenising. The window is deep
     // enough to wait for a quarter batch of room.
     return room >= this.minRead ? room : 0;
   }
 
+  /** Resolves at the next change of room (an answer written, a batch ended, a read's reservation returned). */
+  changed(): Promise<void> {
+    return this.ledger.changed();
+  }
+
   /** Resolves when room() > 0 (a batch finished or an answer was written). */
   async waitForRoom(): Promise<void> {
-    while (this.room() <= 0) await new Promise<void>((r) => this.roomWaiters.push(r));
+    while (this.room() <= 0) await this.ledger.changed();
   }
 
   /** Resolves when nothing is held (every entry answered or fenced). */
   async drained(): Promise<void> {
-    while (this.held.size > 0 || this.answers.busy) {
-      await Promise.race([
-        this.answers.someWriteEnds(),
-        new Promise<void>((r) => this.roomWaiters.push(r)),
-      ]);
-    }
-  }
-
-  /** A decoder bug must never leak a held entry: anything it throws answers the entry `invalid`. */
-  private decode(fields: Buffer[]): DecodeOutcome {
-    try {
-      return this.deps.decode(fields);
-    } catch (err) {
-      this.deps.log.error({ err: (err as Error).message }, 'envelope decoder threw');
-      return {
-        ok: false,
-        code: 'invalid',
-        message: `undecodable entry (${(err as Error).message.slice(0, 80)})`,
-      };
+    while (this.ledger.size > 0 || this.answers.busy) {
+      await Promise.race([this.answers.someWriteEnds(), this.ledger.changed()]);
     }
   }
 
@@ -171,55 +173,23 @@ export class InFlight {
 
   /** Answer entries with an error without computing them (e.g. too many deliveries). */
   reject(deliveries: Delivery[], code: ResultErrorCode, message: string): void {
-    const answers: Answer[] = [];
-    for (const d of deliveries) {
-      const key = `${d.stream} ${d.id}`;
-      if (this.held.has(key)) continue;
-      this.held.add(key);
-      const decoded = this.decode(d.fields);
-      answers.push(errorAnswer(d, code, message, decoded.ok ? decoded.envelope : decoded));
-    }
+    const answers = deliveries
+      .filter((d) => this.ledger.add(d))
+      .map((d) => errorAnswer(d, code, message, routingOf(d.fields, this.deps)));
     if (answers.length) this.finish(answers);
   }
 
-  /** Take ownership of delivered entries. Entries we already hold (our own, reclaimed back) are ignored. */
+  /** Take ownership of delivered entries. Entries we already hold (our own, delivered again) are ignored. */
   accept(deliveries: Delivery[]): void {
-    const answers: Answer[] = [];
-    const byModel = new Map<string, Entry[]>();
-    for (const d of deliveries) {
-      const key = `${d.stream} ${d.id}`;
-      if (this.held.has(key)) continue;
-      this.held.add(key);
-      const decoded = this.decode(d.fields);
-      if (!decoded.ok) {
-        answers.push(errorAnswer(d, decoded.code, decoded.message, decoded));
-        continue;
-      }
-      const env = decoded.envelope;
-      if (env.deadlineMs !== undefined && env.deadlineMs < Date.now()) {
-        answers.push(
-          errorAnswer(d, 'expired', `deadline ${env.deadlineMs} passed before work began`, env),
-        );
-        continue;
-      }
-      const model = this.deps.models.get(d.model);
-      if (!model) {
-        answers.push(errorAnswer(d, 'unknown_model', `model ${d.model} is not served here`, env));
-        continue;
-      }
-      const entry: Entry = {
-        delivery: d,
-        envelope: env,
-        vectors: new Array(env.texts.length),
-        truncated: new Array(env.texts.length).fill(false),
-        remaining: env.texts.length,
-        computeMs: 0,
-        ...(this.deps.sink && { hashes: env.texts.map((t) => contentHash([t])) }),
-      };
-      const list = byModel.get(d.model) ?? [];
-      list.push(entry);
-      byModel.set(d.model, list);
-    }
+    const { answers, byModel } = admit(
+      deliveries.filter((d) => this.ledger.add(d)),
+      {
+        decode: this.deps.decode,
+        serves: (model) => this.deps.models.has(model),
+        withHashes: this.deps.sink !== undefined,
+        log: this.deps.log,
+      },
+    );
     if (answers.length) this.finish(answers);
     for (const [model, entries] of byModel) void this.schedule(model, entries);
   }
@@ -271,6 +241,8 @@ export class InFlight {
           ...(encoded && { encoded }),
           seq: this.seq++,
           urgent,
+          done: false,
+          strikes: 0,
         });
       });
       if (performance.now() - sliceStarted > TOKENIZE_SLICE_MS) {
@@ -290,7 +262,7 @@ export class InFlight {
   /** Fill the pool's free slots from the queue; batches that could still grow only for an idle thread. */
   private pump(): void {
     while (this.batches < this.deps.maxBatches) {
-      const idleThread = this.batches < this.deps.pool.threads;
+      const idleThread = this.batches + this.overdue < this.deps.pool.threads;
       const next = this.queue.take(idleThread, idleThread);
       if (!next) return;
       this.textsPerBatch = 0.8 * this.textsPerBatch + 0.2 * next.batch.length;
@@ -298,68 +270,122 @@ export class InFlight {
     }
   }
 
-  private dispatch(model: string, batch: Item[]): void {
+  /** Send a micro-batch; `attempt` counts transient retries of the same texts. */
+  private dispatch(model: string, batch: Item[], attempt = 0): void {
+    const items = batch.filter((i) => !i.done);
+    if (items.length === 0 || this.abort.signal.aborted) return;
     this.batches++;
-    const encoded = batch.map((i) => i.encoded);
+    const encoded = items.map((i) => i.encoded);
     const input = encoded.every((e) => e !== undefined)
       ? joinRows(encoded)
-      : batch.map((i) => i.text);
-    this.deps.pool
-      .embed(model, input)
+      : items.map((i) => i.text);
+    const run = this.deps.pool.embed(model, input);
+    let isOverdue = false;
+    const timeoutMs = this.deps.batchTimeoutMs;
+    // Measured from the batch's start on a thread: time queued behind others is not its fault.
+    let timer: NodeJS.Timeout;
+    const watch = (): void => {
+      const started = run.startedAt();
+      const left = started === undefined ? timeoutMs : started + timeoutMs - Date.now();
+      if (left > 0) {
+        timer = setTimeout(watch, left);
+        return;
+      }
+      isOverdue = true;
+      this.batches--;
+      this.overdue++;
+      this.deps.events.emit('overdue', { model, texts: items.length });
+      const err = new StreambedError(
+        'timeout',
+        `batch of ${items.length} ran over ${timeoutMs} ms`,
+      );
+      this.failed(model, items, err, attempt);
+      this.pump();
+      this.ledger.notify();
+    };
+    timer = setTimeout(watch, timeoutMs);
+    run.result
       .then(
         (out) => {
           this.deps.events.emit('batch', {
             model,
-            texts: batch.length,
+            texts: items.length,
             tokens: out.tokens.reduce((a, b) => a + b, 0),
             paddedTokens: out.paddedTokens,
             ms: out.ms,
           });
           const done: Entry[] = [];
-          batch.forEach((item, k) => {
+          items.forEach((item, k) => {
+            // An overdue run that finishes still answers whatever its retries have not.
+            if (item.done) return;
+            item.done = true;
             item.entry.vectors[item.chunk] = out.data.subarray(k * out.dim, (k + 1) * out.dim);
             item.entry.truncated[item.chunk] = out.truncated[k] === 1;
-            item.entry.computeMs += out.ms / batch.length;
+            item.entry.computeMs += out.ms / items.length;
             if (--item.entry.remaining === 0) done.push(item.entry);
           });
           this.complete(done);
         },
-        (err: unknown) => this.failed(model, batch, toStreambedError(err, 'model_error')),
+        (err: unknown) => {
+          if (!isOverdue) this.failed(model, items, toStreambedError(err, 'model_error'), attempt);
+        },
       )
       .finally(() => {
-        this.batches--;
+        clearTimeout(timer);
+        if (isOverdue) this.overdue--;
+        else this.batches--;
         this.pump();
-        this.wake();
+        this.ledger.notify();
       });
   }
 
-  /** Split a failed batch to isolate the guilty texts; a text that fails alone fails its entry. */
-  private failed(model: string, batch: Item[], err: StreambedError): void {
-    if (batch.length > 1) {
-      this.deps.events.emit('split', { model, texts: batch.length, reason: err.code });
-      const half = Math.ceil(batch.length / 2);
-      this.dispatch(model, batch.slice(0, half));
-      this.dispatch(model, batch.slice(half));
+  /** A batch failed: split it, retry it, or fail its lone text (batch-failures.ts decides). */
+  private failed(model: string, batch: Item[], err: StreambedError, attempt: number): void {
+    const items = batch.filter((i) => !i.done);
+    if (items.length === 0) return;
+    const cls = classify(err);
+    const lone = items[0] as Item;
+    const decision = decide(cls, items.length, lone.strikes, attempt);
+    if (decision.action === 'split') {
+      this.deps.events.emit('split', { model, texts: items.length, reason: err.code });
+      const half = Math.ceil(items.length / 2);
+      this.dispatch(model, items.slice(0, half));
+      this.dispatch(model, items.slice(half));
       return;
     }
-    const item = batch[0] as Item;
+    const where = {
+      model,
+      stream: lone.entry.delivery.stream,
+      entry: lone.entry.delivery.id,
+      deliveries: lone.entry.delivery.deliveries,
+      code: err.code,
+      err: err.message,
+    };
+    if (decision.action === 'retry') {
+      if (cls === 'thread') lone.strikes++;
+      this.deps.log.warn(
+        { ...where, texts: items.length, strikes: lone.strikes, retryInMs: decision.afterMs },
+        cls === 'thread'
+          ? 'text took its thread down; retrying it alone'
+          : 'batch failed; retrying',
+      );
+      this.retrying++;
+      setTimeout(() => {
+        this.retrying--;
+        this.dispatch(model, items, cls === 'transient' ? attempt + 1 : attempt);
+      }, decision.afterMs);
+      return;
+    }
     this.deps.log.warn(
-      {
-        model,
-        stream: item.entry.delivery.stream,
-        entry: item.entry.delivery.id,
-        deliveries: item.entry.delivery.deliveries,
-        chunk: item.chunk,
-        code: err.code,
-        err: err.message,
-      },
+      { ...where, chunk: lone.chunk, strikes: lone.strikes },
       'text failed in the model',
     );
-    item.entry.failure ??= new StreambedError(
+    lone.done = true;
+    lone.entry.failure ??= new StreambedError(
       'model_error',
-      `chunk ${item.chunk}: ${err.message.slice(0, 200)}`,
+      `chunk ${lone.chunk}: ${err.message.slice(0, 200)}`,
     );
-    if (--item.entry.remaining === 0) this.complete([item.entry]);
+    if (--lone.entry.remaining === 0) this.complete([lone.entry]);
   }
 
   private complete(done: Entry[]): void {
@@ -399,11 +425,6 @@ export class InFlight {
   }
 
   private release(answers: Answer[]): void {
-    for (const a of answers) this.held.delete(`${a.delivery.stream} ${a.delivery.id}`);
-    this.wake();
-  }
-
-  private wake(): void {
-    for (const wake of this.roomWaiters.splice(0)) wake();
+    for (const a of answers) this.ledger.delete(a.delivery.stream, a.delivery.id);
   }
 }

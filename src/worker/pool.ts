@@ -16,9 +16,11 @@ import type {
   LoadTask,
   LoadTaskResult,
 } from '../../workers/embed-worker.js';
+import { MODEL_LOAD_FAILED, RunProbe } from '../../workers/run-probe.js';
 import { encodeText, loadTokenizer, type TokenizedBatch } from '../../workers/tokenize.js';
-import { StreambedError } from '../errors.js';
+import { StreambedError, toStreambedError } from '../errors.js';
 import { isBuiltInCore, type ModelSpec } from '../models/table.js';
+import type { BatchRun, EmbedBackend } from './backend.js';
 
 export interface PoolOptions {
   threads: number;
@@ -44,9 +46,14 @@ export interface LoadedModel {
   encode?: (text: string) => { ids: number[]; truncated: boolean };
 }
 
-export class EmbedPool {
+/** A batch still running this many BATCH_TIMEOUT_MS after it was sent has its thread terminated. */
+export const HARD_TIMEOUT_FACTOR = 2;
+
+export class EmbedPool implements EmbedBackend {
   private readonly piscina: Piscina;
   private readonly cores = new Map<string, CoreSpec>();
+  /** Tasks sent and not yet settled, so close() can end those stuck in JavaScript. */
+  private readonly running = new Set<{ abort: AbortController; probe: RunProbe }>();
 
   constructor(private readonly options: PoolOptions) {
     this.piscina = new Piscina({
@@ -114,37 +121,63 @@ export class EmbedPool {
   /**
    * Embed a micro-batch: raw texts, or their ids from the model's `encode`
    * (moved to the thread, not copied; the strings are not sent at all).
+   *
+   * Failures come back classed (batch-failures.ts): a thread that exits or
+   * runs out of heap is `worker_crashed`, a batch still running
+   * `HARD_TIMEOUT_FACTOR` x BATCH_TIMEOUT_MS after it was sent is `timeout`
+   * (its thread is terminated), a model the thread cannot load is
+   * `model_load_failed`; anything the model itself throws is `model_error`.
+   * A thread inside ONNX Runtime is never terminated: native code cannot be
+   * interrupted, and terminating the thread under it aborts the whole
+   * process (`Napi::Error`). The caller's own, shorter, BATCH_TIMEOUT_MS
+   * already moved the batch's texts on; this thread is lost only until ORT
+   * returns.
    */
-  async embed(model: string, input: string[] | TokenizedBatch): Promise<EmbedTaskResult> {
+  embed(model: string, input: string[] | TokenizedBatch): BatchRun {
     const spec = this.cores.get(model);
-    if (!spec) throw new StreambedError('internal', `model ${model} was never loaded`);
+    if (!spec) {
+      const err = new StreambedError('model_load_failed', `model ${model} is not loaded here`);
+      return { result: Promise.reject(err), startedAt: () => undefined };
+    }
     const raw = Array.isArray(input);
+    const probe = new RunProbe();
     const task: EmbedTask = raw
-      ? { kind: 'embed', model, spec, texts: input }
-      : { kind: 'embed', model, spec, texts: [], tokenized: input };
+      ? { kind: 'embed', model, spec, texts: input, probe: probe.buffer }
+      : { kind: 'embed', model, spec, texts: [], tokenized: input, probe: probe.buffer };
     const transferList = raw
       ? undefined
       : ([input.ids.buffer, input.offsets.buffer, input.truncated.buffer] as ArrayBuffer[]);
-    // Aborting a running task terminates its thread; piscina starts a fresh one.
-    const signal = AbortSignal.timeout(this.options.batchTimeoutMs);
-    try {
-      return (await this.piscina.run(task, {
-        signal,
-        ...(transferList && { transferList }),
-      })) as EmbedTaskResult;
-    } catch (err) {
-      if (signal.aborted) {
-        throw new StreambedError(
-          'timeout',
-          `batch of ${raw ? input.length : input.truncated.length} ran over ${this.options.batchTimeoutMs} ms`,
-          { cause: err },
-        );
-      }
-      throw err;
-    }
+    const abort = new AbortController();
+    const hardMs = this.options.batchTimeoutMs * HARD_TIMEOUT_FACTOR;
+    // Looked at every second once it could be due: queued time does not count, and a
+    // thread inside ONNX Runtime is left to finish.
+    let timer: NodeJS.Timeout | undefined;
+    const check = (): void => {
+      const started = probe.startedAt;
+      if (started !== undefined && Date.now() - started >= hardMs && !probe.inNative) abort.abort();
+      else timer = setTimeout(check, 1_000);
+    };
+    timer = setTimeout(check, hardMs);
+    const running = { abort, probe };
+    this.running.add(running);
+    const result = this.piscina
+      .run(task, { signal: abort.signal, ...(transferList && { transferList }) })
+      .then(
+        (out) => out as EmbedTaskResult,
+        (err: unknown) => {
+          throw classifyPoolError(err, abort.signal.aborted, hardMs);
+        },
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        this.running.delete(running);
+      });
+    return { result, startedAt: () => probe.startedAt };
   }
 
+  /** Ends the threads; a thread stuck in JavaScript is terminated, one inside ORT is waited for. */
   async close(): Promise<void> {
+    for (const { abort, probe } of this.running) if (!probe.inNative) abort.abort();
     await this.piscina.close({ force: true });
   }
 
@@ -170,6 +203,27 @@ export class EmbedPool {
       ...(this.options.modelCacheDir && { cacheDir: this.options.modelCacheDir }),
     };
   }
+}
+
+/** How a thread's failure reaches the dispatcher: its class is in its code. */
+function classifyPoolError(err: unknown, aborted: boolean, hardMs: number): StreambedError {
+  if (aborted)
+    return new StreambedError('timeout', `batch ran over ${hardMs} ms; its thread was replaced`, {
+      cause: err,
+    });
+  const e = err as { code?: unknown; message?: unknown };
+  const message = String(e.message ?? err);
+  // Node's Worker: ERR_WORKER_OUT_OF_MEMORY; piscina: "worker exited" / terminated.
+  if (
+    e.code === 'ERR_WORKER_OUT_OF_MEMORY' ||
+    /worker (exited|terminated)|exited with code/i.test(message)
+  )
+    return new StreambedError('worker_crashed', `thread died: ${message.slice(0, 160)}`, {
+      cause: err,
+    });
+  if (message.startsWith(MODEL_LOAD_FAILED))
+    return new StreambedError('model_load_failed', message.slice(0, 200), { cause: err });
+  return toStreambedError(err, 'model_error');
 }
 
 /**

@@ -22,9 +22,12 @@ export const PUBLISH_AND_ACK_LUA = `
 --   progress field to increment ('' = none), n, n result field/value pairs,
 --   m, m DLQ record field/value pairs (m = 0: no DLQ record)
 -- Reply: one reply per entry, in order: {1, result id} written and acked;
---        {0} not owned by this consumer (nothing written);
---        {-1, error} the result stream is unusable, e.g. WRONGTYPE (nothing written);
---        {-2, error} its DLQ stream or progress hash is not a stream / hash (nothing written)
+--        {0} pending under another consumer (taken over; nothing written);
+--        {2} not pending at all (acked already: by us, if this is a resend; nothing written);
+--        {-1, error} the result stream is unusable: WRONGTYPE (nothing written);
+--        {-2, error} its DLQ stream or progress hash is not a stream / hash (nothing written);
+--        {-3, error} Redis refused the write (e.g. OOM at maxmemory): nothing written, and
+--        the call stops there (the entries after it get no reply: retry them all later)
 local group, consumer, maxlen, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 -- A key another program made into something else would fail this call halfway. Entries
@@ -45,7 +48,10 @@ local function publish(at)
   local id, field, n = ARGV[at + 4], ARGV[at + 5], tonumber(ARGV[at + 6])
   local m = tonumber(ARGV[at + 7 + 2 * n])
   local after = at + 8 + 2 * n + 2 * m
-  if #redis.call('XPENDING', request, group, id, id, 1, consumer) == 0 then return {0}, after end
+  if #redis.call('XPENDING', request, group, id, id, 1, consumer) == 0 then
+    if #redis.call('XPENDING', request, group, id, id, 1) == 0 then return {2}, after end
+    return {0}, after
+  end
   if m > 0 and wrong(dlq, 'stream') then return {-2, 'WRONGTYPE dead-letter key ' .. dlq}, after end
   if field ~= '' and wrong(progress, 'hash') then
     return {-2, 'WRONGTYPE progress key ' .. progress}, after
@@ -57,7 +63,12 @@ local function publish(at)
   add[#add + 1] = '*'
   for i = at + 7, at + 6 + 2 * n do add[#add + 1] = ARGV[i] end
   local written = redis.pcall(unpack(add))
-  if type(written) == 'table' and written.err then return {-1, written.err}, after end
+  if type(written) == 'table' and written.err then
+    -- Only a key of the wrong type is the reply stream's fault. Anything else (OOM: Redis
+    -- refuses a script's first write at maxmemory) is Redis' state: stop, retry later.
+    if string.sub(written.err, 1, 9) == 'WRONGTYPE' then return {-1, written.err}, after end
+    return {-3, written.err}, nil
+  end
   if m > 0 then
     local record = {'XADD', dlq, '*'}
     for i = at + 8 + 2 * n, after - 1 do record[#record + 1] = ARGV[i] end
@@ -72,7 +83,7 @@ local function publish(at)
 end
 
 local replies, at = {}, 5
-while at <= #ARGV do
+while at and at <= #ARGV do
   local reply
   reply, at = publish(at)
   replies[#replies + 1] = reply
@@ -104,7 +115,7 @@ export interface PublishEntry {
   dlq?: { stream: string; fields: (string | Buffer)[] };
 }
 
-export type PublishReply = [1, string] | [0] | [-1, string] | [-2, string];
+export type PublishReply = [1, string] | [0] | [2] | [-1, string] | [-2, string] | [-3, string];
 
 interface WithPublish {
   publishAndAck(...args: (string | Buffer)[]): Promise<PublishReply[]>;
@@ -121,25 +132,32 @@ export function definePublish(redis: Redis): void {
 /**
  * Queue the entries on the pipeline as one script call, or several when they
  * exceed one call's limits. Each call replies with an array of per-entry
- * replies; concatenated in order, they line up with `entries`.
+ * replies, in order, possibly cut short by a {-3} (Redis refused a write);
+ * returns how many entries each call carries, to line the replies up.
  */
 export function queuePublish(
   pipeline: ChainableCommander,
   call: PublishCall,
   entries: PublishEntry[],
-): void {
+): number[] {
+  const sizes: number[] = [];
   let start = 0;
   let bytes = 0;
   for (let i = 0; i < entries.length; i++) {
     const size = argBytes(entries[i] as PublishEntry);
     if (i > start && (i - start === MAX_ENTRIES_PER_CALL || bytes + size > MAX_BYTES_PER_CALL)) {
       queueCall(pipeline, call, entries.slice(start, i));
+      sizes.push(i - start);
       start = i;
       bytes = 0;
     }
     bytes += size;
   }
-  if (start < entries.length) queueCall(pipeline, call, entries.slice(start));
+  if (start < entries.length) {
+    queueCall(pipeline, call, entries.slice(start));
+    sizes.push(entries.length - start);
+  }
+  return sizes;
 }
 
 function queueCall(pipeline: ChainableCommander, call: PublishCall, entries: PublishEntry[]): void {

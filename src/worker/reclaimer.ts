@@ -1,8 +1,10 @@
 /**
  * Crash recovery: on its own timer, takes over entries that sat idle longer
- * than CLAIM_IDLE_MS on any consumer (XAUTOCLAIM), reads their delivery
- * counts (XPENDING), dead-letters those past MAX_DELIVERIES and hands the rest
- * to the in-flight tracker like freshly read entries. It walks every bulk
+ * than CLAIM_IDLE_MS on any other consumer (XPENDING IDLE, then XCLAIM),
+ * dead-letters those past MAX_DELIVERIES and hands the rest to the in-flight
+ * tracker like freshly read entries. Live workers renew their leases
+ * (lease-keeper.ts), so only a dead, frozen or cut-off worker's entries
+ * pass CLAIM_IDLE_MS, and a delivery count above 1 means a crash. It walks every bulk
  * stream too (the per-source ones from their registry), and re-schedules bulk
  * sources whose backlog is outside the fair scheduler.
  */
@@ -71,76 +73,88 @@ export class Reclaimer {
     return total;
   }
 
+  /**
+   * Pending entries idle past CLAIM_IDLE_MS, found with `XPENDING ... IDLE`
+   * and taken with `XCLAIM` (which checks the idle time again, atomically, so
+   * an owner renewing its lease at that moment keeps the entry). Entries this
+   * process holds are skipped: a live holder's lease keeps them fresh, and we
+   * never take over our own work (that would count a delivery for slowness).
+   */
   private async sweepStream(stream: string): Promise<number> {
     const o = this.options;
-    let cursor = '0-0';
+    let start = '-';
     let total = 0;
-    do {
-      const room = this.inFlight.room();
-      if (room <= 0) break;
-      const [next, entries] = (await this.redis.callBuffer(
-        'XAUTOCLAIM',
+    for (;;) {
+      const rows = (await this.redis.xpending(
         stream,
         o.group,
-        o.consumer,
-        String(o.claimIdleMs),
-        cursor,
-        'COUNT',
-        String(Math.min(room, 100)),
-      )) as [Buffer, Array<[Buffer, Buffer[] | null]>, Buffer[]];
-      cursor = next.toString();
-      // Our own entries can come back here when a batch runs long: we still hold them.
-      const fresh = entries.filter(([id]) => !this.inFlight.holds(stream, id.toString()));
-      if (fresh.length === 0) continue;
-      const counts = await this.deliveryCounts(
-        stream,
-        fresh.map(([id]) => id.toString()),
-      );
-      const deliveries = toDeliveries(
-        stream,
-        o.modelOf(stream),
-        fresh,
-        (id) => counts.get(id) ?? 1,
-      );
-      const over = deliveries.filter((d) => d.deliveries > o.maxDeliveries);
-      const retry = deliveries.filter((d) => d.deliveries <= o.maxDeliveries);
-      if (over.length) {
-        this.inFlight.reject(
-          over,
-          'max_deliveries',
-          `delivered ${o.maxDeliveries}+ times without an answer`,
-        );
+        'IDLE',
+        o.claimIdleMs,
+        start,
+        '+',
+        SCAN_COUNT,
+      )) as Array<[string, string, number, number]>;
+      if (rows.length === 0) return total;
+      start = `(${rows[rows.length - 1]?.[0]}`;
+      const candidates = rows.filter(([id]) => !this.inFlight.holds(stream, id));
+      if (candidates.length > 0) {
+        const granted = this.inFlight.reserve(candidates.length);
+        if (granted === 0) return total;
+        try {
+          total += await this.claim(stream, candidates.slice(0, granted));
+        } finally {
+          this.inFlight.unreserve(granted);
+        }
+        if (granted < candidates.length) return total;
       }
-      this.inFlight.accept(retry);
-      total += deliveries.length;
-      this.events.emit('reclaimed', { model: o.modelOf(stream), stream, count: deliveries.length });
-      const byDeliveryCount: Record<number, number> = {};
-      for (const d of deliveries)
-        byDeliveryCount[d.deliveries] = (byDeliveryCount[d.deliveries] ?? 0) + 1;
-      this.log.info(
-        { stream, reclaimed: deliveries.length, deadLettered: over.length, byDeliveryCount },
-        'reclaimed idle entries',
-      );
-    } while (cursor !== '0-0' && !this.periodic.stopped);
-    return total;
+      if (rows.length < SCAN_COUNT || this.periodic.stopped) return total;
+    }
   }
 
-  private async deliveryCounts(stream: string, ids: string[]): Promise<Map<string, number>> {
-    const sorted = [...ids].sort(compareIds);
-    const rows = (await this.redis.xpending(
+  private async claim(
+    stream: string,
+    rows: Array<[string, string, number, number]>,
+  ): Promise<number> {
+    const o = this.options;
+    const claimed = (await this.redis.callBuffer(
+      'XCLAIM',
       stream,
-      this.options.group,
-      sorted[0] as string,
-      sorted[sorted.length - 1] as string,
-      ids.length * 2 + 100,
-      this.options.consumer,
-    )) as Array<[string, string, number, number]>;
-    return new Map(rows.map(([id, , , count]) => [id, Number(count)]));
+      o.group,
+      o.consumer,
+      String(o.claimIdleMs),
+      ...rows.map(([id]) => id),
+    )) as Array<[Buffer, Buffer[] | null]>;
+    // XCLAIM adds one to the count XPENDING showed; an entry renewed meanwhile is not returned.
+    const counts = new Map(rows.map(([id, , , count]) => [id, Number(count) + 1]));
+    const deliveries = toDeliveries(
+      stream,
+      o.modelOf(stream),
+      claimed,
+      (id) => counts.get(id) ?? 1,
+    );
+    if (deliveries.length === 0) return 0;
+    const over = deliveries.filter((d) => d.deliveries > o.maxDeliveries);
+    const retry = deliveries.filter((d) => d.deliveries <= o.maxDeliveries);
+    if (over.length) {
+      this.inFlight.reject(
+        over,
+        'max_deliveries',
+        `delivered ${o.maxDeliveries}+ times without an answer`,
+      );
+    }
+    this.inFlight.accept(retry);
+    this.events.emit('reclaimed', { model: o.modelOf(stream), stream, count: deliveries.length });
+    const byDeliveryCount: Record<number, number> = {};
+    for (const d of deliveries)
+      byDeliveryCount[d.deliveries] = (byDeliveryCount[d.deliveries] ?? 0) + 1;
+    const from = [...new Set(rows.map(([, consumer]) => consumer))];
+    this.log.info(
+      { stream, reclaimed: deliveries.length, deadLettered: over.length, byDeliveryCount, from },
+      'reclaimed idle entries',
+    );
+    return deliveries.length;
   }
 }
 
-function compareIds(a: string, b: string): number {
-  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
-  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
-  return am === bm ? (as < bs ? -1 : as > bs ? 1 : 0) : am < bm ? -1 : 1;
-}
+/** Pending entries looked at per XPENDING call. */
+const SCAN_COUNT = 100;

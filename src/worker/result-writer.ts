@@ -41,6 +41,8 @@ export interface WriterOptions {
 }
 
 export class ResultWriter {
+  private refused: string | undefined;
+
   constructor(
     private readonly redis: Redis,
     private readonly options: WriterOptions,
@@ -48,29 +50,50 @@ export class ResultWriter {
     definePublish(redis);
   }
 
-  /** Write every answer; resolves once each is written, fenced or unwritable. Throws only when `abort` fires. */
+  /** Why Redis refuses our writes right now (e.g. OOM), for /readyz; undefined when writes land. */
+  refusedBy(): string | undefined {
+    return this.refused;
+  }
+
+  /**
+   * Write every answer; resolves once each is written, fenced or unwritable.
+   * Throws only when `abort` fires. A lost connection or a refusing Redis
+   * (maxmemory) is retried with a bounded, jittered backoff for as long as it
+   * takes; the entries stay held, their leases renewed.
+   */
   async write(answers: Answer[], abort?: AbortSignal): Promise<WriteReport> {
     const report: WriteReport = { written: [], fenced: [], unwritable: [] };
+    // Answers sent in a call whose outcome we never learned (the connection dropped):
+    // finding one of them acked on a resend means our own earlier write landed.
+    const maybeWritten = new Set<Answer>();
     let todo = answers;
-    for (let attempt = 0; todo.length > 0; attempt++) {
-      let replies: PublishReply[];
+    let failures = 0;
+    while (todo.length > 0) {
+      let replies: Array<PublishReply | undefined>;
       try {
         replies = await this.send(todo);
       } catch (err) {
         if (abort?.aborted) throw err;
+        for (const a of todo) maybeWritten.add(a);
         this.options.log?.warn(
-          { attempt, entries: todo.length, err: (err as Error).message },
+          { attempt: failures, entries: todo.length, err: (err as Error).message },
           'result write failed, retrying',
         );
-        await sleep(backoffMs(attempt, 100, 2_000), abort);
+        await sleep(backoffMs(failures++, 100, 2_000), abort);
         continue;
       }
       const retry: Answer[] = [];
+      let refused: string | undefined;
       replies.forEach((reply, i) => {
         const answer = todo[i] as Answer;
-        if (reply[0] === 1) report.written.push(answer);
-        else if (reply[0] === 0) report.fenced.push(answer);
-        else if (reply[0] === -2) {
+        if (reply === undefined || reply[0] === -3) {
+          refused ??= reply?.[1] ?? 'not attempted';
+          retry.push(answer);
+        } else if (reply[0] === 1) report.written.push(answer);
+        else if (reply[0] === 2 && maybeWritten.has(answer)) report.written.push(answer);
+        else if (reply[0] === 0 || reply[0] === 2) report.fenced.push(answer);
+        else if (reply[0] === -2 || answer.replyTo === undefined) {
+          // A DLQ/progress key, or the global results stream itself, of the wrong type.
           report.unwritable.push(answer);
           this.options.log?.error(
             { stream: answer.delivery.stream, entry: answer.delivery.id, err: reply[1] },
@@ -79,22 +102,34 @@ export class ResultWriter {
         } else retry.push(unusableReply(answer, reply[1]));
       });
       todo = retry;
+      this.refused = refused;
+      if (refused !== undefined) {
+        if (abort?.aborted) throw new Error(`redis refuses writes: ${refused}`);
+        if (failures === 0)
+          this.options.log?.warn(
+            { entries: retry.length, err: refused.slice(0, 120) },
+            'redis refuses result writes; entries stay held, retrying with backoff',
+          );
+        await sleep(backoffMs(failures++, 250, 5_000), abort);
+      } else failures = 0;
     }
     return report;
   }
 
-  private async send(answers: Answer[]): Promise<PublishReply[]> {
+  private async send(answers: Answer[]): Promise<Array<PublishReply | undefined>> {
     const { keys, consumer, resultsMaxLen } = this.options;
     const pipeline = this.redis.pipeline();
-    queuePublish(
+    const sizes = queuePublish(
       pipeline,
       { group: keys.group, consumer, resultsMaxLen },
       answers.map((a) => this.publishEntry(a)),
     );
     const results = (await pipeline.exec()) ?? [];
-    return results.flatMap(([err, replies]) => {
+    // A call cut short by a refused write has fewer replies than entries: pad with "retry".
+    return results.flatMap(([err, replies], call) => {
       if (err) throw err;
-      return replies as PublishReply[];
+      const got = replies as PublishReply[];
+      return Array.from({ length: sizes[call] ?? 0 }, (_, i) => got[i]);
     });
   }
 

@@ -25,12 +25,16 @@ import { consumerName } from './consumer-name.js';
 import { DedupeCache } from './dedupe-cache.js';
 import { WorkerEvents } from './events.js';
 import { InFlight } from './in-flight.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import { EmbedPool, type LoadedModel } from './pool.js';
 import { Reclaimer } from './reclaimer.js';
 import { ResultWriter } from './result-writer.js';
 import { SinkStage } from './sink-stage.js';
 import { ensureGroups } from './streams.js';
 import { Trimmer } from './trimmer.js';
+
+/** How long a forced stop waits for Redis to take its hand-back. */
+const HAND_BACK_TIMEOUT_MS = 2_000;
 
 export interface WorkerHandle {
   consumer: string;
@@ -50,6 +54,8 @@ export interface WorkerHandle {
   };
   /** Graceful drain: stop reading, finish in-flight work within the drain timeout. Resolves true if drained cleanly. */
   stop(): Promise<boolean>;
+  /** End a drain at once (second signal, fatal error): what is held is handed back for others. */
+  forceStop(): Promise<boolean>;
   /** Reclaim sweep now (tests, operators). */
   reclaimNow(): Promise<number>;
   redis: Redis;
@@ -144,9 +150,17 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     lookahead,
     laneOf: (stream) => keys.laneOf(stream),
     maxHeld,
+    batchTimeoutMs: config.batchTimeoutMs,
     ...(sink && { sink }),
     ...(dedupe && { dedupe }),
   });
+  // Leases: while we hold an entry, its idle time is reset, so only our death lets it be reclaimed.
+  const leases = new LeaseKeeper(
+    redis,
+    inFlight.ledger,
+    { group: keys.group, consumer, claimIdleMs: config.claimIdleMs },
+    log,
+  );
   // Only streams whose model is loaded are read or reclaimed: a model that fails to
   // load leaves its entries in the stream (transient), never dead-letters them.
   const readable = () => streams.filter((s) => models.has(modelOf.get(s) ?? ''));
@@ -218,6 +232,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   events.on('redis', ({ up }) => (redisUp = up));
 
   let fatalError: Error | undefined;
+  let groupError: string | undefined;
   let rejectStarted: (err: Error) => void = () => undefined;
   const fatalStart = new Promise<never>((_, reject) => (rejectStarted = reject));
   fatalStart.catch(() => undefined);
@@ -233,19 +248,39 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       { models: specs.map((s) => s.name), threads, intraOpThreads: config.intraOpThreads, maxHeld },
       'worker starting',
     );
-    const groups = ensureGroups(redis, streams, keys.group).then(() => {
-      redisUp = true;
-    });
+    const groups = createGroups();
     const loads = specs.map((spec) => loadModel(spec));
     // Read as soon as the groups exist and the first model is in; the rest join when loaded.
     await Promise.race([groups, fatalStart]);
     await Promise.race([Promise.race(loads), fatalStart]);
     if (stopping) return;
+    leases.start();
     loop.start();
     reclaimer.start();
     trimmer.start();
     log.info({ streams: readable() }, 'worker reading');
   })();
+
+  /**
+   * The groups must exist before the first read. Redis refusing (at
+   * maxmemory, loading, unreachable) is waited out, not fatal: a worker that
+   * exits here would crash-loop under Kubernetes while Redis recovers.
+   */
+  async function createGroups(): Promise<void> {
+    for (let attempt = 0; !stopping; attempt++) {
+      try {
+        await ensureGroups(redis, streams, keys.group);
+        groupError = undefined;
+        redisUp = true;
+        return;
+      } catch (err) {
+        if (groupError === undefined)
+          log.warn({ err: (err as Error).message }, 'cannot create consumer groups yet; retrying');
+        groupError = (err as Error).message;
+        await new Promise((r) => setTimeout(r, backoffMs(attempt, 250, 5_000)));
+      }
+    }
+  }
 
   /** A model that fails to load keeps the process not ready and retries with backoff. */
   async function loadModel(spec: (typeof specs)[number]): Promise<void> {
@@ -277,7 +312,21 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     }
   }
 
-  async function stop(): Promise<boolean> {
+  let forced: () => void = () => undefined;
+  let stopped: Promise<boolean> | undefined;
+
+  function stop(): Promise<boolean> {
+    stopped ??= drainAndStop();
+    return stopped;
+  }
+
+  /** Second signal or fatal error: end the drain now, hand back what is held. */
+  function forceStop(): Promise<boolean> {
+    forced();
+    return stop();
+  }
+
+  async function drainAndStop(): Promise<boolean> {
     stopping = true;
     log.info({ held: inFlight.size, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
     let timer: NodeJS.Timeout | undefined;
@@ -292,18 +341,36 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         return true;
       })(),
       new Promise<boolean>((r) => (timer = setTimeout(() => r(false), config.drainTimeoutMs))),
+      new Promise<boolean>((r) => (forced = () => r(false))),
     ]);
     clearTimeout(timer);
-    if (!clean) {
-      log.warn(
-        { held: inFlight.size },
-        'drain timed out; the rest stays pending for other consumers',
-      );
-      inFlight.abandon();
-      // Fails whatever waits in the offline queue (Redis down), so nothing hangs.
-      reader.disconnect();
-      redis.disconnect();
-    }
+    // With Redis down a renewal in progress would wait as long as Redis does: not on the way out.
+    const leasesStopped = leases.stop();
+    if (clean) await leasesStopped;
+    else await giveBack();
+    return close(clean);
+  }
+
+  /**
+   * Hand-back: whatever is still held is made reclaimable at once (with its
+   * delivery count kept), so survivors answer it within a reclaim sweep, not
+   * after CLAIM_IDLE_MS. Unwritten answers are given up first; the fence in
+   * the publish script keeps anything from being answered twice.
+   */
+  async function giveBack(): Promise<void> {
+    const held = inFlight.size;
+    inFlight.abandon();
+    const handed = await Promise.race([
+      leases.handBackAll(),
+      new Promise<number>((r) => setTimeout(() => r(0), HAND_BACK_TIMEOUT_MS).unref()),
+    ]);
+    log.warn({ held, handedBack: handed }, 'stopping with entries held; handed back for others');
+    // Fails whatever waits in the offline queue (Redis down), so nothing hangs.
+    reader.disconnect();
+    redis.disconnect();
+  }
+
+  async function close(clean: boolean): Promise<boolean> {
     await pool.close();
     await sinkClient
       ?.close()
@@ -332,6 +399,9 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       if (stopping) reasons.push('draining');
       if (fatalError) reasons.push(`cannot start: ${fatalError.message}`);
       if (!redisUp) reasons.push('redis unreachable');
+      if (groupError) reasons.push(`cannot create consumer groups: ${groupError}`);
+      const refused = writer.refusedBy();
+      if (refused) reasons.push(`redis refuses result writes: ${refused}`);
       if (sink && !sink.healthy()) reasons.push('sink unavailable');
       for (const s of specs) {
         if (models.has(s.name)) continue;
@@ -348,6 +418,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       threads,
     }),
     stop,
+    forceStop,
     sinkClient,
     reclaimNow: () => reclaimer.sweep(),
   };
