@@ -38,13 +38,14 @@ export function workerCommand(): Command {
     const onSignal = (signal: string) => {
       if (++signals > 1) {
         log.warn({ signal }, 'second signal: forcing the stop; held entries are handed back');
-        void worker.forceStop().then(() => process.exit(130));
+        void worker.forceStop();
         return;
       }
       log.info({ signal }, 'signal received: draining');
       void worker.stop().then((clean) => {
         http?.close();
-        process.exit(clean ? 0 : 1);
+        // 130: stopped by a second signal (the shell's code for an interrupt).
+        process.exit(signals > 1 ? 130 : clean ? 0 : 1);
       });
     };
     const onFatal = (err: Error) => {

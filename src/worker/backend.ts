@@ -23,6 +23,12 @@ export interface BatchRun {
   result: Promise<EmbedTaskResult>;
   /** Epoch ms it started computing; undefined while it waits for a thread (timeouts count from here). */
   startedAt(): number | undefined;
+  /**
+   * True while the run is in code that cannot be stopped and is known to end
+   * (ONNX Runtime): past BATCH_TIMEOUT_MS it is slow, not hung, and is waited
+   * for rather than computed again.
+   */
+  uninterruptible(): boolean;
 }
 
 export interface EmbedBackend {

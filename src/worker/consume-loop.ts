@@ -177,8 +177,12 @@ export class ConsumeLoop {
         continue;
       }
       // Reserved before the read: what a read may bring counts against the hold bound
-      // while it is in flight, so concurrent reads (lanes, reclaims) never pass it.
-      const reserved = this.inFlight.reserve(count);
+      // while it is in flight, so concurrent reads (lanes, reclaims) never pass it. A
+      // blocking read on an empty lane reserves a quarter batch only: it holds its
+      // reservation for up to BLOCK_MS, and the reclaimer and bulk need the room meanwhile;
+      // the reads after it, non-blocking, take the rest of a burst.
+      const parkedCount = Math.max(1, Math.ceil(o.batchSize / 4));
+      const reserved = this.inFlight.reserve(empty ? Math.min(count, parkedCount) : count);
       if (reserved === 0) {
         await this.roomOrStop();
         continue;

@@ -28,8 +28,12 @@ export interface WorkerEventMap {
   fenced: [{ model: string; stream: string; id: string }];
   /** The reclaimer took over entries idle on other consumers. */
   reclaimed: [{ model: string; stream: string; count: number }];
-  /** A batch ran past BATCH_TIMEOUT_MS: its texts are sent again; its thread stays busy until it returns. */
-  overdue: [{ model: string; texts: number }];
+  /**
+   * A batch ran past BATCH_TIMEOUT_MS: its texts are sent again (its thread
+   * stays busy until it returns or is replaced), or, `waiting`, it is inside
+   * ONNX Runtime and is waited for.
+   */
+  overdue: [{ model: string; texts: number; waiting: boolean }];
   /** A batch failed and was split to isolate the guilty entries. */
   split: [{ model: string; texts: number; reason: string }];
   /** The worker cannot run (e.g. a sink table of another dimension); the process should exit. */

@@ -281,20 +281,32 @@ export class InFlight {
       : items.map((i) => i.text);
     const run = this.deps.pool.embed(model, input);
     let isOverdue = false;
+    let waitedOut = false;
     const timeoutMs = this.deps.batchTimeoutMs;
     // Measured from the batch's start on a thread: time queued behind others is not its fault.
     let timer: NodeJS.Timeout;
     const watch = (): void => {
       const started = run.startedAt();
       const left = started === undefined ? timeoutMs : started + timeoutMs - Date.now();
-      if (left > 0) {
-        timer = setTimeout(watch, left);
+      if (left > 0 || run.uninterruptible()) {
+        if (left <= 0 && !waitedOut) {
+          // Inside ONNX Runtime: slow, not hung (a run always ends), and it cannot be
+          // interrupted without taking the process down. Computing it again would only
+          // double the load, so it is waited for; its entries' leases are renewed meanwhile.
+          waitedOut = true;
+          this.deps.events.emit('overdue', { model, texts: items.length, waiting: true });
+          this.deps.log.warn(
+            { model, texts: items.length, batchTimeoutMs: timeoutMs },
+            'batch still running in ONNX Runtime past BATCH_TIMEOUT_MS; waiting for it (lower BATCH_SIZE or MAX_BATCH_TOKENS, or raise BATCH_TIMEOUT_MS)',
+          );
+        }
+        timer = setTimeout(watch, Math.max(left, Math.min(timeoutMs, 1_000)));
         return;
       }
       isOverdue = true;
       this.batches--;
       this.overdue++;
-      this.deps.events.emit('overdue', { model, texts: items.length });
+      this.deps.events.emit('overdue', { model, texts: items.length, waiting: false });
       const err = new StreambedError(
         'timeout',
         `batch of ${items.length} ran over ${timeoutMs} ms`,

@@ -137,7 +137,11 @@ export class EmbedPool implements EmbedBackend {
     const spec = this.cores.get(model);
     if (!spec) {
       const err = new StreambedError('model_load_failed', `model ${model} is not loaded here`);
-      return { result: Promise.reject(err), startedAt: () => undefined };
+      return {
+        result: Promise.reject(err),
+        startedAt: () => undefined,
+        uninterruptible: () => false,
+      };
     }
     const raw = Array.isArray(input);
     const probe = new RunProbe();
@@ -172,7 +176,7 @@ export class EmbedPool implements EmbedBackend {
         clearTimeout(timer);
         this.running.delete(running);
       });
-    return { result, startedAt: () => probe.startedAt };
+    return { result, startedAt: () => probe.startedAt, uninterruptible: () => probe.inNative };
   }
 
   /** Ends the threads; a thread stuck in JavaScript is terminated, one inside ORT is waited for. */

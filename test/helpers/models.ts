@@ -51,13 +51,17 @@ async function isComplete(dir: string): Promise<boolean> {
   }
 }
 
-async function ensureTiny(hidden: number, seed: number): Promise<GeneratedModel> {
+async function ensureModel(
+  preset: 'tiny' | 'minilm',
+  hidden: number,
+  seed: number,
+): Promise<GeneratedModel> {
   sourcesHash ??= hashGeneratorSources();
-  const dir = join(TEST_MODELS_DIR, `tiny-h${hidden}-s${seed}-${await sourcesHash}`);
-  const model: GeneratedModel = { dir, dim: hidden, preset: 'tiny', seed };
+  const dir = join(TEST_MODELS_DIR, `${preset}-h${hidden}-s${seed}-${await sourcesHash}`);
+  const model: GeneratedModel = { dir, dim: hidden, preset, seed };
   if (await isComplete(dir)) return model;
   const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await generateModel({ preset: 'tiny', seed, hidden, out: tmp });
+  await generateModel({ preset, seed, hidden, out: tmp });
   try {
     await rename(tmp, dir);
   } catch (err) {
@@ -71,12 +75,26 @@ async function ensureTiny(hidden: number, seed: number): Promise<GeneratedModel>
 
 /** The tiny preset (default hidden 64, seed 1), generated once and reused. */
 export function tinyModel(opts: { hidden?: number; seed?: number } = {}): Promise<GeneratedModel> {
-  const hidden = opts.hidden ?? 64;
-  const seed = opts.seed ?? 1;
-  const key = `${hidden}/${seed}`;
+  return cachedModel('tiny', opts.hidden ?? 64, opts.seed ?? 1);
+}
+
+/**
+ * The compute shape of all-MiniLM-L6-v2 (hidden 384, 6 layers) with seeded
+ * weights: real ONNX Runtime work, slow enough for timeouts and leases to matter.
+ */
+export function minilmModel(): Promise<GeneratedModel> {
+  return cachedModel('minilm', 384, 1);
+}
+
+function cachedModel(
+  preset: 'tiny' | 'minilm',
+  hidden: number,
+  seed: number,
+): Promise<GeneratedModel> {
+  const key = `${preset}/${hidden}/${seed}`;
   let pending = inProcess.get(key);
   if (!pending) {
-    pending = ensureTiny(hidden, seed);
+    pending = ensureModel(preset, hidden, seed);
     // A failure is not cached: the next call tries again.
     pending.catch(() => inProcess.delete(key));
     inProcess.set(key, pending);
