@@ -9,7 +9,7 @@
 import type { Logger } from '../log.js';
 import type { Answer } from './answer.js';
 import type { WorkerEvents } from './events.js';
-import type { ResultWriter, WriteReport } from './result-writer.js';
+import type { AnswerWriter, WriteReport } from './result-writer.js';
 import type { SinkStage } from './sink-stage.js';
 import { entryTimeMs } from './streams.js';
 
@@ -19,7 +19,7 @@ const MAX_WRITES = 2;
 const MAX_GROUP = 512;
 
 export interface AnswerQueueDeps {
-  writer: ResultWriter;
+  writer: AnswerWriter;
   events: WorkerEvents;
   log: Logger;
   sink?: SinkStage;

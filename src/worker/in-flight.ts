@@ -29,7 +29,7 @@ import { DispatchQueue } from './dispatch-queue.js';
 import type { WorkerEvents } from './events.js';
 import { HeldLedger } from './held-ledger.js';
 import type { LoadedModel } from './pool.js';
-import type { ResultWriter } from './result-writer.js';
+import type { AnswerWriter } from './result-writer.js';
 import type { SinkStage } from './sink-stage.js';
 
 interface Item {
@@ -50,7 +50,7 @@ interface Item {
 export interface InFlightDeps {
   pool: EmbedBackend;
   models: ReadonlyMap<string, LoadedModel>;
-  writer: ResultWriter;
+  writer: AnswerWriter;
   decode: (fields: Buffer[]) => DecodeOutcome;
   events: WorkerEvents;
   log: Logger;

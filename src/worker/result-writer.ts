@@ -33,6 +33,11 @@ export interface WriteReport {
   unwritable: Answer[];
 }
 
+/** What the answer queue needs of a writer (ResultWriter; an in-memory fake in unit tests). */
+export interface AnswerWriter {
+  write(answers: Answer[], abort?: AbortSignal): Promise<WriteReport>;
+}
+
 export interface WriterOptions {
   keys: Keys;
   log?: Logger;
@@ -40,7 +45,7 @@ export interface WriterOptions {
   resultsMaxLen: number;
 }
 
-export class ResultWriter {
+export class ResultWriter implements AnswerWriter {
   private refused: string | undefined;
 
   constructor(
