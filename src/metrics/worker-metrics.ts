@@ -17,7 +17,7 @@ import { FleetReader, registerFleetGauges } from './fleet-gauges.js';
  * answered entries; the others are views that overlap them: dead_lettered
  * (a DLQ record was written: every error answer today), redelivered (answered
  * on a delivery after the first), reclaimed (taken over from another consumer
- * by XAUTOCLAIM), fenced (computed, but another consumer owned it by then).
+ * by XCLAIM), fenced (computed, but another consumer owned it by then).
  */
 export const OUTCOMES = [
   'ok',

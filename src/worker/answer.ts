@@ -5,7 +5,7 @@
 import type { ResultErrorCode } from '../errors.js';
 import type { OkPayload } from '../types.js';
 
-/** One entry as delivered by XREADGROUP or XAUTOCLAIM. */
+/** One entry as delivered by XREADGROUP or XCLAIM (a reclaim). */
 export interface Delivery {
   stream: string;
   model: string;
