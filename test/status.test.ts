@@ -225,6 +225,7 @@ describe('streambed status', () => {
         ...t,
         staleMs: t.staleMs ?? 600_000,
         activeMs: 60_000,
+        liveMs: 30_000,
       };
       const sample = await gatherSample(redis, {
         keys: k,
@@ -313,7 +314,13 @@ describe('streambed status', () => {
 });
 
 describe('status report', () => {
-  const thresholds = { maxPendingAgeMs: 1000, maxDlq: 0, staleMs: 600_000, activeMs: 60_000 };
+  const thresholds = {
+    maxPendingAgeMs: 1000,
+    maxDlq: 0,
+    staleMs: 600_000,
+    activeMs: 60_000,
+    liveMs: 30_000,
+  };
 
   it('classifies sources', () => {
     expect(sourceState(0, null, thresholds)).toBe('done');
@@ -326,8 +333,9 @@ describe('status report', () => {
   });
 
   it('derives rates and ETA from two samples and renders them on 80 columns', () => {
-    const lane = (entriesRead: number, pending: number) => ({
+    const stream = (entriesRead: number, pending: number) => ({
       lane: 'interactive' as const,
+      source: null,
       stream: 'sb:req:a-model-with-a-rather-long-name',
       read: {
         exists: true,
@@ -340,6 +348,7 @@ describe('status report', () => {
           name: 'a-consumer-name-far-longer-than-any-column-could-hold-1234567890',
           pending,
           idleMs: 5,
+          inactiveMs: null,
           oldest: { id: '1000-0', consumer: 'c', idleMs: 90_061_000, deliveries: 2 },
         },
       ],
@@ -352,7 +361,7 @@ describe('status report', () => {
           model: 'a-model-with-a-rather-long-name',
           dlq: 'sb:dlq:x',
           dlqLength: 7,
-          lanes: [lane(read, 10)],
+          streams: [stream(read, 10)],
         },
       ],
       sources: [
@@ -361,6 +370,7 @@ describe('status report', () => {
           progress: { submitted: 250_000, done, failed: 3, deduped: 0, lastDoneMs: atMs - 500 },
         },
       ],
+      jobs: [],
     });
     const r = buildReport(sample(12_000, 100_000, 5_000), sample(10_000, 90_000, 4_000), {
       prefix: 'sb',
