@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreambedClient } from '../src/client/client.js';
 import { keys } from '../src/keys.js';
 import { FleetReader, registerFleetGauges } from '../src/metrics/fleet-gauges.js';
+import { FailureTally, queueJob } from '../src/status/jobs.js';
 import type { StatusReport } from '../src/status/report.js';
 import { parseExposition } from './helpers/prometheus.js';
 import { deletePrefix, groupInfo, randomPrefix, REDIS_URL, redisClient } from './helpers/redis.js';
@@ -164,5 +165,44 @@ describe('fleet gauges of per-source bulk streams', () => {
     expect(e.value('streambed_bulk_source_pending', wikiLabels)).toBe(Number(g.pending));
     // news is not allow-listed: no series with its name, however many sources there are.
     expect(e.samples.some((s) => s.labels.source === 'news')).toBe(false);
+  });
+});
+
+describe('job failure counts', () => {
+  it('count error answers in chunks, only new ones on the next sample, from zero after a restart', async () => {
+    const stream = k.backfillReply('tally');
+    const add = async (n: number, everyError: number) => {
+      const p = redis.pipeline();
+      for (let i = 0; i < n; i++)
+        p.xadd(
+          stream,
+          '*',
+          'id',
+          `p${i}`,
+          'source',
+          's',
+          'status',
+          i % everyError ? 'ok' : 'error',
+        );
+      await p.exec();
+    };
+    const job = async () => {
+      const p = redis.pipeline();
+      const read = queueJob(p, k, 'tally');
+      return read((await p.exec()) ?? []);
+    };
+    await add(2500, 10); // 250 errors, over three script calls
+    const tally = new FailureTally();
+    expect(await tally.complete(redis, await job())).toMatchObject({ answered: 2500, failed: 250 });
+    await add(30, 3); // 10 more
+    expect(await tally.complete(redis, await job())).toMatchObject({ answered: 2530, failed: 260 });
+    // --restart deletes the stream: the next count starts over.
+    await redis.del(stream);
+    await add(4, 2);
+    expect(await tally.complete(redis, await job())).toMatchObject({ answered: 4, failed: 2 });
+    // ... even when the new run has written more answers than the old one by the next sample.
+    await redis.del(stream);
+    await add(3000, 1000);
+    expect(await tally.complete(redis, await job())).toMatchObject({ answered: 3000, failed: 3 });
   });
 });

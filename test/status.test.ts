@@ -389,4 +389,47 @@ describe('status report', () => {
     expect(text).toContain('123.5M');
     expect(text).toContain('1d01h');
   });
+
+  it('derives a job’s rate and ETA from two samples, and no ETA once done', () => {
+    const job = (answered: number, failed: number) => ({
+      job: 'j',
+      submitted: 1000,
+      answered,
+      failed,
+      firstRequestMs: 1_000,
+      lastAnswerMs: 9_000 + answered,
+    });
+    const sample = (atMs: number, answered: number, failed: number): Sample => ({
+      atMs,
+      models: [],
+      sources: [
+        {
+          source: 's',
+          progress: { submitted: 10, done: 8, failed: 2, deduped: 0, lastDoneMs: atMs },
+        },
+      ],
+      jobs: [job(answered, failed)],
+    });
+    const ctx = { prefix: 'sb', group: 'g', thresholds };
+    const running = buildReport(sample(12_000, 600, 5), sample(10_000, 400, 2), ctx);
+    expect(running.jobs[0]).toMatchObject({
+      ok: 595,
+      failed: 5,
+      remaining: 400,
+      percent: 60,
+      ratePerSec: 100,
+      etaSec: 4,
+      startedMs: 1_000,
+      finishedMs: null,
+      state: 'active',
+    });
+    // A finished source or job has no ETA (not 0), and the job its finish time.
+    expect(running.sources[0]).toMatchObject({ finished: 10, remaining: 0, etaSec: null });
+    const done = buildReport(sample(14_000, 1000, 7), sample(12_000, 600, 5), ctx);
+    expect(done.jobs[0]).toMatchObject({ remaining: 0, etaSec: null, finishedMs: 10_000 });
+    expect(done.jobs[0]?.state).toBe('done');
+    const text = renderText(done);
+    expect(text).toMatch(/^j +1000 +1000 +7 +100\.0 +200\.0 +- +9s +done$/m);
+    expect(text).toMatch(/^s +8 +2 +10 +100\.0 +0\.0 +- +0ms +done$/m);
+  });
 });

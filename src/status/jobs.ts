@@ -28,6 +28,7 @@ export interface JobSample {
 
 /** Jobs that have a submitted set, by SCAN. Job names have no ':' (state.ts JOB_NAME). */
 export async function discoverJobs(redis: Redis, keys: Keys): Promise<string[]> {
+  // The key around a job name, from keys.ts (a newline never occurs in a key we build).
   const [head, tail] = keys.backfillSubmitted('\n').split('\n') as [string, string];
   const found = await scanKeys(redis, keys.backfillSubmitted('*'), 'set');
   return found
@@ -39,6 +40,8 @@ export async function discoverJobs(redis: Redis, keys: Keys): Promise<string[]> 
 /** A job's read before its failures are counted. */
 export interface JobRead extends Omit<JobSample, 'failed'> {
   stream: string;
+  /** The reply stream's first entry id, or null. */
+  firstId: string | null;
 }
 
 export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser<JobRead> {
@@ -51,6 +54,7 @@ export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser
     return {
       job,
       stream,
+      firstId: i?.firstEntry?.id ?? null,
       submitted: submitted(replies),
       answered: i?.entriesAdded ?? 0,
       firstRequestMs: rid ? idTimeMs(rid) : i?.firstEntry ? idTimeMs(i.firstEntry.id) : null,
@@ -93,16 +97,20 @@ interface WithCountErrors {
 /**
  * Error counts per reply stream, carried between samples so each sample
  * reads only answers added since the last (a --watch over a 200K-page job
- * reads each answer once). A stream that vanished or holds fewer answers
- * than were counted was restarted: counted again from the start.
+ * reads each answer once). A stream that holds fewer answers than were
+ * counted, or none of those counted (its first entry is newer than the last
+ * one counted), was restarted (`backfill --restart` deletes it): counted
+ * again from the start.
  */
 export class FailureTally {
   private readonly seen = new Map<string, { after: string; read: number; failed: number }>();
 
   async complete(redis: Redis, job: JobRead): Promise<JobSample> {
-    const { stream, ...rest } = job;
+    const { stream, firstId, ...rest } = job;
     let t = this.seen.get(stream);
-    if (!t || job.answered < t.read) t = { after: '0-0', read: 0, failed: 0 };
+    const restarted =
+      t && (job.answered < t.read || (firstId !== null && newerId(firstId, t.after)));
+    if (!t || restarted) t = { after: '0-0', read: 0, failed: 0 };
     if (job.answered > 0) {
       if (!('countErrors' in redis))
         redis.defineCommand('countErrors', { numberOfKeys: 1, lua: COUNT_ERRORS_LUA });
@@ -119,4 +127,11 @@ export class FailureTally {
     this.seen.set(stream, t);
     return { ...rest, failed: t.failed };
   }
+}
+
+/** Whether stream entry id `a` comes after `b`. */
+function newerId(a: string, b: string): boolean {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am > bm || (am === bm && as > bs);
 }
