@@ -40,7 +40,7 @@ interface StatusFlags {
 
 export function statusCommand(): Command {
   const cmd = new Command('status')
-    .description('Show request streams, consumers, DLQs and per-source progress.')
+    .description('Show request streams, consumers, DLQs, per-source and per-job progress.')
     .option('--json', 'print the report as JSON (schemaVersion 2, see docs/observability.md)')
     .option('--watch', 'refresh until interrupted (in place on a terminal, JSON lines with --json)')
     .option('--check', 'exit 1 when a threshold below is breached, else 0')

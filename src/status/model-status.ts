@@ -115,15 +115,22 @@ export function modelStatus(m: ModelSample, o: ModelStatusOptions): ModelStatus 
       ageMs: Math.max(0, atMs - idTimeMs(e.id)),
       deliveries: e.deliveries,
     };
-  const modelConsumers = mergeConsumers(m.streams, (idle) => stateOf(idle), pend);
-  const state = (name: string) => modelConsumers.find((c) => c.name === name)?.state ?? 'dead';
+  // A consumer's state is the model's view of it (its least idle over all the model's streams).
+  const states = new Map(mergeConsumers(m.streams, pend).map((c) => [c.name, stateOf(c.idleMs)]));
+  const consumersOf = (list: readonly StreamSample[]): ConsumerStatus[] =>
+    mergeConsumers(list, pend).map(({ name, ...c }) => ({
+      name,
+      state: states.get(name) ?? 'dead',
+      ...c,
+    }));
+  const modelConsumers = consumersOf(m.streams);
   const streams = m.streams.map((s, i): StreamStatus => ({
     lane: s.lane,
     source: s.source,
     stream: s.stream,
     ...(counts[i] as StreamCounts),
     ratePerSec: rateOf(s),
-    consumers: mergeConsumers([s], (_idle, name) => state(name), pend),
+    consumers: consumersOf([s]),
     oldestPending: pend(s.read.pending[0] ?? null),
     pendingSample: s.read.pending.map((e) => pend(e) as PendingStatus),
   }));
@@ -136,7 +143,7 @@ export function modelStatus(m: ModelSample, o: ModelStatusOptions): ModelStatus 
         stream: (own[0] as StreamStatus).stream,
         streamCount: own.length,
         ...sumCounts(own),
-        consumers: mergeConsumers(samples, (_idle, name) => state(name), pend),
+        consumers: consumersOf(samples),
         oldestPending: longestIdle(own.map((s) => s.oldestPending)),
         pendingSample: own
           .flatMap((s) => s.pendingSample)
@@ -199,10 +206,9 @@ export function acked(s: Pick<StreamSample, 'read'>): number | null {
 /** Consumers of the given streams merged by name: pending summed, the least idle, the longest-idle oldest entry. */
 function mergeConsumers(
   streams: readonly StreamSample[],
-  state: (idleMs: number, name: string) => ConsumerState,
   pend: (e: PendingEntry | null) => PendingStatus | null,
-): ConsumerStatus[] {
-  const byName = new Map<string, ConsumerStatus>();
+): Array<Omit<ConsumerStatus, 'state'>> {
+  const byName = new Map<string, Omit<ConsumerStatus, 'state'>>();
   for (const c of streams.flatMap((s) => s.consumers)) {
     const was = byName.get(c.name);
     const inactive = [was?.inactiveMs, c.inactiveMs].filter(
@@ -210,16 +216,13 @@ function mergeConsumers(
     );
     byName.set(c.name, {
       name: c.name,
-      state: 'live',
       pending: (was?.pending ?? 0) + c.pending,
       idleMs: Math.min(was?.idleMs ?? Infinity, c.idleMs),
       inactiveMs: inactive.length ? Math.min(...inactive) : null,
       oldestPending: longestIdle([was?.oldestPending ?? null, pend(c.oldest)]),
     });
   }
-  return [...byName.values()]
-    .map((c) => ({ ...c, state: state(c.idleMs, c.name) }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+  return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
 function longestIdle(list: ReadonlyArray<PendingStatus | null>): PendingStatus | null {
