@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreambedClient } from '../src/client/client.js';
 import type { StatusReport } from '../src/status/report.js';
 import type { WorkerHandle } from '../src/worker/worker-process.js';
-import { deletePrefix, randomPrefix, REDIS_URL, redisClient } from './helpers/redis.js';
+import { deletePrefix, randomPrefix, REDIS_URL, redisClient, until } from './helpers/redis.js';
 import { BIN, startTestWorker, stopAllWorkers, stopTestWorker } from './helpers/worker.js';
 
 const redis = redisClient();
@@ -97,11 +97,28 @@ describe('status of jobs and live consumers', () => {
     expect(text.out).toMatch(/^j1 +40 +40 +3 +100\.0 +- +- +\S+ +done$/m);
     expect(text.out).toMatch(/^lv +37 +3 +40 +100\.0 +- +- +\S+ +done$/m);
 
-    // A clean stop leaves the consumer's name in the group: it must not count as live.
-    await stopTestWorker(worker);
-    await new Promise((r) => setTimeout(r, 600));
+    // Healthy with work in flight: the worker holds slow entries and is live.
     const client = new StreambedClient({ redis, prefix });
     try {
+      await client.submit(
+        Array.from({ length: 3 }, (_, i) => ({
+          id: `slow${i}`,
+          source: 'sl',
+          text: '@@slow:1500',
+        })),
+        { model: 'fx' },
+      );
+      await until('slow entries held', async () => {
+        const r = await report(['--sample-ms', '0']);
+        return r.models[0]!.backlog > 0 && r.models[0]!.lanes[0]!.pending > 0;
+      });
+      const busy = await cli(['status', '--check', '--models', 'fx', '--live-ms', '1000']);
+      expect(busy.code, busy.out).toBe(0);
+      await until('slow entries answered', async () => (await report([])).models[0]!.backlog === 0);
+
+      // A clean stop leaves the consumer's name in the group: it must not count as live.
+      await stopTestWorker(worker);
+      await new Promise((r) => setTimeout(r, 600));
       await client.submit(
         Array.from({ length: 5 }, (_, i) => ({ id: `late${i}`, source: 'lv', text: 'x' })),
         { model: 'fx' },
