@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { loadConfig, redactUrl, resolveThreads } from '../src/config/load.js';
+import { loadConfig, loadSettings, redactUrl, resolveThreads } from '../src/config/load.js';
 import { flagName, SETTINGS } from '../src/config/settings.js';
 import { formatModelTable, parseModelTable } from '../src/models/table.js';
 
@@ -15,6 +15,16 @@ describe('configuration', () => {
     expect(() => loadConfig({ THREADS: 'zero' })).toThrow(/THREADS/);
     expect(() => loadConfig({ BATCH_SIZE: '0' })).toThrow(/BATCH_SIZE/);
     expect(() => loadConfig({ REDIS_URL: 'http://x' })).toThrow(/REDIS_URL/);
+  });
+
+  it('loads only the settings a command uses', () => {
+    const env = { THREADS: 'abc', KEY_PREFIX: 'p1' };
+    expect(loadSettings(env, {}, ['redisUrl', 'keyPrefix'])).toEqual({
+      redisUrl: 'redis://127.0.0.1:6379',
+      keyPrefix: 'p1',
+    });
+    expect(() => loadSettings({ REDIS_URL: 'http://x' }, {}, ['redisUrl'])).toThrow(/REDIS_URL/);
+    expect(() => loadConfig(env)).toThrow(/THREADS/);
   });
 
   it('never prints the Redis password', () => {

@@ -161,8 +161,9 @@ describe('scrape cost', () => {
         if (d > 0 && !background.has(cmd)) delta[cmd] = d;
       }
       const total = Object.values(delta).reduce((a, b) => a + b, 0);
-      // One read = TIME + (XLEN, XINFO GROUPS, XPENDING) x 2 lanes + XLEN of the DLQ = 8 commands,
-      // sent as one pipeline; the 1 s cache allows one read per started second (1, or 2 when a loaded
+      // One read = TIME + (XLEN, XINFO GROUPS, XPENDING) x 2 streams (interactive, plain bulk; no
+      // per-source ones here) + XLEN of the DLQ = 8 commands, sent as one pipeline after the
+      // bulk-source registry's SMEMBERS (counted as background above); the 1 s cache allows one read per started second (1, or 2 when a loaded
       // machine stretches the 20 scrapes past 1 s).
       const reads = Math.floor(elapsed / 1000) + 1;
       console.log(

@@ -225,6 +225,7 @@ describe('streambed status', () => {
         ...t,
         staleMs: t.staleMs ?? 600_000,
         activeMs: 60_000,
+        liveMs: 30_000,
       };
       const sample = await gatherSample(redis, {
         keys: k,
@@ -313,7 +314,13 @@ describe('streambed status', () => {
 });
 
 describe('status report', () => {
-  const thresholds = { maxPendingAgeMs: 1000, maxDlq: 0, staleMs: 600_000, activeMs: 60_000 };
+  const thresholds = {
+    maxPendingAgeMs: 1000,
+    maxDlq: 0,
+    staleMs: 600_000,
+    activeMs: 60_000,
+    liveMs: 30_000,
+  };
 
   it('classifies sources', () => {
     expect(sourceState(0, null, thresholds)).toBe('done');
@@ -326,8 +333,9 @@ describe('status report', () => {
   });
 
   it('derives rates and ETA from two samples and renders them on 80 columns', () => {
-    const lane = (entriesRead: number, pending: number) => ({
+    const stream = (entriesRead: number, pending: number) => ({
       lane: 'interactive' as const,
+      source: null,
       stream: 'sb:req:a-model-with-a-rather-long-name',
       read: {
         exists: true,
@@ -340,6 +348,7 @@ describe('status report', () => {
           name: 'a-consumer-name-far-longer-than-any-column-could-hold-1234567890',
           pending,
           idleMs: 5,
+          inactiveMs: null,
           oldest: { id: '1000-0', consumer: 'c', idleMs: 90_061_000, deliveries: 2 },
         },
       ],
@@ -352,7 +361,7 @@ describe('status report', () => {
           model: 'a-model-with-a-rather-long-name',
           dlq: 'sb:dlq:x',
           dlqLength: 7,
-          lanes: [lane(read, 10)],
+          streams: [stream(read, 10)],
         },
       ],
       sources: [
@@ -361,6 +370,7 @@ describe('status report', () => {
           progress: { submitted: 250_000, done, failed: 3, deduped: 0, lastDoneMs: atMs - 500 },
         },
       ],
+      jobs: [],
     });
     const r = buildReport(sample(12_000, 100_000, 5_000), sample(10_000, 90_000, 4_000), {
       prefix: 'sb',
@@ -378,5 +388,48 @@ describe('status report', () => {
     for (const line of text.split('\n')) expect(line.length, line).toBeLessThanOrEqual(WIDTH);
     expect(text).toContain('123.5M');
     expect(text).toContain('1d01h');
+  });
+
+  it('derives a job’s rate and ETA from two samples, and no ETA once done', () => {
+    const job = (answered: number, failed: number) => ({
+      job: 'j',
+      submitted: 1000,
+      answered,
+      failed,
+      firstRequestMs: 1_000,
+      lastAnswerMs: 9_000 + answered,
+    });
+    const sample = (atMs: number, answered: number, failed: number): Sample => ({
+      atMs,
+      models: [],
+      sources: [
+        {
+          source: 's',
+          progress: { submitted: 10, done: 8, failed: 2, deduped: 0, lastDoneMs: atMs },
+        },
+      ],
+      jobs: [job(answered, failed)],
+    });
+    const ctx = { prefix: 'sb', group: 'g', thresholds };
+    const running = buildReport(sample(12_000, 600, 5), sample(10_000, 400, 2), ctx);
+    expect(running.jobs[0]).toMatchObject({
+      ok: 595,
+      failed: 5,
+      remaining: 400,
+      percent: 60,
+      ratePerSec: 100,
+      etaSec: 4,
+      startedMs: 1_000,
+      finishedMs: null,
+      state: 'active',
+    });
+    // A finished source or job has no ETA (not 0), and the job its finish time.
+    expect(running.sources[0]).toMatchObject({ finished: 10, remaining: 0, etaSec: null });
+    const done = buildReport(sample(14_000, 1000, 7), sample(12_000, 600, 5), ctx);
+    expect(done.jobs[0]).toMatchObject({ remaining: 0, etaSec: null, finishedMs: 10_000 });
+    expect(done.jobs[0]?.state).toBe('done');
+    const text = renderText(done);
+    expect(text).toMatch(/^j +1000 +1000 +7 +100\.0 +200\.0 +- +9s +done$/m);
+    expect(text).toMatch(/^s +8 +2 +10 +100\.0 +0\.0 +- +0ms +done$/m);
   });
 });

@@ -7,11 +7,12 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 
-import { loadConfig } from '../config/load.js';
+import { loadSettings } from '../config/load.js';
 import { StreambedError } from '../errors.js';
 import { keys as buildKeys } from '../keys.js';
 import { connectRedis } from '../redis/connect.js';
 import { type GatherOptions, gatherSample, type Sample } from '../status/gather.js';
+import { FailureTally } from '../status/jobs.js';
 import { renderText } from '../status/render-text.js';
 import { buildReport, type StatusReport, type Thresholds } from '../status/report.js';
 import { addSettingOptions } from './settings-options.js';
@@ -28,7 +29,9 @@ interface StatusFlags {
   sampleMs?: number;
   models?: string[];
   sources?: string[];
+  jobs?: string[];
   pendingSample: number;
+  liveMs: number;
   maxPendingAgeMs: number;
   maxDlq?: number;
   staleMs: number;
@@ -37,8 +40,8 @@ interface StatusFlags {
 
 export function statusCommand(): Command {
   const cmd = new Command('status')
-    .description('Show request streams, consumers, DLQs and per-source progress.')
-    .option('--json', 'print the report as JSON (schemaVersion 1, see docs/observability.md)')
+    .description('Show request streams, consumers, DLQs, per-source and per-job progress.')
+    .option('--json', 'print the report as JSON (schemaVersion 2, see docs/observability.md)')
     .option('--watch', 'refresh until interrupted (in place on a terminal, JSON lines with --json)')
     .option('--check', 'exit 1 when a threshold below is breached, else 0')
     .option('--interval-ms <ms>', 'with --watch, time between refreshes', ms, 2000)
@@ -52,7 +55,12 @@ export function statusCommand(): Command {
       'comma-separated models (default: every request stream found)',
       list,
     )
-    .option('--sources <names>', 'comma-separated sources (default: every progress hash)', list)
+    .option(
+      '--sources <names>',
+      'comma-separated sources: their progress and bulk streams (default: every progress hash)',
+      list,
+    )
+    .option('--jobs <names>', 'comma-separated backfill jobs (default: every job found)', list)
     .option('--pending-sample <n>', 'oldest pending entries listed per stream in --json', ms, 10)
     .option(
       '--max-pending-age-ms <ms|off>',
@@ -64,6 +72,12 @@ export function statusCommand(): Command {
       '--max-dlq <n|off>',
       'breach when a DLQ holds more records than this (default: off)',
       msOrOff,
+    )
+    .option(
+      '--live-ms <ms>',
+      'a consumer seen within this is live (keep above BLOCK_MS); work with no live consumer is a breach',
+      ms,
+      30_000,
     )
     .option(
       '--stale-ms <ms>',
@@ -81,8 +95,14 @@ export function statusCommand(): Command {
   cmd.action(async (flags: StatusFlags & Record<string, unknown>) => {
     if (flags.watch && flags.check)
       throw new StreambedError('invalid', '--check takes one sample; drop --watch');
-    // --models here names models to show, not the MODELS setting.
-    const config = loadConfig(process.env, { ...flags, models: undefined });
+    // Only what status uses: a worker setting (THREADS=abc) in the environment is not its business.
+    const config = loadSettings(process.env, flags, [
+      'redisUrl',
+      'redisTlsCaFile',
+      'keyPrefix',
+      'group',
+    ]);
+    quietOnClosedPipe();
     const redis = connectRedis({
       url: config.redisUrl,
       tlsCaFile: config.redisTlsCaFile,
@@ -94,20 +114,30 @@ export function statusCommand(): Command {
       maxDlq: threshold(flags.maxDlq),
       staleMs: flags.staleMs,
       activeMs: flags.activeMs,
+      liveMs: flags.liveMs,
     };
     const gather: GatherOptions = {
       keys,
       pendingSample: flags.pendingSample,
       ...(flags.models && { models: flags.models }),
       ...(flags.sources && { sources: flags.sources }),
+      ...(flags.jobs && { jobs: flags.jobs }),
+      tally: new FailureTally(),
       // XPENDING IDLE is "at least"; a breach is "longer than".
       ...(thresholds.maxPendingAgeMs !== null && { minIdleMs: thresholds.maxPendingAgeMs + 1 }),
     };
-    const ctx = { prefix: keys.prefix, group: keys.group, thresholds };
+    const ctx = {
+      prefix: keys.prefix,
+      group: keys.group,
+      thresholds,
+      pendingSample: flags.pendingSample,
+    };
+    const render = (r: StatusReport) =>
+      renderText(r, { ...(flags.sources && { sources: flags.sources }) });
     const sample = () => withTimeout(gatherSample(redis, gather));
     try {
       if (flags.watch) {
-        await watch(sample, (now, before) => buildReport(now, before, ctx), flags);
+        await watch(sample, (now, before) => buildReport(now, before, ctx), render, flags);
         return;
       }
       const sampleMs = flags.sampleMs ?? (flags.check ? 0 : 1000);
@@ -120,7 +150,7 @@ export function statusCommand(): Command {
         report = buildReport(first, undefined, ctx);
       }
       process.stdout.write(
-        flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderText(report)}\n`,
+        flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${render(report)}\n`,
       );
       if (flags.check && report.breaches.length > 0) process.exitCode = 1;
     } finally {
@@ -134,6 +164,7 @@ export function statusCommand(): Command {
 async function watch(
   sample: () => Promise<Sample>,
   report: (now: Sample, before: Sample | undefined) => StatusReport,
+  render: (r: StatusReport) => string,
   flags: StatusFlags,
 ): Promise<void> {
   const out = process.stdout;
@@ -158,7 +189,7 @@ async function watch(
           history.shift();
         const r = report(now, history[0]);
         history.push(now);
-        frame = flags.json ? JSON.stringify(r) : renderText(r);
+        frame = flags.json ? JSON.stringify(r) : render(r);
       } catch (err) {
         const message = `status unavailable: ${(err as Error).message} (retrying)`;
         frame = flags.json ? JSON.stringify({ error: message }) : message;
@@ -175,6 +206,17 @@ async function watch(
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/**
+ * `status --watch | head` closes our stdout: that ends the command quietly
+ * (exit 0), as it does for any Unix filter, instead of an EPIPE stack.
+ */
+function quietOnClosedPipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(process.exitCode ?? 0);
+  });
 }
 
 async function withTimeout<T>(p: Promise<T>): Promise<T> {

@@ -63,7 +63,7 @@ export function submitCommand(): Command {
         ...(replyTo && { replyTo }),
       });
       console.error(
-        `submitted ${ids.length} entries to ${client.keys.request(o.model as string, o.lane as 'interactive' | 'bulk')}`,
+        `submitted ${ids.length} entries to ${[...new Set(pages.map((p) => client.requestStream(p, o.model as string, o.lane as 'interactive' | 'bulk')))].join(', ')}`,
       );
       if (!o.wait) return;
       const bar = new ProgressBar({ total: ids.length, intervalMs: Number(o.progressMs) }).start();

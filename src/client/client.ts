@@ -87,15 +87,18 @@ export class StreambedClient {
    * the fair scheduler, in one MULTI per chunk: a source can never be dropped
    * from the schedule between its XADD and its ZADD.
    */
+  /** The request stream `submit` writes a page to. */
+  requestStream(page: Pick<Page, 'source'>, model: string, lane: Lane = 'interactive'): string {
+    if (lane !== 'bulk') return this.keys.request(model);
+    return SOURCE_NAME.test(page.source)
+      ? this.keys.bulkSource(model, page.source)
+      : this.keys.request(model, 'bulk');
+  }
+
   async submit(pages: readonly Page[], options: SubmitOptions): Promise<string[]> {
     const { model } = options;
     const bulk = options.lane === 'bulk';
-    const streamOf = (page: Page) =>
-      !bulk
-        ? this.keys.request(model)
-        : SOURCE_NAME.test(page.source)
-          ? this.keys.bulkSource(model, page.source)
-          : this.keys.request(model, 'bulk');
+    const streamOf = (page: Page) => this.requestStream(page, model, options.lane);
     const perStream = new Map<string, number>();
     for (const page of pages)
       perStream.set(streamOf(page), (perStream.get(streamOf(page)) ?? 0) + 1);

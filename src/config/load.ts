@@ -12,9 +12,22 @@ export type { Config } from './settings.js';
 export type Flags = Record<string, unknown>;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Flags = {}): Config {
+  return loadSettings(env, flags, Object.keys(SETTINGS) as SettingKey[]) as Config;
+}
+
+/**
+ * Only the settings a command uses, so a command is not broken by a malformed
+ * setting it never reads (`THREADS=abc` in a worker's environment must not
+ * stop `streambed status` run in the same shell).
+ */
+export function loadSettings<K extends SettingKey>(
+  env: NodeJS.ProcessEnv,
+  flags: Flags,
+  only: readonly K[],
+): Pick<Config, K> {
   const out: Record<string, unknown> = {};
   const problems: string[] = [];
-  for (const key of Object.keys(SETTINGS) as SettingKey[]) {
+  for (const key of only) {
     const s = SETTINGS[key];
     const fromFlag = flags[flagAttribute(s.env)];
     const fromEnv = env[s.env];
@@ -29,7 +42,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Flags = 
   if (problems.length) {
     throw new StreambedError('config', `invalid configuration: ${problems.join('; ')}`);
   }
-  return out as Config;
+  return out as Pick<Config, K>;
 }
 
 function redact(key: SettingKey, raw: unknown): unknown {

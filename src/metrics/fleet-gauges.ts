@@ -1,30 +1,46 @@
 /**
- * Gauges of fleet state that lives in Redis, not in this process: per stream
- * and group (length, lag, pending, oldest pending, consumers, entries read),
- * per DLQ, and per allow-listed source (the progress counters). Read on
- * scrape in ONE pipelined round trip and cached for `cacheMs`, and concurrent
- * scrapes share the read in flight, so any number of scrapers costs at most
- * one round trip per `cacheMs`. A failed or slow read drops these series and
- * sets streambed_fleet_stats_up to 0 rather than serving stale numbers.
+ * Gauges of fleet state that lives in Redis, not in this process: per model
+ * and lane (length, lag, pending, oldest pending, consumers, entries read;
+ * the bulk lane summed over the plain bulk stream and every per-source one),
+ * per allow-listed source's bulk stream, per DLQ, and per allow-listed
+ * source (the progress counters). Read on scrape in two pipelined round
+ * trips (the models' bulk-source registries, then everything) and cached
+ * for `cacheMs`, and concurrent scrapes share the read in flight, so any
+ * number of scrapers costs at most one read per `cacheMs`. A failed or slow
+ * read drops these series and sets streambed_fleet_stats_up to 0 rather
+ * than serving stale numbers.
  */
 import type { Redis } from 'ioredis';
 import { Gauge, type Registry } from 'prom-client';
 
-import type { Keys, Lane } from '../keys.js';
+import { type Keys, type Lane, PLAIN_BULK_MEMBER } from '../keys.js';
 import { LANES } from '../status/gather.js';
+import { type StreamCounts, streamCounts, sumCounts } from '../status/model-status.js';
 import {
   idTimeMs,
   type ProgressRecord,
   queueLength,
+  queueMembers,
   queueProgress,
   queueServerTime,
   queueStreamRead,
   type StreamRead,
 } from '../status/redis-reads.js';
 
+/** One stream, or a lane's streams summed. */
+export interface StreamGauges extends StreamCounts {
+  /** Of the streams' oldest pending entries: the oldest added and the longest idle (ms); null without the group. */
+  oldestAgeMs: number | null;
+  oldestIdleMs: number | null;
+  /** Consumers of the group, the most on any one of the streams; null without the group. */
+  consumers: number | null;
+}
+
 export interface FleetSnapshot {
   atMs: number;
-  streams: Array<{ model: string; lane: Lane; read: StreamRead }>;
+  streams: Array<{ model: string; lane: Lane } & StreamGauges>;
+  /** Per-source bulk streams of allow-listed sources. */
+  bulkSources: Array<{ model: string; source: string } & StreamGauges>;
   dlq: Array<{ model: string; length: number }>;
   sources: Array<{ source: string; progress: ProgressRecord }>;
 }
@@ -32,6 +48,7 @@ export interface FleetSnapshot {
 export interface FleetReaderOptions {
   keys: Keys;
   models: () => readonly string[];
+  /** Allow-listed sources (METRICS_SOURCES): the only ones with a `source` label. */
   sources: readonly string[];
   cacheMs: number;
   timeoutMs: number;
@@ -84,29 +101,72 @@ export class FleetReader {
   private async fetchNow(): Promise<FleetSnapshot> {
     const { keys } = this.o;
     const redis = await this.redis();
+    const models = this.o.models();
+    // First the registries: the bulk lane is every stream in them, read in the same pass.
+    const r = redis.pipeline();
+    const registries = models.map((m) => queueMembers(r, keys.bulkSources(m)));
+    const registered = await r
+      .exec()
+      .then((replies) => registries.map((read) => read(replies ?? [])));
+
+    const allowed = new Set(this.o.sources);
     const p = redis.pipeline();
     const time = queueServerTime(p);
-    const models = this.o.models();
-    const streams = models.flatMap((model) =>
-      LANES.map((lane) => ({
+    const read = (stream: string) => queueStreamRead(p, stream, keys.group, 1);
+    const plans = models.map((model, i) => {
+      const sources = (registered[i] ?? []).filter((s) => s !== PLAIN_BULK_MEMBER).sort();
+      return {
         model,
-        lane,
-        read: queueStreamRead(p, keys.request(model, lane), keys.group, 1),
-      })),
-    );
+        interactive: read(keys.request(model)),
+        bulk: [PLAIN_BULK_MEMBER, ...sources].map((source) => ({
+          source,
+          read: read(keys.bulkSource(model, source)),
+        })),
+      };
+    });
     const dlq = models.map((model) => ({ model, read: queueLength(p, keys.dlq(model)) }));
     const sources = this.o.sources.map((source) => ({
       source,
       read: queueProgress(p, keys.progress(source)),
     }));
     const replies = (await p.exec()) ?? [];
+    const atMs = time(replies);
     return {
-      atMs: time(replies),
-      streams: streams.map((s) => ({ model: s.model, lane: s.lane, read: s.read(replies) })),
+      atMs,
+      streams: plans.flatMap((m) => {
+        const bulk = m.bulk.map((b) => b.read(replies));
+        return LANES.map((lane) => ({
+          model: m.model,
+          lane,
+          ...streamGauges(lane === 'bulk' ? bulk : [m.interactive(replies)], atMs),
+        }));
+      }),
+      bulkSources: plans.flatMap((m) =>
+        m.bulk
+          .filter((b) => allowed.has(b.source))
+          .map((b) => ({
+            model: m.model,
+            source: b.source,
+            ...streamGauges([b.read(replies)], atMs),
+          })),
+      ),
       dlq: dlq.map((d) => ({ model: d.model, length: d.read(replies) })),
       sources: sources.map((s) => ({ source: s.source, progress: s.read(replies) })),
     };
   }
+}
+
+/** Gauge values of streams summed (lag, pending, ...) or at their worst (oldest pending). */
+export function streamGauges(reads: readonly StreamRead[], atMs: number): StreamGauges {
+  const grouped = reads.filter((r) => r.group !== null);
+  const oldest = grouped.flatMap((r) => (r.pending[0] ? [r.pending[0]] : []));
+  const none = grouped.length === 0;
+  return {
+    ...sumCounts(reads.map((read) => streamCounts({ read }))),
+    oldestAgeMs: none ? null : Math.max(0, ...oldest.map((e) => atMs - idTimeMs(e.id))),
+    oldestIdleMs: none ? null : Math.max(0, ...oldest.map((e) => e.idleMs)),
+    consumers: none ? null : Math.max(...grouped.map((r) => r.group?.consumers ?? 0)),
+  };
 }
 
 /** Register the fleet gauges on `registry`, each filled from the reader's shared snapshot on scrape. */
@@ -131,19 +191,28 @@ export function registerFleetGauges(registry: Registry, reader: FleetReader): vo
       },
     });
   }
-  /** A per-stream gauge from the group's row, skipped for streams without the group. */
-  function streamGauge(
-    name: string,
-    help: string,
-    value: (s: FleetSnapshot['streams'][number], atMs: number) => number | null,
-  ) {
+  type Value = (s: StreamGauges) => number | null;
+  /** A per-lane gauge, skipped where the value is unknown (e.g. no group on any stream). */
+  function streamGauge(name: string, help: string, value: Value) {
     gauge(name, help, byStream, (g, snap) => {
       for (const s of snap.streams) {
-        const v = value(s, snap.atMs);
+        const v = value(s);
         if (v !== null) g.set({ model: s.model, lane: s.lane }, v);
       }
     });
   }
+  /** The same per allow-listed source's bulk stream (METRICS_SOURCES: bounded label values). */
+  function sourceStreamGauge(name: string, help: string, value: Value) {
+    gauge(name, help, ['model', 'source'], (g, snap) => {
+      for (const s of snap.bulkSources) {
+        const v = value(s);
+        if (v !== null) g.set({ model: s.model, source: s.source }, v);
+      }
+    });
+  }
+  const lag: Value = (s) => s.lag;
+  const pending: Value = (s) => (s.groupExists ? s.pending : null);
+  const oldestIdle: Value = (s) => (s.oldestIdleMs === null ? null : s.oldestIdleMs / 1000);
 
   new Gauge({
     name: 'streambed_fleet_stats_up',
@@ -153,42 +222,55 @@ export function registerFleetGauges(registry: Registry, reader: FleetReader): vo
       this.set((await reader.read()) ? 1 : 0);
     },
   });
-  streamGauge('streambed_stream_length', 'Entries in the request stream (XLEN).', (s) =>
-    s.read.exists ? s.read.length : null,
+  streamGauge(
+    'streambed_stream_length',
+    'Entries in the request streams of the lane (XLEN; bulk: summed over every bulk stream).',
+    (s) => (s.exists ? s.length : null),
   );
   streamGauge(
     'streambed_stream_lag',
-    'Entries not yet delivered to the consumer group (XINFO GROUPS lag; absent when Redis cannot tell).',
-    (s) => s.read.group?.lag ?? null,
+    'Entries not yet delivered to the consumer group (XINFO GROUPS lag; bulk: summed over every bulk stream; absent when Redis cannot tell).',
+    lag,
   );
   streamGauge(
     'streambed_stream_pending',
-    'Entries delivered to a consumer and not yet acknowledged (XINFO GROUPS pending).',
-    (s) => s.read.group?.pending ?? null,
+    'Entries delivered to a consumer and not yet acknowledged (XINFO GROUPS pending; bulk: summed).',
+    pending,
   );
   streamGauge(
     'streambed_stream_oldest_pending_age_seconds',
-    'Age (since it was added) of the oldest pending entry; 0 when nothing is pending.',
-    (s, atMs) => {
-      if (!s.read.group) return null;
-      const oldest = s.read.pending[0];
-      return oldest ? Math.max(0, atMs - idTimeMs(oldest.id)) / 1000 : 0;
-    },
+    'Age (since it was added) of the oldest pending entry of the lane; 0 when nothing is pending.',
+    (s) => (s.oldestAgeMs === null ? null : s.oldestAgeMs / 1000),
   );
   streamGauge(
     'streambed_stream_oldest_pending_idle_seconds',
-    'Time since the oldest pending entry was last delivered (XPENDING idle); 0 when nothing is pending.',
-    (s) => (s.read.group ? (s.read.pending[0]?.idleMs ?? 0) / 1000 : null),
+    'Time since the oldest pending entry was last delivered (XPENDING idle; bulk: the longest over its streams); 0 when nothing is pending.',
+    oldestIdle,
   );
   streamGauge(
     'streambed_stream_consumers',
-    'Consumers registered in the group on this stream (live or not).',
-    (s) => s.read.group?.consumers ?? null,
+    'Consumers registered in the group (live or not; bulk: the most on any bulk stream).',
+    (s) => s.consumers,
   );
   streamGauge(
     'streambed_stream_entries_read',
-    'Entries the group has read from this stream (XINFO GROUPS entries-read); rate() gives deliveries/s.',
-    (s) => s.read.group?.entriesRead ?? null,
+    'Entries the group has read from the lane (XINFO GROUPS entries-read; bulk: summed); rate() gives deliveries/s.',
+    (s) => s.entriesRead,
+  );
+  sourceStreamGauge(
+    'streambed_bulk_source_lag',
+    "Entries not yet delivered on an allow-listed source's bulk stream (METRICS_SOURCES).",
+    lag,
+  );
+  sourceStreamGauge(
+    'streambed_bulk_source_pending',
+    "Entries pending on an allow-listed source's bulk stream (METRICS_SOURCES).",
+    pending,
+  );
+  sourceStreamGauge(
+    'streambed_bulk_source_oldest_pending_idle_seconds',
+    "Time since the oldest pending entry of an allow-listed source's bulk stream was last delivered; 0 when nothing is pending.",
+    oldestIdle,
   );
   gauge('streambed_dlq_length', 'Records in the model DLQ stream.', ['model'], (g, snap) => {
     for (const d of snap.dlq) g.set({ model: d.model }, d.length);

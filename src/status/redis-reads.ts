@@ -38,7 +38,10 @@ export interface StreamRead {
 export interface ConsumerRecord {
   name: string;
   pending: number;
+  /** Since its last read attempt (Redis >= 7.2); before 7.2, since its last read that got entries. */
   idleMs: number;
+  /** Since its last read that got entries (Redis >= 7.2); null on older servers. */
+  inactiveMs: number | null;
 }
 
 export interface ProgressRecord {
@@ -96,7 +99,12 @@ export function queueConsumers(
   return (replies) =>
     ok<unknown[][]>(replies[at] as Reply, []).map((flat) => {
       const r = toRecord(flat);
-      return { name: String(r.name), pending: Number(r.pending), idleMs: Number(r.idle) };
+      return {
+        name: String(r.name),
+        pending: Number(r.pending),
+        idleMs: Number(r.idle),
+        inactiveMs: r.inactive === undefined ? null : Number(r.inactive),
+      };
     });
 }
 
@@ -123,6 +131,46 @@ export function queueLength(p: ChainableCommander, key: string): Parser<number> 
   const at = p.length;
   p.xlen(key);
   return (replies) => Number(ok<number>(replies[at] as Reply, 0));
+}
+
+export function queueMembers(p: ChainableCommander, key: string): Parser<string[]> {
+  const at = p.length;
+  p.smembers(key);
+  return (replies) => ok<string[]>(replies[at] as Reply, []);
+}
+
+export function queueSetSize(p: ChainableCommander, key: string): Parser<number> {
+  const at = p.length;
+  p.scard(key);
+  return (replies) => Number(ok<number>(replies[at] as Reply, 0));
+}
+
+export interface StreamInfo {
+  /** Entries ever added (XINFO STREAM entries-added): counts trimmed entries too. */
+  entriesAdded: number;
+  firstEntry: { id: string; fields: Record<string, string> } | null;
+  lastEntry: { id: string; fields: Record<string, string> } | null;
+}
+
+/** Queue XINFO STREAM; null when the stream does not exist. */
+export function queueStreamInfo(p: ChainableCommander, key: string): Parser<StreamInfo | null> {
+  const at = p.length;
+  p.xinfo('STREAM', key);
+  return (replies) => {
+    const flat = ok<unknown[] | null>(replies[at] as Reply, null);
+    if (!flat) return null;
+    const r = toRecord(flat);
+    const entry = (e: unknown) => {
+      if (!Array.isArray(e)) return null;
+      const [id, fields] = e as [string, unknown[]];
+      return { id: String(id), fields: toRecord(fields) as Record<string, string> };
+    };
+    return {
+      entriesAdded: Number(r['entries-added'] ?? r.length),
+      firstEntry: entry(r['first-entry']),
+      lastEntry: entry(r['last-entry']),
+    };
+  };
 }
 
 export function queueProgress(p: ChainableCommander, key: string): Parser<ProgressRecord> {

@@ -1,15 +1,29 @@
 /**
  * The human form of a status report: fixed columns that fit an 80-column
- * terminal, compact numbers (12.3k) and durations (3m12s), long names cut
- * with an ellipsis. Consumers are listed only where they hold entries.
+ * terminal (breach lines excepted: never cut), compact numbers (12.3k) and
+ * durations (3m12s). Per model: its
+ * lanes (the bulk lane summed over every bulk stream), the bulk streams with
+ * work, and its consumers with their state and idle time.
  */
+import { clip, cut, NAME, rate, row, WIDTH } from './columns.js';
 import { count, duration } from './format.js';
-import type { ConsumerStatus, LaneStatus, StatusReport } from './report.js';
+import type { ConsumerStatus, ModelStatus, StreamStatus } from './model-status.js';
+import { renderProgress } from './render-progress.js';
+import type { StatusReport } from './report.js';
 
-export const WIDTH = 80;
-const NAME = 18;
+export { WIDTH };
 
-export function renderText(r: StatusReport): string {
+/** Bulk streams listed per model at most (unless named with --sources); JSON has them all. */
+const MAX_BULK_ROWS = 8;
+/** Consumers listed per model at most; JSON has them all. */
+const MAX_CONSUMER_ROWS = 10;
+
+export interface RenderOptions {
+  /** Sources asked for with --sources: their bulk streams are listed even when empty. */
+  sources?: readonly string[];
+}
+
+export function renderText(r: StatusReport, o: RenderOptions = {}): string {
   const lines: string[] = [];
   const when = new Date(r.generatedAtMs).toISOString().replace('T', ' ').slice(0, 19);
   const rates = r.rateWindowMs === null ? 'no rates' : `rates over ${duration(r.rateWindowMs)}`;
@@ -25,121 +39,93 @@ export function renderText(r: StatusReport): string {
         ['LAG', 8],
         ['PEND', 8],
         ['OLDEST', 8],
-        ['CONS', 6],
+        ['LIVE', 6],
         ['RATE/s', 9],
         ['DLQ', 8],
       ]),
     );
-    for (const m of r.models) {
-      for (const l of m.lanes) {
-        const name = l.lane === 'bulk' ? `${m.model} (bulk)` : m.model;
-        lines.push(laneRow(name, l, l.lane === 'interactive' ? count(m.dlqLength) : ''));
-        lines.push(...consumerRows(l.consumers));
-      }
-    }
+    for (const m of r.models) lines.push(...modelRows(m, o));
   }
-  lines.push('');
-  if (r.sources.length === 0) {
-    lines.push('no progress counters yet (sources appear once the SDK submits)');
-  } else {
-    lines.push(
-      row([
-        ['SOURCE', -NAME],
-        ['DONE/TOTAL', 13],
-        ['%', 6],
-        ['FAIL', 6],
-        ['RATE/s', 7],
-        ['ETA', 6],
-        ['LAST', 6],
-        ['STATE', -7],
-      ]),
-    );
-    for (const s of r.sources) {
-      const total = s.submitted > 0 ? count(s.submitted) : '?';
-      lines.push(
-        row([
-          [cut(s.source, NAME), -NAME],
-          [`${count(s.done + s.failed + s.deduped)}/${total}`, 13],
-          [s.percent === null ? '-' : s.percent.toFixed(1), 6],
-          [count(s.failed), 6],
-          [rate(s.ratePerSec), 7],
-          [s.etaSec === null ? '-' : duration(s.etaSec * 1000), 6],
-          [s.lastDoneAgeMs === null ? 'never' : duration(s.lastDoneAgeMs), 6],
-          [s.state, -7],
-        ]),
-      );
-    }
-  }
+  lines.push(...renderProgress(r));
   if (r.breaches.length > 0) {
     lines.push('', `BREACHED (${r.breaches.length})`);
-    for (const b of r.breaches) lines.push(clip(`  ${b.kind}: ${b.message}`));
+    // One line per breach, never cut: `status --check | grep` must see all of it.
+    for (const b of r.breaches) lines.push(`  ${b.kind}: ${b.message}`);
   }
   return lines.join('\n');
 }
 
-function laneRow(name: string, l: LaneStatus, dlq: string): string {
-  const noGroup = !l.groupExists;
+function modelRows(m: ModelStatus, o: RenderOptions): string[] {
+  const live = `${m.liveConsumers}/${m.consumers.length}`;
+  const out: string[] = [];
+  for (const l of m.lanes) {
+    const name = l.lane === 'bulk' ? `${m.model} (bulk)` : m.model;
+    out.push(streamRow(name, l, live, l.lane === 'interactive' ? count(m.dlqLength) : ''));
+    if (l.lane === 'bulk') out.push(...bulkRows(m.streams, o));
+  }
+  return [...out, ...consumerRows(m.consumers)];
+}
+
+/** The bulk streams with work (or named with --sources), most backlog first. */
+function bulkRows(streams: StreamStatus[], o: RenderOptions): string[] {
+  const named = new Set(o.sources ?? []);
+  const backlog = (s: StreamStatus) => (s.lag ?? s.length) + s.pending;
+  const shown = streams
+    .filter((s) => s.lane === 'bulk' && (backlog(s) > 0 || named.has(s.source ?? '')))
+    .sort((a, b) => backlog(b) - backlog(a) || a.stream.localeCompare(b.stream));
+  const listed = shown.filter((s, i) => i < MAX_BULK_ROWS || named.has(s.source ?? ''));
+  const out = listed.map((s) =>
+    streamRow(`  ${s.source === '*' ? 'bulk (plain)' : `bulk:${s.source}`}`, s, '', ''),
+  );
+  const more = shown.length - listed.length;
+  if (more > 0) out.push(`  + ${more} more bulk streams with work (--sources NAME or --json)`);
+  return out;
+}
+
+type Counts = Pick<
+  StreamStatus,
+  'exists' | 'length' | 'groupExists' | 'lag' | 'pending' | 'oldestPending' | 'ratePerSec'
+>;
+
+function streamRow(name: string, l: Counts, live: string, dlq: string): string {
   return row([
     [cut(name, NAME), -NAME],
     [l.exists ? count(l.length) : '-', 8],
-    [noGroup || l.lag === null ? '-' : count(l.lag), 8],
-    [noGroup ? '-' : count(l.pending), 8],
+    [l.lag === null ? '-' : count(l.lag), 8],
+    [l.groupExists ? count(l.pending) : '-', 8],
     [l.oldestPending ? duration(l.oldestPending.idleMs) : '-', 8],
-    [noGroup ? '-' : String(l.consumers.length), 6],
+    [live, 6],
     [rate(l.ratePerSec), 9],
     [dlq, 8],
   ]);
 }
 
+/** Every consumer (up to a cap): live ones first, then those holding entries, then by idle. */
 function consumerRows(consumers: ConsumerStatus[]): string[] {
-  const busy = consumers.filter((c) => c.pending > 0);
-  if (busy.length === 0) return [];
+  if (consumers.length === 0) return [];
+  const rank = (c: ConsumerStatus) => (c.state === 'live' ? 0 : c.pending > 0 ? 1 : 2);
+  const sorted = [...consumers].sort((a, b) => rank(a) - rank(b) || a.idleMs - b.idleMs);
   const out = [
     row([
-      ['  consumer', -44],
+      ['  consumer', -38],
+      ['STATE', -6],
       ['PEND', 8],
       ['IDLE', 10],
       ['OLDEST', 10],
     ]),
   ];
-  for (const c of busy) {
+  for (const c of sorted.slice(0, MAX_CONSUMER_ROWS)) {
     out.push(
       row([
-        [`  ${cut(c.name, 42)}`, -44],
+        [`  ${cut(c.name, 36)}`, -38],
+        [c.state, -6],
         [count(c.pending), 8],
         [duration(c.idleMs), 10],
         [c.oldestPending ? duration(c.oldestPending.idleMs) : '-', 10],
       ]),
     );
   }
-  const quiet = consumers.length - busy.length;
-  if (quiet > 0) out.push(`  + ${quiet} consumer${quiet === 1 ? '' : 's'} with nothing pending`);
+  const more = sorted.length - MAX_CONSUMER_ROWS;
+  if (more > 0) out.push(`  + ${more} more consumers, idle longer (--json lists them)`);
   return out;
-}
-
-/** Cells as [text, width]: negative width pads right (left-aligned), positive pads left. */
-function row(cells: Array<[string, number]>): string {
-  return clip(
-    cells
-      .map(([text, w], i) => {
-        const s = i === 0 ? text : ` ${text}`;
-        const width = Math.abs(w) + (i === 0 ? 0 : 1);
-        return w < 0 ? s.padEnd(width) : s.padStart(width);
-      })
-      .join('')
-      .trimEnd(),
-  );
-}
-
-function clip(line: string): string {
-  return line.length <= WIDTH ? line : `${line.slice(0, WIDTH - 1)}…`;
-}
-
-function cut(s: string, n: number): string {
-  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
-}
-
-function rate(r: number | null): string {
-  if (r === null) return '-';
-  return r >= 1000 ? count(Math.round(r)) : r.toFixed(1);
 }

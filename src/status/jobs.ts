@@ -1,0 +1,137 @@
+/**
+ * Reads of `streambed backfill` jobs for status. A job is its submitted set
+ * and its reply stream (docs/design.md, "Backfill"), so its numbers come from
+ * those alone: submitted = SCARD, answered = the reply stream's
+ * `entries-added` (every answer ever written, trimmed ones included), failed
+ * = answers with `status=error`, counted by a short script so vectors never
+ * leave Redis, and only over answers not counted by an earlier sample.
+ */
+import type { ChainableCommander, Redis } from 'ioredis';
+
+import type { Keys } from '../keys.js';
+import { idTimeMs, type Parser, queueSetSize, queueStreamInfo } from './redis-reads.js';
+import { scanKeys } from './scan.js';
+
+export interface JobSample {
+  job: string;
+  /** Pages the job has submitted (its submitted set). */
+  submitted: number;
+  /** Answers on its reply stream, ever (a DLQ replay adds one more for its page). */
+  answered: number;
+  /** Of those, error answers (dead-lettered pages); not counted once trimmed away unseen. */
+  failed: number;
+  /** When the request of the reply stream's first answer was added (its `rid`'s time). */
+  firstRequestMs: number | null;
+  /** When the last answer was written (its entry id's time). */
+  lastAnswerMs: number | null;
+}
+
+/** Jobs that have a submitted set, by SCAN. Job names have no ':' (state.ts JOB_NAME). */
+export async function discoverJobs(redis: Redis, keys: Keys): Promise<string[]> {
+  // The key around a job name, from keys.ts (a newline never occurs in a key we build).
+  const [head, tail] = keys.backfillSubmitted('\n').split('\n') as [string, string];
+  const found = await scanKeys(redis, keys.backfillSubmitted('*'), 'set');
+  return found
+    .map((k) => k.slice(head.length, k.length - tail.length))
+    .filter((j) => j && !j.includes(':'))
+    .sort();
+}
+
+/** A job's read before its failures are counted. */
+export interface JobRead extends Omit<JobSample, 'failed'> {
+  stream: string;
+  /** The reply stream's first entry id, or null. */
+  firstId: string | null;
+}
+
+export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser<JobRead> {
+  const stream = keys.backfillReply(job);
+  const submitted = queueSetSize(p, keys.backfillSubmitted(job));
+  const info = queueStreamInfo(p, stream);
+  return (replies) => {
+    const i = info(replies);
+    const rid = i?.firstEntry?.fields.rid;
+    return {
+      job,
+      stream,
+      firstId: i?.firstEntry?.id ?? null,
+      submitted: submitted(replies),
+      answered: i?.entriesAdded ?? 0,
+      firstRequestMs: rid ? idTimeMs(rid) : i?.firstEntry ? idTimeMs(i.firstEntry.id) : null,
+      lastAnswerMs: i?.lastEntry ? idTimeMs(i.lastEntry.id) : null,
+    };
+  };
+}
+
+/**
+ * Counts error answers on a reply stream without sending the answers back.
+ * Only the plain `status` field is looked at (docs/design.md, "Result entry").
+ */
+export const COUNT_ERRORS_LUA = `
+-- count-errors
+-- KEYS[1] reply stream   ARGV[1] count entries after this id   ARGV[2] most entries to read
+-- Reply: {last id read (ARGV[1] when none), entries read, of which status=error}
+local rows = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))
+local errors = 0
+for _, row in ipairs(rows) do
+  local f = row[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'status' then
+      if f[i + 1] == 'error' then errors = errors + 1 end
+      break
+    end
+  end
+end
+local last = ARGV[1]
+if #rows > 0 then last = rows[#rows][1] end
+return {last, #rows, errors}
+`;
+
+/** Entries per script call: a short call, so Redis is never held for long. */
+const CHUNK = 1000;
+
+interface WithCountErrors {
+  countErrors(stream: string, after: string, count: number): Promise<[string, number, number]>;
+}
+
+/**
+ * Error counts per reply stream, carried between samples so each sample
+ * reads only answers added since the last (a --watch over a 200K-page job
+ * reads each answer once). A stream that holds fewer answers than were
+ * counted, or none of those counted (its first entry is newer than the last
+ * one counted), was restarted (`backfill --restart` deletes it): counted
+ * again from the start.
+ */
+export class FailureTally {
+  private readonly seen = new Map<string, { after: string; read: number; failed: number }>();
+
+  async complete(redis: Redis, job: JobRead): Promise<JobSample> {
+    const { stream, firstId, ...rest } = job;
+    let t = this.seen.get(stream);
+    const restarted =
+      t && (job.answered < t.read || (firstId !== null && newerId(firstId, t.after)));
+    if (!t || restarted) t = { after: '0-0', read: 0, failed: 0 };
+    if (job.answered > 0) {
+      if (!('countErrors' in redis))
+        redis.defineCommand('countErrors', { numberOfKeys: 1, lua: COUNT_ERRORS_LUA });
+      for (;;) {
+        const [last, read, failed] = await (redis as unknown as WithCountErrors).countErrors(
+          stream,
+          t.after,
+          CHUNK,
+        );
+        t = { after: String(last), read: t.read + Number(read), failed: t.failed + Number(failed) };
+        if (Number(read) < CHUNK) break;
+      }
+    }
+    this.seen.set(stream, t);
+    return { ...rest, failed: t.failed };
+  }
+}
+
+/** Whether stream entry id `a` comes after `b`. */
+function newerId(a: string, b: string): boolean {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am > bm || (am === bm && as > bs);
+}
