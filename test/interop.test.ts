@@ -8,13 +8,20 @@
  * the JS SDK decodes them.
  */
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { envelopeDecoder } from '../src/codec/envelope.js';
 import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
+import { createPgliteClient } from '../src/sink/pglite-client.js';
+import { createSqlSink } from '../src/sink/sql-sink.js';
 import type { EmbedResult } from '../src/types.js';
 import { fill } from '../workers/fixture-core.js';
 import {
@@ -172,5 +179,46 @@ describe('a Python producer', () => {
     );
     expect(await redis.xlen(k.results())).toBe(0);
     expect(worker.proc.exitCode).toBeNull();
+  }, 120_000);
+});
+
+describe('the pgvector sink', () => {
+  it('stores a meta holding 64-bit integers exactly (jsonb digits) instead of failing the upsert', async () => {
+    // msgpackr packs these BigInts as uint64/int64, as Python's msgpack does.
+    const decoded = envelopeDecoder({
+      maxEnvelopeBytes: 1024,
+      maxMetaBytes: 1024,
+      maxChunks: 1,
+      replyToPattern: 'sb:reply:*',
+    })([
+      Buffer.from('env'),
+      pack({
+        id: 'p1',
+        source: 'py',
+        text: 'x',
+        meta: { u64max: 2n ** 64n - 1n, i64min: -(2n ** 63n), f: 0.5 },
+      }),
+    ]);
+    if (!decoded.ok) throw new Error(decoded.message);
+    const dir = await mkdtemp(join(tmpdir(), 'sb-interop-'));
+    const client = createPgliteClient(dir);
+    const sink = createSqlSink(client, { tablePrefix: 'interop_', index: 'none' });
+    try {
+      await sink.ensureTable({ model: 'fx', modelRef: `fixture:${DIM}`, dim: DIM });
+      const vector = Float32Array.from(vectorOf('x'));
+      const meta = decoded.envelope.meta;
+      await sink.upsert('fx', [{ source: 'py', id: 'p1', chunk: 0, hash: 'h', vector, meta }]);
+      // ->> gives the stored digits; pg's own jsonb parsing would go through doubles.
+      const row = await client.query<{ u: string; i: string; f: string }>(
+        `SELECT meta->>'u64max' AS u, meta->>'i64min' AS i, meta->>'f' AS f FROM "interop_fx"`,
+      );
+      expect(row.rows).toEqual([
+        { u: '18446744073709551615', i: '-9223372036854775808', f: '0.5' },
+      ]);
+    } finally {
+      await sink.close();
+      await client.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 });
