@@ -1,4 +1,4 @@
-import { pack, unpack } from 'msgpackr';
+import { pack, Packr, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 
 import { envelopeDecoder } from '../src/codec/envelope.js';
@@ -209,6 +209,35 @@ describe('64-bit integers (producers in other languages)', () => {
     expect(Object.keys(unpack(res) as object).sort()).toEqual(
       ['dim', 'hash', 'meta', 'model', 'ms', 'truncated', 'vectors', 'worker'].sort(),
     );
+  });
+
+  it('walks every msgpack type in meta and echoes it byte for byte', () => {
+    const hex = (h: string) => Buffer.from(h.replace(/ /g, ''), 'hex');
+    const metaBytes = rawMap([
+      ['bin', hex('c4 03 010203')],
+      // Timestamps (ext -1) are the extension msgpackr reads: it rejects unknown ones.
+      ['ts32', hex('d6 ff 5f5e1000')],
+      ['ts64', hex('d7 ff 00000004 5f5e1000')],
+      ['ts96', hex('c7 0c ff 00000001 000000005f5e1000')],
+      ['str16', Buffer.concat([hex('da 0100'), Buffer.alloc(256, 0x61)])],
+      ['array16', Buffer.concat([hex('dc 0010'), Buffer.alloc(16, 0x01)])],
+      ['map16', hex('de 0001 a1 6b c0')],
+      [
+        'scalars',
+        hex('9c c2 c3 ff d0 80 d1 8000 d2 80000000 cc ff cd ffff ce ffffffff ca 3fc00000 c0 00'),
+      ],
+    ]);
+    const env = envOf(roomy(rawEnv(['meta', metaBytes])));
+    const { res } = echoedMeta(env);
+    expect(res.includes(Buffer.concat([pack('meta'), metaBytes]))).toBe(true);
+  });
+
+  it("falls back to packing the values for msgpackr's records extension (not plain msgpack)", () => {
+    const records = new Packr({ useRecords: true });
+    const bytes = records.pack({ id: 'a', source: 's', text: 'x', meta: { n: 2n ** 64n - 1n } });
+    expect(bytes[0]).not.toBe(0xde); // a record, not a map
+    const env = envOf(roomy([Buffer.from('env'), bytes]));
+    expect(echoedMeta(env).meta).toEqual({ n: 2n ** 64n - 1n });
   });
 
   it('a meta without its producer bytes (the flat form) is packed with BigInts as 64-bit ints', () => {
