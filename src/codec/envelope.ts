@@ -176,11 +176,8 @@ function readRaw(fields: Buffer[]): Raw {
     flat.set((fields[i] as Buffer).toString('latin1'), fields[i + 1] as Buffer);
   }
   const env = flat.get('env');
-  const raw = env !== undefined ? readPacked(env) : readFlat(flat);
-  if ('error' in raw) return raw;
-  const lone = Object.keys(raw.value).find((name) => hasLoneSurrogate(raw.value[name]));
-  if (lone === undefined) return raw;
-  return { error: illFormed(lone), partial: without(raw.value, [lone]) };
+  if (env !== undefined) return readPacked(env);
+  return readFlat(flat);
 }
 
 /** The fields but the ill-formed ones: routing must not answer to a repaired reply_to or id. */
@@ -198,7 +195,8 @@ function readPacked(buf: Buffer): Raw {
     return { error: 'env must be a msgpack map with string keys' };
   }
   const record = value as Record<string, unknown>;
-  // Undefined for msgpackr's records extension: then only the decoded strings can be checked.
+  // Undefined for msgpackr's records extension (not a plain map; the SDK never writes
+  // it): those still decode as before, with ill-formed bytes repaired to U+FFFD.
   const packed = packedFields(buf);
   const bad = [...(packed ?? [])].filter(([, f]) => !f.wellFormed).map(([name]) => name);
   if (bad.length > 0) {
@@ -236,6 +234,9 @@ function readFlat(flat: Map<string, Buffer>): Raw {
     }
   }
   if (error) return { error, partial: value };
+  // The other fields passed the fatal decoder; JSON escapes can still write a lone surrogate.
+  const lone = (['meta', 'texts'] as const).find((field) => hasLoneSurrogate(value[field]));
+  if (lone !== undefined) return { error: illFormed(lone), partial: without(value, [lone]) };
   if (typeof value.deadline_ms === 'string') {
     value.deadline_ms = /^\d+$/.test(value.deadline_ms)
       ? Number(value.deadline_ms)
