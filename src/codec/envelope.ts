@@ -222,13 +222,13 @@ function readFlat(flat: Map<string, Buffer>): Raw {
       error ??= illFormed(name);
     }
   }
-  for (const [field, what] of [
-    ['meta', 'meta is not valid JSON'],
-    ['texts', 'texts is not a valid JSON array'],
+  for (const [field, what, parse] of [
+    ['meta', 'meta is not valid JSON', parseJsonExact],
+    ['texts', 'texts is not a valid JSON array', JSON.parse],
   ] as const) {
     if (typeof value[field] !== 'string') continue;
     try {
-      value[field] = parseJsonExact(value[field] as string);
+      value[field] = parse(value[field] as string);
     } catch {
       error ??= what;
     }
