@@ -34,6 +34,7 @@ export interface OkPayload {
   vectors: Float32Array[];
   truncated: boolean[];
   hash: string;
+  /** The request's meta as sent; a msgpack int64/uint64 in it (other languages' producers) reads as a BigInt. */
   meta?: Record<string, unknown>;
   ms: number;
   worker: string;

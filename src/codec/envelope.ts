@@ -10,6 +10,8 @@ import { z } from 'zod';
 import type { ResultErrorCode } from '../errors.js';
 import type { Envelope } from '../types.js';
 import { globMatcher } from './glob.js';
+import { metaJson, parseJsonExact, rememberPackedMeta } from './meta.js';
+import { packedFields } from './msgpack-walk.js';
 
 export interface EnvelopeLimits {
   maxEnvelopeBytes: number;
@@ -84,6 +86,8 @@ function decodeEntry(
     return reject('invalid', `${issue?.path.join('.') || 'entry'}: ${issue?.message}`);
   }
   const env = parsed.data;
+  // The parsed meta is a new object: the one the result will see.
+  if (env.meta !== undefined && raw.metaBytes) rememberPackedMeta(env.meta, raw.metaBytes);
   const texts = chunksOf(env);
   if (typeof texts === 'string') return reject('invalid', texts);
   if (texts.length > limits.maxChunks) {
@@ -98,9 +102,7 @@ function decodeEntry(
   }
   if (env.meta !== undefined) {
     const metaBytes = jsonBytes(env.meta);
-    if (metaBytes === undefined) {
-      return reject('invalid', 'meta is not JSON-encodable (e.g. an integer beyond 2^53)');
-    }
+    if (metaBytes === undefined) return reject('invalid', 'meta is nested too deeply');
     if (metaBytes > limits.maxMetaBytes) {
       return reject(
         'too_large',
@@ -151,7 +153,21 @@ function salvageRouting(value: Record<string, unknown>, replyAllowed: (key: stri
 }
 
 type Raw =
-  { value: Record<string, unknown> } | { error: string; partial?: Record<string, unknown> };
+  | {
+      value: Record<string, unknown>;
+      /** The env form's own encoding of `meta`, echoed untouched in the result. */
+      metaBytes?: Buffer;
+    }
+  | { error: string; partial?: Record<string, unknown> };
+
+/**
+ * One rule for text in both wire forms: a string that is not well-formed
+ * Unicode (invalid UTF-8 bytes, or a lone surrogate however it was written:
+ * `ED A0 80` in msgpack or flat bytes, `\ud800` in flat JSON) is rejected,
+ * never repaired to U+FFFD, so a page is embedded and echoed as sent or not at all.
+ */
+const illFormed = (name: string) =>
+  `field ${JSON.stringify(name.slice(0, 32))} is not well-formed Unicode (invalid UTF-8 or a lone surrogate)`;
 
 /** Turn the entry's field list into one plain object, from either wire form. */
 function readRaw(fields: Buffer[]): Raw {
@@ -164,6 +180,10 @@ function readRaw(fields: Buffer[]): Raw {
   return readFlat(flat);
 }
 
+/** The fields but the ill-formed ones: routing must not answer to a repaired reply_to or id. */
+const without = (value: Record<string, unknown>, names: string[]) =>
+  Object.fromEntries(Object.entries(value).filter(([k]) => !names.includes(k)));
+
 function readPacked(buf: Buffer): Raw {
   let value: unknown;
   try {
@@ -174,7 +194,22 @@ function readPacked(buf: Buffer): Raw {
   if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Map) {
     return { error: 'env must be a msgpack map with string keys' };
   }
-  return { value: value as Record<string, unknown> };
+  const record = value as Record<string, unknown>;
+  // Undefined for msgpackr's records extension (not a plain map; the SDK never writes
+  // it): those still decode as before, with ill-formed bytes repaired to U+FFFD.
+  const packed = packedFields(buf);
+  const bad = [...(packed ?? [])].filter(([, f]) => !f.wellFormed).map(([name]) => name);
+  if (bad.length > 0) {
+    return { error: illFormed(bad[0] as string), partial: without(record, bad) };
+  }
+  // Epoch ms is past 2^32, so msgpack writes it as uint64, which msgpackr reads as BigInt.
+  if (typeof record.deadline_ms === 'bigint') record.deadline_ms = Number(record.deadline_ms);
+  const meta = packed?.get('meta');
+  // A copy: a slice would keep the whole entry (its text) alive as long as the meta.
+  return {
+    value: record,
+    ...(meta && { metaBytes: Buffer.from(buf.subarray(meta.start, meta.end)) }),
+  };
 }
 
 function readFlat(flat: Map<string, Buffer>): Raw {
@@ -184,21 +219,24 @@ function readFlat(flat: Map<string, Buffer>): Raw {
     try {
       value[name] = utf8.decode(buf);
     } catch {
-      error ??= `field ${JSON.stringify(name.slice(0, 32))} is not valid UTF-8`;
+      error ??= illFormed(name);
     }
   }
-  for (const [field, what] of [
-    ['meta', 'meta is not valid JSON'],
-    ['texts', 'texts is not a valid JSON array'],
+  for (const [field, what, parse] of [
+    ['meta', 'meta is not valid JSON', parseJsonExact],
+    ['texts', 'texts is not a valid JSON array', JSON.parse],
   ] as const) {
     if (typeof value[field] !== 'string') continue;
     try {
-      value[field] = JSON.parse(value[field] as string);
+      value[field] = parse(value[field] as string);
     } catch {
       error ??= what;
     }
   }
   if (error) return { error, partial: value };
+  // The other fields passed the fatal decoder; JSON escapes can still write a lone surrogate.
+  const lone = (['meta', 'texts'] as const).find((field) => hasLoneSurrogate(value[field]));
+  if (lone !== undefined) return { error: illFormed(lone), partial: without(value, [lone]) };
   if (typeof value.deadline_ms === 'string') {
     value.deadline_ms = /^\d+$/.test(value.deadline_ms)
       ? Number(value.deadline_ms)
@@ -207,12 +245,31 @@ function readFlat(flat: Map<string, Buffer>): Raw {
   return { value };
 }
 
-/** Encoded size of meta as JSON, or undefined when JSON cannot encode it (BigInt from msgpack int64). */
+/** Encoded size of meta as JSON (64-bit integers as their digits), or undefined when too deep to encode. */
 function jsonBytes(meta: unknown): number | undefined {
   try {
-    return byteLength(JSON.stringify(meta));
+    return byteLength(metaJson(meta));
   } catch (err) {
-    if (err instanceof TypeError) return undefined;
+    if (err instanceof RangeError) return undefined;
     throw err;
   }
 }
+
+/** True when a string in `value` (at any depth, map keys included) holds a lone surrogate. */
+function hasLoneSurrogate(value: unknown): boolean {
+  const stack = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) return true;
+    } else if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+    } else if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
+      for (const [k, x] of Object.entries(v)) stack.push(k, x);
+    }
+  }
+  return false;
+}
+
+/** In a `u` regex a surrogate pair is one code point, so this matches only lone halves. */
+const LONE_SURROGATE = /\p{Surrogate}/u;

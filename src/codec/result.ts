@@ -9,6 +9,7 @@ import { Packr } from 'msgpackr';
 
 import type { ResultErrorCode } from '../errors.js';
 import type { EmbedResult, ErrorPayload, OkPayload } from '../types.js';
+import { packedMetaOf } from './meta.js';
 
 // Plain maps (no records extension) so any msgpack library can read results.
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
@@ -21,16 +22,20 @@ export interface ResultHead {
 
 /** Field/value list for XADD of a successful result. */
 export function okFields(head: ResultHead, payload: OkPayload): (string | Buffer)[] {
+  // The producer's own meta bytes when it sent an env: a re-encoding would turn
+  // its 3.0 into 3 and its float32 into float64 (JS numbers cannot tell them apart).
+  const metaBytes = payload.meta !== undefined ? packedMetaOf(payload.meta) : undefined;
   const res = {
     model: payload.model,
     dim: payload.dim,
     vectors: payload.vectors.map(float32Bytes),
     truncated: payload.truncated,
     hash: payload.hash,
-    ...(payload.meta !== undefined && { meta: payload.meta }),
+    ...(payload.meta !== undefined && metaBytes === undefined && { meta: payload.meta }),
     ms: payload.ms,
     worker: payload.worker,
   };
+  const packed = packr.pack(res);
   return [
     'id',
     head.id,
@@ -41,8 +46,21 @@ export function okFields(head: ResultHead, payload: OkPayload): (string | Buffer
     'status',
     'ok',
     'res',
-    packr.pack(res),
+    metaBytes ? withEntry(packed, META_KEY, metaBytes) : packed,
   ];
+}
+
+const META_KEY = Buffer.from([0xa4, ...Buffer.from('meta')]); // fixstr "meta"
+
+/** A packed map (as msgpackr writes it: map16, or fixmap) with one more packed key/value pair at its end. */
+function withEntry(map: Buffer, key: Uint8Array, value: Uint8Array): Buffer {
+  const b = map[0] as number;
+  const [count, headLength] = b === 0xde ? [map.readUInt16BE(1), 3] : [b & 0x0f, 1];
+  // map16 is valid for any count, as msgpackr itself writes it.
+  const head = Buffer.alloc(3);
+  head[0] = 0xde;
+  head.writeUInt16BE(count + 1, 1);
+  return Buffer.concat([head, map.subarray(headLength), key, value]);
 }
 
 /** Field/value list for XADD of an error result. */

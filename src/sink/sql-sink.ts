@@ -3,6 +3,7 @@
  * embedded PGlite. Every call is one autocommit statement (no transactions:
  * on pglite-socket an open transaction would block every other connection).
  */
+import { metaJson } from '../codec/meta.js';
 import { StreambedError } from '../errors.js';
 import { checkConnectionBudget } from './budget.js';
 import type { SinkLog, SqlClient } from './client.js';
@@ -105,7 +106,9 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
         unique.map((r) => r.hash),
         unique.map((r) => encodeVector(r.vector, t.dim, `upsert into "${t.name}"`)),
         t.modelRef,
-        unique.map((r) => (r.meta === undefined ? null : JSON.stringify(r.meta))),
+        // metaJson: a 64-bit integer from another language's msgpack is a BigInt, which
+        // JSON.stringify refuses (the upsert would fail and retry forever); jsonb keeps its digits.
+        unique.map((r) => (r.meta === undefined ? null : metaJson(r.meta))),
       ];
       await run(() => client.query(SQL.upsert(t.name), params));
     },
