@@ -5,9 +5,10 @@
  * keeps what it holds, retries with backoff (bounded CPU, not a spinning
  * core), says why on /readyz, and once memory is back answers every entry
  * exactly once, ok, computed once -- none dead-lettered, none answered
- * `reply_to_denied`. A worker started while Redis is already refusing
- * writes (group there or not yet) stays up, not ready, and serves once
- * memory is back.
+ * `reply_to_denied`. Leases still renew (XCLAIM is not refused), so an
+ * outage longer than CLAIM_IDLE_MS makes no worker take over another's
+ * entries. A worker started while Redis is already refusing writes (group
+ * there or not yet) stays up, not ready, and serves once memory is back.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -139,6 +140,42 @@ describe('redis at maxmemory', () => {
     expect(await redis.exists(k.dlq(MODEL))).toBe(0);
     expectComputedOnce(computed(), TOTAL);
     expect(alive(worker)).toBe(true);
+  });
+
+  it('renews leases through an outage longer than CLAIM_IDLE_MS: two workers, nothing taken over or computed twice', async () => {
+    const { server, redis } = await servers.start();
+    const prefix = randomPrefix('oom-lease');
+    const k = keys(prefix);
+    const n = 200;
+    const pages = Array.from({ length: n }, (_, i) => ({
+      id: `p${i}`,
+      source: 's',
+      text: `page ${i} @@slow:5`,
+    }));
+    await new StreambedClient({ redis, prefix }).submit(pages, { model: MODEL });
+    const env = { CLAIM_IDLE_MS: 1_000, CLAIM_INTERVAL_MS: 200, LOG_LEVEL: 'info' };
+    const workers = [
+      await startWorker(server, prefix, env),
+      await startWorker(server, prefix, env),
+    ];
+    await until('some answers', async () => (await redis.xlen(k.results())) >= n / 4, 30_000, 10);
+    await fillMemory(redis);
+    for (const w of workers) await w.notReady('redis refuses result writes');
+    // Three times CLAIM_IDLE_MS with every entry held and unwritable.
+    await new Promise((r) => setTimeout(r, 3_000));
+    await freeMemory(redis);
+    await until('every entry answered', async () => (await redis.xlen(k.results())) >= n, 30_000);
+    const reclaims = workers.flatMap((w) =>
+      w.worker
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('reclaimed idle entries')),
+    );
+    expect(reclaims).toEqual([]);
+    expect(notAnsweredOnce(pages, await answersById(redis, [k.results()]))).toEqual({});
+    expect(await redis.exists(k.dlq(MODEL))).toBe(0);
+    // Both workers append to one compute log (one per prefix).
+    expectComputedOnce(workers[0]?.computed() ?? [], n);
   });
 
   it('starts while Redis refuses writes, with the group there or not yet: stays up, not ready, then serves', async () => {
