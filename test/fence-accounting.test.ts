@@ -9,7 +9,7 @@
  * dead-lettered; 'answered' fires once per entry.
  */
 import type { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
 import { keys } from '../src/keys.js';
@@ -24,6 +24,7 @@ const MODEL = 'fx';
 const servers = privateServers();
 const proxies: LossyProxy[] = [];
 
+afterEach(stopAllWorkers);
 afterAll(async () => {
   await stopAllWorkers();
   await Promise.all(proxies.map((p) => p.close()));
