@@ -6,7 +6,7 @@
 import { StreambedError } from '../errors.js';
 import { checkConnectionBudget } from './budget.js';
 import type { SinkLog, SqlClient } from './client.js';
-import { ensureSinkTable } from './ensure-table.js';
+import { describeSinkTable, ensureSinkTable } from './ensure-table.js';
 import { INDEX_DEFAULTS, type IndexParams, type SinkIndexKind, sinkTableName, SQL } from './sql.js';
 import {
   type Sink,
@@ -88,6 +88,21 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
         await initialise();
         await ensureSinkTable(client, { ...t, table: name, index: opts.index, indexParams });
         tables.set(t.model, { name, modelRef: t.modelRef, dim: t.dim });
+      }),
+
+    openTable: (model: string) =>
+      run(async () => {
+        const name = sinkTableName(opts.tablePrefix, model);
+        await initialise();
+        const found = await describeSinkTable(client, name);
+        if (!found) {
+          throw new StreambedError(
+            'config',
+            `sink: no table "${name}" for model "${model}": nothing was stored for it yet ` +
+              `(a worker with this sink creates it when the model loads), or SINK_TABLE_PREFIX differs`,
+          );
+        }
+        tables.set(model, { name, ...found });
       }),
 
     async upsert(model: string, rows: SinkRow[]): Promise<void> {

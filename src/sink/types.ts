@@ -46,6 +46,11 @@ export interface Sink {
    */
   ensureTable(t: SinkTable): Promise<void>;
   /**
+   * For readers (`streambed search`): use the model's existing table as it is,
+   * creating nothing; throws StreambedError('config') when there is none.
+   */
+  openTable(model: string): Promise<void>;
+  /**
    * One statement per call; idempotent on (source, id, chunk); rows whose hash
    * and model ref are unchanged are not rewritten (updated_at stays). Within a
    * call, the last row for a key wins.

@@ -15,8 +15,8 @@ import {
 } from '../config/load.js';
 import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys } from '../keys.js';
-import { createLogger, type Logger } from '../log.js';
-import { modelRef, parseModelTable } from '../models/table.js';
+import { createLogger, type Logger, quietInfo } from '../log.js';
+import { checkLocalModels, modelRef, parseModelTable } from '../models/table.js';
 import { backoffMs, connectRedis } from '../redis/connect.js';
 import { createSink, type Sink } from '../sink/index.js';
 import { bulkStreams, healSchedule } from './bulk-scheduler.js';
@@ -64,9 +64,13 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       'config',
       'MODELS is empty: name at least one model, e.g. MODELS=tiny=./models/tiny',
     );
+  checkLocalModels(specs);
   const consumer = consumerName(config.consumerName);
   const keys = buildKeys(config.keyPrefix, config.group);
-  const log = (opts.log ?? createLogger(config.logLevel)).child({ consumer, group: keys.group });
+  const log = (opts.log ?? createLogger(config.logLevel, {}, config.logFormat)).child({
+    consumer,
+    group: keys.group,
+  });
   const events = new WorkerEvents();
   const threads = resolveThreads(config);
   const maxBatches = resolveInFlight(config, threads);
@@ -84,6 +88,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     tlsCaFile: config.redisTlsCaFile,
     name: `${consumer}:read`,
     log,
+    // The command connection reports an outage; one warning line is enough.
+    reportOutage: false,
   });
   const pool = new EmbedPool({
     threads,
@@ -207,7 +213,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   const trimmer = new Trimmer(
     redis,
     { streams: () => allStreams(specs.map((s) => s.name)), intervalMs: config.trimIntervalMs },
-    log,
+    // A line per stream per minute is housekeeping, not news: debug.
+    quietInfo(log, { component: 'trimmer' }),
   );
 
   let stopping = false;
