@@ -48,8 +48,9 @@ export function searchCommand(): Command {
       await checkServed(conn.redis, conn.client.keys, model);
       // A locked folder or a missing table is known before the fleet does any work.
       await sink.openTable(model);
-      // A query is not a source: its progress hash is deleted after the answer, and
-      // expires by itself if the answer never comes.
+      // A query is not a source: its progress hash is deleted after the answer (and
+      // expires by itself if the answer never comes), and so is the row a worker with
+      // this sink stored for it (before answering, so it is there now).
       const source = `search-${randomBytes(4).toString('hex')}`;
       const [vector] = await conn.client.embed([text], {
         model,
@@ -58,6 +59,7 @@ export function searchCommand(): Command {
         progressTtlS: Math.ceil(timeoutMs / 1000) + 60,
       });
       await conn.redis.del(conn.client.keys.progress(source));
+      await sink.deleteSource(model, source);
       const hits = await sink.search(model, vector as Float32Array, Number(o.top));
       if (o.json) console.log(JSON.stringify(hits));
       else if (hits.length === 0) console.error(`no rows stored for model "${model}" yet`);

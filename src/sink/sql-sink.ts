@@ -147,6 +147,11 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
       return found;
     },
 
+    async deleteSource(model: string, source: string): Promise<void> {
+      const t = table(model);
+      await run(() => client.query(SQL.deleteSource(t.name), [source]));
+    },
+
     async search(model: string, vector: Float32Array, k: number): Promise<SinkHit[]> {
       const t = table(model);
       if (!Number.isSafeInteger(k) || k < 1) {
