@@ -69,6 +69,25 @@ describe('an unreachable Redis', () => {
     },
   );
 
+  it('search with an unreachable Postgres exits 3, naming PG_URL without its password', async () => {
+    // A group on the stream, so search gets as far as the sink.
+    await redis.xgroup('CREATE', `${prefix}:req:tiny`, 'sb-workers', '$', 'MKSTREAM');
+    const port = await freePort();
+    const r = await runCli(['search', '-m', 'tiny', 'hello'], {
+      KEY_PREFIX: prefix,
+      PG_URL: `postgres://u:${PASSWORD}@127.0.0.1:${port}/db`,
+    });
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.ms).toBeLessThan(10_000);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toMatch(/^warning: no worker has read .*: the query waits/);
+    expect(lines[1]).toBe(
+      `streambed: sink_unavailable: Postgres at postgres://u:***@127.0.0.1:${port}/db is not reachable ` +
+        `(connect ECONNREFUSED 127.0.0.1:${port}): check PG_URL and that the server is running`,
+    );
+    expectOneCleanLine(lines.slice(1).join('\n'));
+  });
+
   it('a worker warns once and keeps retrying, without library noise', async () => {
     const port = await freePort();
     const w = spawnWorker(prefix, {

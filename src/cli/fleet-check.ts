@@ -62,11 +62,12 @@ export async function checkServed(redis: Redis, keys: Keys, model: string): Prom
   };
 }
 
-/** Fail when nobody serves the model (unless --force); warn when nobody is reading it right now. */
+/** Fail when nobody serves the model (unless `force`); warn when nobody is reading it right now. */
 export async function warnUnlessServed(
   conn: Pick<CliConnection, 'redis' | 'client'>,
   model: string,
   force: boolean,
+  waiting = 'the pages wait',
 ): Promise<void> {
   try {
     const served = await checkServed(conn.redis, conn.client.keys, model);
@@ -77,7 +78,7 @@ export async function warnUnlessServed(
         : `last read ${Math.round(served.idleMs / 1000)} s ago`;
     console.error(
       `warning: no worker has read ${conn.client.keys.request(model)} in the last ` +
-        `${LIVE_CONSUMER_MS / 1000} s (${last}): the pages wait until a worker for "${model}" runs`,
+        `${LIVE_CONSUMER_MS / 1000} s (${last}): ${waiting} until a worker for "${model}" runs`,
     );
   } catch (err) {
     if (!force || (err as StreambedError).code !== 'config') throw err;

@@ -8,11 +8,11 @@ import { randomBytes } from 'node:crypto';
 
 import { Command } from 'commander';
 
-import { loadConfig } from '../config/load.js';
+import { loadConfig, redactUrl } from '../config/load.js';
 import { StreambedError } from '../errors.js';
 import { createSink } from '../sink/index.js';
 import { openCliConnection } from './client-connection.js';
-import { checkServed } from './fleet-check.js';
+import { warnUnlessServed } from './fleet-check.js';
 import { addSettingOptions } from './settings-options.js';
 
 export function searchCommand(): Command {
@@ -45,9 +45,11 @@ export function searchCommand(): Command {
     // Redis first (a second or two to fail), then the sink (opening PGlite takes seconds).
     const conn = await openCliConnection(config, 'streambed-search');
     try {
-      await checkServed(conn.redis, conn.client.keys, model);
+      await warnUnlessServed(conn, model, false, 'the query waits');
       // A locked folder or a missing table is known before the fleet does any work.
-      await sink.openTable(model);
+      await sink.openTable(model).catch((err: unknown) => {
+        throw unreachableSink(err, config.pgUrl);
+      });
       // A query is not a source: its progress hash is deleted after the answer (and
       // expires by itself if the answer never comes), and so is the row a worker with
       // this sink stored for it (before answering, so it is there now).
@@ -72,4 +74,15 @@ export function searchCommand(): Command {
     }
   });
   return cmd;
+}
+
+/** A Postgres that is not there: say which one (without its password) and that it is PG_URL. */
+function unreachableSink(err: unknown, pgUrl: string | undefined): unknown {
+  if (!(err instanceof StreambedError) || err.code !== 'sink_unavailable' || !pgUrl) return err;
+  const why = err.message.replace(/^sink: query failed: /, '');
+  return new StreambedError(
+    'sink_unavailable',
+    `Postgres at ${redactUrl(pgUrl)} is not reachable (${why}): check PG_URL and that the server is running`,
+    { cause: err },
+  );
 }

@@ -65,6 +65,11 @@ export function submitCommand(): Command {
       !givenReplyTo && o.wait ? client.keys.privateReply(`cli-${randomUUID()}`) : undefined;
     const replyTo = givenReplyTo ?? privateReply;
     const startedAt = Date.now();
+    // Ctrl-C while waiting: the private stream goes too, not only on a normal end.
+    if (privateReply)
+      process.once('SIGINT', () => {
+        void redis.del(privateReply).finally(() => process.exit(130));
+      });
     try {
       await warnUnlessServed(conn, model, Boolean(o.force));
       const ids = await client.submit(pages, { model, lane, ...(replyTo && { replyTo }) });
