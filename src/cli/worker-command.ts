@@ -13,6 +13,7 @@ import { startHttp } from '../http/server.js';
 import { createLogger, defaultLogFormat } from '../log.js';
 import { logWorkerEvents, logWorkSummary } from '../metrics/event-log.js';
 import { workerMetrics } from '../metrics/worker-metrics.js';
+import { checkLocalModels, parseModelTable } from '../models/table.js';
 import { startWorker, type WorkerHandle } from '../worker/worker-process.js';
 import { classify, EXIT_CONFIG } from './exit.js';
 import { addSettingOptions } from './settings-options.js';
@@ -26,6 +27,9 @@ export function workerCommand(): Command {
     // Flags already carry env values (commander .env()); loadConfig re-reads env for the rest.
     const config = loadConfig(process.env, flags);
     const log = createLogger(config.logLevel, {}, config.logFormat ?? defaultLogFormat());
+    // A local model folder that is not there will not appear by retrying (the
+    // library's startWorker still waits for one, for embedders that populate it late).
+    checkLocalModels(parseModelTable(config.models));
     // Before loading anything: a second worker on one host meets a taken port at once.
     if (config.metricsPort > 0) await checkPortFree(config.metricsPort);
     const worker = startWorker(config, { log });

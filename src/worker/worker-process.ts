@@ -16,7 +16,7 @@ import {
 import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys } from '../keys.js';
 import { createLogger, type Logger, quietInfo } from '../log.js';
-import { checkLocalModels, modelRef, parseModelTable } from '../models/table.js';
+import { modelRef, parseModelTable } from '../models/table.js';
 import { backoffMs, connectRedis } from '../redis/connect.js';
 import { createSink, type Sink } from '../sink/index.js';
 import { bulkStreams, healSchedule } from './bulk-scheduler.js';
@@ -64,7 +64,6 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       'config',
       'MODELS is empty: name at least one model, e.g. MODELS=tiny=./models/tiny',
     );
-  checkLocalModels(specs);
   const consumer = consumerName(config.consumerName);
   const keys = buildKeys(config.keyPrefix, config.group);
   const log = (opts.log ?? createLogger(config.logLevel, {}, config.logFormat)).child({
