@@ -58,8 +58,6 @@ export function submitCommand(): Command {
     const conn = await openCliConnection(config, 'streambed-submit');
     const { client, redis } = conn;
     const givenReplyTo = o.replyTo as string | undefined;
-    if (givenReplyTo !== undefined)
-      checkReplyTo(givenReplyTo, config.replyToPattern ?? client.keys.defaultReplyPattern());
     // A private stream of this run only: deleted when the run ends, whatever happens.
     const privateReply =
       !givenReplyTo && o.wait ? client.keys.privateReply(`cli-${randomUUID()}`) : undefined;
@@ -71,6 +69,8 @@ export function submitCommand(): Command {
         void redis.del(privateReply).finally(() => process.exit(130));
       });
     try {
+      if (givenReplyTo !== undefined)
+        checkReplyTo(givenReplyTo, config.replyToPattern ?? client.keys.defaultReplyPattern());
       await warnUnlessServed(conn, model, Boolean(o.force));
       const ids = await client.submit(pages, { model, lane, ...(replyTo && { replyTo }) });
       console.error(
