@@ -194,7 +194,7 @@ describe('redis restart', () => {
       'retry lines',
       () => {
         const l = retryLines(w);
-        return l.length >= 4 ? l : undefined;
+        return l.length >= 1 ? l : undefined;
       },
       60_000,
       100,
