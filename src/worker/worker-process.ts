@@ -280,6 +280,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         redisUp = true;
         return;
       } catch (err) {
+        // Refused credentials or rights do not heal by waiting: a configuration error.
+        if (/^(WRONGPASS|NOAUTH|NOPERM)/.test((err as Error).message)) throw err;
         if (groupError === undefined)
           log.warn({ err: (err as Error).message }, 'cannot create consumer groups yet; retrying');
         groupError = (err as Error).message;
