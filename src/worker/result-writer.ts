@@ -114,7 +114,10 @@ export class ResultWriter implements AnswerWriter {
         } else retry.push(unusableReply(answer, reply[1]));
       });
       todo = retry;
-      this.refused = refused;
+      // Only a write that landed says Redis takes writes again (a call of fenced entries
+      // writes nothing either way): /readyz does not flicker during an outage.
+      if (refused !== undefined) this.refused = refused;
+      else if (replies.some((r) => r?.[0] === 1)) this.refused = undefined;
       if (refused !== undefined) {
         if (abort?.aborted) throw new Error(`redis refuses writes: ${refused}`);
         if (failures === 0)
