@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 
 import { Command, CommanderError } from 'commander';
 
+import { aclCommand } from './acl-command.js';
 import { backfillCommand } from './backfill-command.js';
 import { demoCommand } from './demo-command.js';
 import { dlqCommand } from './dlq-command.js';
@@ -28,7 +29,8 @@ const program = new Command('streambed')
   .addCommand(searchCommand())
   .addCommand(dlqCommand())
   .addCommand(statusCommand())
-  .addCommand(demoCommand());
+  .addCommand(demoCommand())
+  .addCommand(aclCommand());
 
 /** A usage mistake (unknown option, missing argument) is a configuration error: exit 2, not 1. */
 function usageExits(cmd: Command): void {

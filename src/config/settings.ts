@@ -183,7 +183,7 @@ export const SETTINGS = {
     'REPLY_TO_PATTERN',
     z.string().min(1).optional(),
     undefined,
-    'Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`.',
+    "Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`. `{source}` stands for the envelope's source: `sb:reply:{source}/*` lets each source be answered only into its own streams (docs/acl.md).",
   ),
   resultsMaxLen: setting(
     'RESULTS_MAXLEN',
