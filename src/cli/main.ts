@@ -7,6 +7,7 @@ import { demoCommand } from './demo-command.js';
 import { dlqCommand } from './dlq-command.js';
 import { modelsCommand } from './models-command.js';
 import { searchCommand } from './search-command.js';
+import { serveCommand } from './serve-command.js';
 import { statusCommand } from './status-command.js';
 import { submitCommand } from './submit-command.js';
 import { workerCommand } from './worker-command.js';
@@ -21,6 +22,7 @@ const program = new Command('streambed')
   .addCommand(searchCommand())
   .addCommand(dlqCommand())
   .addCommand(statusCommand())
+  .addCommand(serveCommand())
   .addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
