@@ -10,7 +10,8 @@
 import type { Redis } from 'ioredis';
 
 import type { Keys } from '../keys.js';
-import { MODEL_NAME, parseModelTable } from '../models/table.js';
+import { StreambedError } from '../errors.js';
+import { MODEL_NAME } from '../models/table.js';
 
 const CACHE_MS = 5_000;
 
@@ -25,7 +26,7 @@ export class ModelCatalog {
     private readonly keys: Keys,
     modelsSetting: string,
   ) {
-    const names = parseModelTable(modelsSetting).map((m) => m.name);
+    const names = modelNames(modelsSetting);
     this.fixed = names.length > 0 ? names : undefined;
   }
 
@@ -85,4 +86,19 @@ export class ModelCatalog {
     this.cached = { at: Date.now(), models: served };
     return served;
   }
+}
+
+/** The names of a MODELS value: `a=ref;opt=v,b` -> [a, b]. */
+function modelNames(table: string): string[] {
+  const names = table
+    .split(',')
+    .map((item) => (item.split(';')[0] ?? '').split('=')[0]?.trim() ?? '')
+    .filter(Boolean);
+  const bad = names.find((n) => !MODEL_NAME.test(n));
+  if (bad)
+    throw new StreambedError(
+      'config',
+      `MODELS: model name "${bad}" must be 1-32 chars of [a-z0-9_-]`,
+    );
+  return [...new Set(names)];
 }
