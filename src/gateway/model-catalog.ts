@@ -9,8 +9,8 @@
  */
 import type { Redis } from 'ioredis';
 
-import type { Keys } from '../keys.js';
 import { StreambedError } from '../errors.js';
+import type { Keys } from '../keys.js';
 import { MODEL_NAME } from '../models/table.js';
 
 const CACHE_MS = 5_000;
