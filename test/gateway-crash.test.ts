@@ -5,7 +5,7 @@
  * timeout; and SIGTERM drains: what is in flight is answered, then exit 0.
  */
 import type { Redis } from 'ioredis';
-import OpenAI from 'openai';
+import OpenAI, { type APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
@@ -87,7 +87,7 @@ describe('gateway under a worker crash', () => {
       if (s.status === 'rejected') {
         // The only acceptable failure is the gateway's timeout.
         expect(s.reason).toBeInstanceOf(OpenAI.APIError);
-        expect((s.reason as OpenAI.APIError).status).toBe(504);
+        expect((s.reason as APIError).status).toBe(504);
         return;
       }
       ok++;

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import type { Redis } from 'ioredis';
-import OpenAI from 'openai';
+import OpenAI, { type APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
@@ -110,7 +110,7 @@ describe('POST /v1/embeddings', () => {
       .create({ model: 'tiny', input: 'dims', dimensions: 32 })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((err as OpenAI.APIError).param).toBe('dimensions');
+    expect((err as APIError).param).toBe('dimensions');
   });
 
   it('serves the bulk lane on X-Streambed-Lane: bulk, under the key source', async () => {
@@ -134,7 +134,7 @@ describe('errors in OpenAI shapes', () => {
   it('unknown model: NotFoundError model_not_found', async () => {
     const err = await fail(api.embeddings.create({ model: 'nope', input: 'x' }));
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
-    expect((err as OpenAI.APIError).code).toBe('model_not_found');
+    expect((err as APIError).code).toBe('model_not_found');
   });
 
   it('wrong or missing key: AuthenticationError', async () => {
@@ -154,16 +154,16 @@ describe('errors in OpenAI shapes', () => {
   it('oversize text: 413; too many inputs, token ids and empty input: BadRequestError', async () => {
     const big = await fail(api.embeddings.create({ model: 'tiny', input: 'word '.repeat(1000) }));
     expect(big).toBeInstanceOf(OpenAI.APIError);
-    expect((big as OpenAI.APIError).status).toBe(413);
-    expect((big as OpenAI.APIError).message).toMatch(/over the limit of 4096/);
+    expect((big as APIError).status).toBe(413);
+    expect((big as APIError).message).toMatch(/over the limit of 4096/);
     const body = await fail(api.embeddings.create({ model: 'tiny', input: 'x'.repeat(80_000) }));
-    expect((body as OpenAI.APIError).status).toBe(413);
+    expect((body as APIError).status).toBe(413);
     const many = await fail(api.embeddings.create({ model: 'tiny', input: Array(17).fill('a') }));
     expect(many).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((many as OpenAI.APIError).message).toMatch(/17 inputs exceed the limit of 16/);
+    expect((many as APIError).message).toMatch(/17 inputs exceed the limit of 16/);
     const tokens = await fail(api.embeddings.create({ model: 'tiny', input: [[1, 2, 3]] }));
     expect(tokens).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((tokens as OpenAI.APIError).message).toMatch(/token-id arrays are not supported/);
+    expect((tokens as APIError).message).toMatch(/token-id arrays are not supported/);
     const empty = await fail(api.embeddings.create({ model: 'tiny', input: ['ok', ' '] }));
     expect(empty).toBeInstanceOf(OpenAI.BadRequestError);
   });
@@ -174,7 +174,7 @@ describe('errors in OpenAI shapes', () => {
     await limited.embeddings.create({ model: 'tiny', input: 'two' });
     const err = await fail(limited.embeddings.create({ model: 'tiny', input: 'three' }));
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
-    const retryAfter = Number((err as OpenAI.APIError).headers?.get('retry-after'));
+    const retryAfter = Number((err as APIError).headers?.get('retry-after'));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
   });
@@ -188,8 +188,8 @@ describe('errors in OpenAI shapes', () => {
     // Not yet in the gateway's cached list: an unknown name is looked up again at once.
     const err = await fail(api.embeddings.create({ model: 'stuck', input: 'x' }));
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
-    expect((err as OpenAI.APIError).code).toBe('backlog_full');
-    expect((err as OpenAI.APIError).headers?.get('retry-after')).toBe('1');
+    expect((err as APIError).code).toBe('backlog_full');
+    expect((err as APIError).headers?.get('retry-after')).toBe('1');
     expect(await redis.xlen(stream)).toBe(60);
   });
 });
