@@ -210,6 +210,11 @@ describe('operator surface', () => {
     );
     expect(text).toContain('streambed_gateway_in_flight_requests 0');
     expect(text).toContain('process_resident_memory_bytes');
+    // Every metric docs/gateway.md names is served.
+    const doc = fs.readFileSync(new URL('../docs/gateway.md', import.meta.url), 'utf8');
+    const named = new Set(doc.match(/\bstreambed_gateway_[a-z_]+\b/g));
+    expect(named.size).toBeGreaterThanOrEqual(5);
+    for (const name of named) expect(text, name).toContain(`# TYPE ${name} `);
   });
 
   it('keeps its reply stream trimmed as it reads', async () => {
