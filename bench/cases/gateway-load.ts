@@ -12,7 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { cpuSeconds, peakRssMb } from '../machine.js';
 import { type Latency, latencyOf } from '../stats.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/streambed.js', import.meta.url));
+/** The CLI, from dist/bench/cases (npm run bench) or from bench/cases (the smoke test under vitest). */
+const BIN = fileURLToPath(
+  new URL(
+    import.meta.url.includes('/dist/') ? '../../../bin/streambed.js' : '../../bin/streambed.js',
+    import.meta.url,
+  ),
+);
 
 export interface LoadResult {
   requests: number;
