@@ -87,12 +87,15 @@ describe('ReplyRouter', () => {
     await until('the late result is dropped', () => router.strays === strays + 1);
   });
 
-  it('keeps its stream trimmed to what it has not read', async () => {
-    const w = router.wait(['e'], 5_000);
-    w.bind(['5-0']);
-    await answer('e', '5-0', 5);
-    await w.results;
-    await until('trimmed', async () => (await redis.xlen(router.stream)) <= 1);
+  it('keeps its stream trimmed to what it has read, also after a burst ends', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `burst-${i}`);
+    const w = router.wait(ids, 10_000);
+    w.bind(ids.map((_, i) => `${i + 10}-0`));
+    // Sent without waiting, so reads land while a trim is in flight.
+    await Promise.all(ids.map((id, i) => answer(id, `${i + 10}-0`, i)));
+    expect(await w.results).toHaveLength(200);
+    await until('trimmed up to the last read', async () => (await redis.xlen(router.stream)) <= 1);
+    expect(await redis.ttl(router.stream)).toBeGreaterThan(0);
   });
 });
 

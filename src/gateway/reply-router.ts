@@ -45,6 +45,7 @@ export class ReplyRouter {
   private closed = false;
   private loop: Promise<void> | undefined;
   private last = '0';
+  private trimming: Promise<unknown> | undefined;
   /** Results that matched no waiting request (late after a timeout, or duplicates). */
   strays = 0;
 
@@ -129,15 +130,30 @@ export class ReplyRouter {
         if (slot) this.offer(slot, r);
         else this.strays++;
       }
-      if (entries.length > 0) {
-        await this.redis
-          .multi()
-          .xtrim(this.stream, 'MINID', this.last)
-          .expire(this.stream, EXPIRE_S)
-          .exec()
-          .catch((err: Error) => this.log.warn({ err: err.message }, 'reply stream trim failed'));
-      }
+      if (entries.length > 0) this.trim();
     }
+    await this.trimming;
+  }
+
+  /**
+   * Not awaited by the loop: the next read need not wait a round trip for
+   * housekeeping. One trim at a time; when it ends, one more if reading went
+   * on meanwhile, so the stream is trimmed up to the last read even when
+   * traffic stops.
+   */
+  private trim(): void {
+    if (this.trimming) return;
+    const upTo = this.last;
+    this.trimming = this.redis
+      .multi()
+      .xtrim(this.stream, 'MINID', upTo)
+      .expire(this.stream, EXPIRE_S)
+      .exec()
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'reply stream trim failed'))
+      .finally(() => {
+        this.trimming = undefined;
+        if (this.last !== upTo && !this.closed) this.trim();
+      });
   }
 
   async stop(): Promise<void> {
