@@ -54,6 +54,7 @@ async function main(): Promise<void> {
   const command = `npm run bench:gateway${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   console.log(command);
 
+  const loadBefore = loadavg()[0] ?? 0;
   const prefix = `sbbench-gw-${randomBytes(3).toString('hex')}`;
   const redis = new Redis(v['redis-url'], { maxRetriesPerRequest: 3 });
   const fleet = await startGatewayFleet(v['redis-url'], prefix);
@@ -100,7 +101,7 @@ async function main(): Promise<void> {
       command,
       startedAt: new Date().toISOString(),
       code: codeState(ROOT),
-      machine: { nproc: os.availableParallelism(), loadavg: loadavg() },
+      machine: { nproc: os.availableParallelism(), loadBefore, loadAfter: loadavg()[0] ?? 0 },
       clients,
       seconds,
       sdk: { ...sdkRun, samples: undefined },
@@ -140,7 +141,7 @@ function markdown(r: {
   command: string;
   startedAt: string;
   code: { commit: string };
-  machine: { nproc: number };
+  machine: { nproc: number; loadBefore: number; loadAfter: number };
   clients: number;
   seconds: number;
   sdk: Omit<LoadResult, 'samples'>;
@@ -155,7 +156,7 @@ function markdown(r: {
   return [
     `### Gateway${r.command.includes('--quick') ? ' (quick)' : ''}, ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`,
     '',
-    `Command: \`${r.command}\` at ${r.code.commit}; ${r.machine.nproc} cores shared by Redis, one worker (\`noop:384\`), the gateway and the load generator. ${r.clients} clients, one input per request, ${r.seconds} s per path in alternating slices of ${SLICE_S} s.`,
+    `Command: \`${r.command}\` at ${r.code.commit}; ${r.machine.nproc} cores shared by Redis, one worker (\`noop:384\`), the gateway and the load generator (1-min load average ${r.machine.loadBefore} before, ${r.machine.loadAfter} after: other work on the machine). ${r.clients} clients, one input per request, ${r.seconds} s per path in alternating slices of ${SLICE_S} s.`,
     '',
     '| path | requests/s | p50 ms | p99 ms | errors |',
     '| --- | --- | --- | --- | --- |',

@@ -3,11 +3,15 @@
  * stream (a result before its XADD returned, a result with the wrong rid, a
  * late result after a timeout), the keys file, and the request parser.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { okFields } from '../src/codec/result.js';
-import { bearer, KeyRing } from '../src/gateway/keys-file.js';
+import { bearer, KeyRing, KeysFile } from '../src/gateway/keys-file.js';
 import { estimateTokens, parseEmbeddingsRequest } from '../src/gateway/openai-shapes.js';
 import { ReplyRouter } from '../src/gateway/reply-router.js';
 import { createLogger } from '../src/log.js';
@@ -124,6 +128,27 @@ describe('KeyRing', () => {
       } catch (err) {
         expect((err as Error).message).not.toContain('sk-secret');
       }
+    }
+  });
+
+  it('follows the file: rotated keys apply, a bad edit keeps the last good ones', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-keys-'));
+    const file = path.join(dir, 'keys');
+    fs.writeFileSync(file, 'sk-old a\n');
+    const keys = new KeysFile(file, createLogger('silent')).follow(20);
+    try {
+      expect(keys.find('sk-old')?.source).toBe('a');
+      // As Kubernetes rotates a Secret: a new file put in place by rename.
+      fs.writeFileSync(`${file}.new`, 'sk-new b 10\n');
+      fs.renameSync(`${file}.new`, file);
+      await until('the new key applies', () => keys.find('sk-new')?.source === 'b');
+      expect(keys.find('sk-old')).toBeUndefined();
+      fs.writeFileSync(file, 'not-a-valid-line\n');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(keys.find('sk-new')?.rpm).toBe(10);
+    } finally {
+      keys.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,13 +1,14 @@
 /**
  * API keys of the gateway, from a file mounted from a Secret: one
  * `key source [requests-per-minute]` per line, `#` comments and blank lines
- * ignored. Keys are kept only as SHA-256 digests and compared in constant
- * time; nothing here ever logs a key.
+ * ignored, re-read when the file changes. Keys are kept only as SHA-256
+ * digests and compared in constant time; nothing here ever logs a key.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 
 import { StreambedError } from '../errors.js';
+import type { Logger } from '../log.js';
 
 export interface ApiKey {
   /** Tenant the key's requests are counted as (progress, metrics, bulk fairness). */
@@ -84,4 +85,67 @@ export class KeyRing {
 export function bearer(header: string | undefined): string | undefined {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
   return m?.[1];
+}
+
+/**
+ * The keys file, followed: re-read when its stat changes (Kubernetes swaps a
+ * mounted Secret's files when it is rotated), so keys are added and revoked
+ * without a restart. A bad edit keeps the last good keys and logs the
+ * problem (by line number: never a key).
+ */
+export class KeysFile {
+  private ring: KeyRing;
+  private stamp: string;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly log: Logger,
+  ) {
+    this.ring = KeyRing.load(path);
+    this.stamp = stampOf(path);
+  }
+
+  get size(): number {
+    return this.ring.size;
+  }
+
+  find(presented: string): ApiKey | undefined {
+    return this.ring.find(presented);
+  }
+
+  follow(everyMs = 10_000): this {
+    this.timer = setInterval(() => this.check(), everyMs);
+    this.timer.unref();
+    return this;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private check(): void {
+    const stamp = stampOf(this.path);
+    if (stamp === this.stamp) return;
+    this.stamp = stamp;
+    try {
+      this.ring = KeyRing.load(this.path);
+      this.log.info({ keys: this.ring.size }, 'gateway API keys reloaded');
+    } catch (err) {
+      this.log.error(
+        { err: (err as Error).message },
+        'gateway API keys not reloaded; keeping the last good ones',
+      );
+    }
+  }
+}
+
+/** What changes when the file does: inode (a swapped symlink target), size, mtime. */
+function stampOf(path: string): string {
+  try {
+    const s = fs.statSync(path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}`;
+  } catch {
+    return 'missing';
+  }
 }

@@ -21,7 +21,7 @@ import {
 import type { RateLimiter } from './rate-limit.js';
 
 export interface RouteDeps extends EmbedDeps {
-  keys: KeyRing | undefined;
+  keys: Pick<KeyRing, 'find'> | undefined;
   /** Source of requests when no keys file is configured. */
   defaultSource: string;
   limiter: RateLimiter;

@@ -18,7 +18,7 @@ import type { Logger } from '../log.js';
 import { connectRedis } from '../redis/connect.js';
 import { consumerName } from '../worker/consumer-name.js';
 import { gatewayMetrics } from './gateway-metrics.js';
-import { KeyRing } from './keys-file.js';
+import { KeysFile } from './keys-file.js';
 import { ModelCatalog } from './model-catalog.js';
 import { RateLimiter } from './rate-limit.js';
 import { ReplyRouter } from './reply-router.js';
@@ -50,7 +50,9 @@ export interface Gateway {
 }
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
-  const keyRing = config.gatewayKeysFile ? KeyRing.load(config.gatewayKeysFile) : undefined;
+  const keyRing = config.gatewayKeysFile
+    ? new KeysFile(config.gatewayKeysFile, log).follow()
+    : undefined;
   if (keyRing) log.info({ keys: keyRing.size }, 'gateway API keys loaded');
   else
     log.warn(
@@ -139,6 +141,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
           };
         }));
       server.closeAllConnections();
+      keyRing?.stop();
       await router.stop();
       await client.close();
       await redis.quit().catch(() => redis.disconnect());
