@@ -19,7 +19,7 @@ export function gatewayMetrics(): GatewayMetrics {
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({
     name: 'streambed_gateway_requests_total',
-    help: 'Gateway HTTP requests by model, status code and source.',
+    help: 'Gateway embedding requests (POST /v1/embeddings) by model, status code and source.',
     labelNames: ['model', 'code', 'source'],
     registers: [registry],
   });

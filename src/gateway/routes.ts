@@ -75,10 +75,11 @@ async function handle(
       throw new GatewayError(404, 'invalid_request_error', 'not_found', `no route ${path}`);
     }
   } catch (err) {
+    // Anything else came from Redis (the rate counter, the model scan): the fleet is out of reach.
     const e =
       err instanceof GatewayError
         ? err
-        : new GatewayError(500, 'server_error', 'internal', 'internal error');
+        : new GatewayError(503, 'server_error', 'unavailable', 'the fleet cannot be reached');
     if (!(err instanceof GatewayError))
       deps.log.error({ err: (err as Error).message, path }, 'gateway request failed');
     labels.code = e.status;
