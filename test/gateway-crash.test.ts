@@ -61,6 +61,8 @@ describe('gateway under a worker crash', () => {
     const gateway = await spawnGateway(prefix, { MODELS: 'm', GATEWAY_TIMEOUT_MS: 25_000 });
     gateways.push(gateway);
     const api = gateway.client();
+    // No keys file: it serves anyone, and says so once.
+    expect(gateway.output().match(/GATEWAY_KEYS_FILE is not set/g)).toHaveLength(1);
     // Warm: the worker has loaded the model and answers.
     await api.embeddings.create({ model: 'm', input: 'warm up' });
 

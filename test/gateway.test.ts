@@ -146,7 +146,8 @@ describe('errors in OpenAI shapes', () => {
     expect(r.status).toBe(401);
     const body = (await r.json()) as { error: Record<string, unknown> };
     expect(Object.keys(body.error).sort()).toEqual(['code', 'message', 'param', 'type']);
-    // Keys never reach the logs.
+    // Keys never reach the logs, and with a keys file there is no warning about having none.
+    expect(gateway.output()).not.toContain('GATEWAY_KEYS_FILE is not set');
     expect(gateway.output()).not.toContain(KEY);
     expect(gateway.output()).not.toContain('sk-wrong');
   });
@@ -191,6 +192,32 @@ describe('errors in OpenAI shapes', () => {
     expect((err as APIError).code).toBe('backlog_full');
     expect((err as APIError).headers?.get('retry-after')).toBe('1');
     expect(await redis.xlen(stream)).toBe(60);
+  });
+});
+
+describe('models and routes', () => {
+  it('GET /v1/models/{id}: one model, or NotFoundError', async () => {
+    expect(await api.models.retrieve('tiny')).toMatchObject({ id: 'tiny', object: 'model' });
+    await expect(api.models.retrieve('nope')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it('refuses an unknown lane, a wrong method and an unknown route in OpenAI shape', async () => {
+    const call = (path: string, init: RequestInit = {}) =>
+      fetch(`${gateway.url}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${KEY}`, ...init.headers },
+      });
+    const lane = await call('/v1/embeddings', {
+      method: 'POST',
+      headers: { 'x-streambed-lane': 'fast' },
+      body: JSON.stringify({ model: 'tiny', input: 'x' }),
+    });
+    expect(lane.status).toBe(400);
+    expect(((await lane.json()) as { error: { code: string } }).error.code).toBe('invalid_lane');
+    expect((await call('/v1/embeddings')).status).toBe(405);
+    expect((await call('/v1/chat/completions', { method: 'POST' })).status).toBe(404);
+    const bad = await call('/v1/embeddings', { method: 'POST', body: '{"model":' });
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('invalid_json');
   });
 });
 
