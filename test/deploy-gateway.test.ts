@@ -9,8 +9,9 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
+import type { Config } from '../src/config/load.js';
 import { flagName, SETTINGS } from '../src/config/settings.js';
 import {
   CHART_DIR,
@@ -29,9 +30,6 @@ type Json = any;
 
 const SETTING_ENVS = new Set(Object.values(SETTINGS).map((s) => s.env));
 const ciFile = (set: string) => join(CHART_DIR, 'ci', `${set}-values.yaml`);
-const objects = helmTemplate([ciFile('gateway-on')]);
-const gateway = objects.filter(isGatewayObject);
-const workers = objects.filter((o) => !isGatewayObject(o));
 
 const podLabels = (d: K8sObject): Record<string, string> => d.spec.template.metadata.labels;
 const selects = (selector: Record<string, string>, labels: Record<string, string>) =>
@@ -39,11 +37,26 @@ const selects = (selector: Record<string, string>, labels: Record<string, string
 const modelNames = (models: string) => models.split(',').map((m) => m.split('=')[0]);
 
 describe('helm chart: gateway', () => {
-  const deployment = only(gateway, 'Deployment');
-  const pod: Json = deployment.spec.template.spec;
-  const container: Json = pod.containers[0];
-  const env = containerEnv(objects, container);
-  const config = workerConfig(env);
+  let objects: K8sObject[];
+  let gateway: K8sObject[];
+  let workers: K8sObject[];
+  let deployment: K8sObject;
+  let pod: Json;
+  let container: Json;
+  let env: Map<string, string | undefined>;
+  let config: Config;
+
+  // Rendered once, in a hook: a chart that fails to render fails the tests, not their collection.
+  beforeAll(() => {
+    objects = helmTemplate([ciFile('gateway-on')]);
+    gateway = objects.filter(isGatewayObject);
+    workers = objects.filter((o) => !isGatewayObject(o));
+    deployment = only(gateway, 'Deployment');
+    pod = deployment.spec.template.spec;
+    container = pod.containers[0];
+    env = containerEnv(objects, container);
+    config = workerConfig(env);
+  });
 
   it('runs `streambed serve`, a command the CLI has, with env the gateway loads', () => {
     expect(container.name).toBe('gateway');
