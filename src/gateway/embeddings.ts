@@ -16,6 +16,7 @@ import type { StreambedClient } from '../client/client.js';
 import { StreambedError, toStreambedError } from '../errors.js';
 import type { Lane } from '../keys.js';
 import type { EmbedResult } from '../types.js';
+import { REDIS_WAIT_MS, withDeadline } from './deadline.js';
 import type { ModelCatalog } from './model-catalog.js';
 import {
   badRequest,
@@ -43,7 +44,7 @@ export async function embed(
   lane: Lane,
 ): Promise<ReturnType<typeof embeddingsResponse>> {
   const { model, inputs } = req;
-  if (!(await deps.catalog.has(model))) throw modelNotFound(model);
+  if (!(await withDeadline(deps.catalog.has(model), REDIS_WAIT_MS))) throw modelNotFound(model);
   checkLimits(deps, inputs);
   const known = deps.catalog.dimension(model);
   if (req.dimensions !== undefined && known !== undefined && req.dimensions !== known)
@@ -54,13 +55,17 @@ export async function embed(
   const waiting = deps.router.wait(ids, deps.timeoutMs);
   const deadlineMs = Date.now() + deps.timeoutMs;
   try {
-    const rids = await deps.client.submit(
-      inputs.map((text, i) => ({ id: ids[i] as string, source, text, deadlineMs })),
-      { model, lane, replyTo: deps.router.stream },
+    const rids = await withDeadline(
+      deps.client.submit(
+        inputs.map((text, i) => ({ id: ids[i] as string, source, text, deadlineMs })),
+        { model, lane, replyTo: deps.router.stream },
+      ),
+      deps.timeoutMs,
     );
     waiting.bind(rids);
   } catch (err) {
     waiting.cancel();
+    if (err instanceof GatewayError) throw err;
     const e = toStreambedError(err);
     if (e.code === 'backpressure')
       throw new GatewayError(

@@ -56,10 +56,16 @@ export class ReplyRouter {
     private readonly log: Logger,
   ) {}
 
-  /** Start reading. The stream is this process's own: anything in it is from a previous life. */
-  async start(): Promise<void> {
-    await this.redis.del(this.stream);
-    this.loop = this.run();
+  /**
+   * Start reading. The stream is this process's own: anything in it is from
+   * a previous life. Not awaited by the caller, so a gateway started while
+   * Redis is away serves /healthz (and 503s) until it is back.
+   */
+  start(): void {
+    this.loop = this.redis.del(this.stream).then(
+      () => this.run(),
+      (err: Error) => this.log.error({ err: err.message }, 'gateway reply stream not reset'),
+    );
   }
 
   get waiting(): number {
@@ -158,8 +164,11 @@ export class ReplyRouter {
 
   async stop(): Promise<void> {
     this.closed = true;
-    // The blocking read returns within its BLOCK time (500 ms).
-    await this.loop;
-    await this.redis.del(this.stream).catch(() => undefined);
+    // The blocking read returns within its BLOCK time (500 ms); with Redis away,
+    // queued commands never return, and stopping must not wait for them.
+    const briefly = (p: Promise<unknown> | undefined) =>
+      Promise.race([p, new Promise((r) => setTimeout(r, 1_000).unref())]);
+    await briefly(this.loop);
+    await briefly(this.redis.del(this.stream).catch(() => undefined));
   }
 }

@@ -9,6 +9,7 @@ import type http from 'node:http';
 
 import type { Lane } from '../keys.js';
 import type { Logger } from '../log.js';
+import { REDIS_WAIT_MS, withDeadline } from './deadline.js';
 import { embed, type EmbedDeps } from './embeddings.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import { bearer, type KeyRing } from './keys-file.js';
@@ -61,12 +62,13 @@ async function handle(
     if (isEmbed) {
       if (req.method !== 'POST') throw notAllowed('POST');
       const body = parseEmbeddingsRequest(await readJson(req, bodyLimit(deps.maxEnvelopeBytes)));
-      if (await deps.catalog.has(body.model)) labels.model = body.model;
+      if (await withDeadline(deps.catalog.has(body.model), REDIS_WAIT_MS))
+        labels.model = body.model;
       inputs = body.inputs.length;
       send(res, 200, await embed(deps, body, labels.source, laneOf(req)));
     } else if (path === '/v1/models' || path.startsWith('/v1/models/')) {
       if (req.method !== 'GET') throw notAllowed('GET');
-      const models = await deps.catalog.list();
+      const models = await withDeadline(deps.catalog.list(), REDIS_WAIT_MS);
       const one = path.slice('/v1/models/'.length);
       if (!one) send(res, 200, modelsResponse(models, STARTED_S));
       else if (models.includes(one)) send(res, 200, modelsResponse([one], STARTED_S).data[0]);
@@ -105,7 +107,7 @@ async function authenticate(deps: RouteDeps, req: http.IncomingMessage): Promise
       'Incorrect or missing API key: send Authorization: Bearer <key>',
     );
   if (key.rpm !== undefined) {
-    const wait = await deps.limiter.take(key.id, key.rpm);
+    const wait = await withDeadline(deps.limiter.take(key.id, key.rpm), REDIS_WAIT_MS);
     if (wait > 0)
       throw new GatewayError(
         429,

@@ -71,7 +71,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const reader = connect('reply');
   const keys = buildKeys(config.keyPrefix, config.group);
   const router = new ReplyRouter(redis, reader, keys.gatewayReply(name), log);
-  await router.start();
+  router.start();
   const client = new StreambedClient({
     redis,
     prefix: config.keyPrefix,
@@ -144,7 +144,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       keyRing?.stop();
       await router.stop();
       await client.close();
-      await redis.quit().catch(() => redis.disconnect());
+      // QUIT would wait in the offline queue while Redis is away.
+      if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
+      else redis.disconnect();
       reader.disconnect();
       return drained;
     },
