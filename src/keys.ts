@@ -2,6 +2,9 @@
  * Every Redis key and group name streambed uses is built here and nowhere
  * else, so the layout in docs/design.md has exactly one implementation.
  */
+/** What a source name may be (the envelope rule): no glob characters, no '/'. */
+export const SOURCE_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+
 export type Lane = 'interactive' | 'bulk';
 
 export const DEFAULT_PREFIX = 'sb';

@@ -178,7 +178,11 @@ describe('dlq', () => {
 
   it('replays to the lane the entry came from; a still-bad entry comes back to the DLQ', async () => {
     const [dlqId] = (await selectDlq(redis, k, { source: 'gamma' })).records.map((r) => r.dlqId);
-    const report = await replayDlq(redis, k, { ids: [dlqId as string] });
+    // An invalid entry can only fail again: skipped unless forced.
+    const refused = await replayDlq(redis, k, { ids: [dlqId as string] });
+    expect(refused.replayed).toEqual([]);
+    expect(refused.skipped[0]?.why).toMatch(/dead-lettered as invalid.*--force/);
+    const report = await replayDlq(redis, k, { ids: [dlqId as string] }, { force: true });
     const newId = report.replayed[0]?.newId as string;
     expect(report.replayed.map((r) => r.stream)).toEqual([bulk]);
     expect(await redis.xrange(bulk, newId, newId)).toHaveLength(1);
@@ -192,7 +196,10 @@ describe('dlq', () => {
   it('replays an entry once when two operators replay it at the same time', async () => {
     const before = await redis.xlen(stream);
     const ids = [await dlqIdOf(bad.noId as string)];
-    const reports = await Promise.all([replayDlq(redis, k, { ids }), replayDlq(other, k, { ids })]);
+    const reports = await Promise.all([
+      replayDlq(redis, k, { ids }, { force: true }),
+      replayDlq(other, k, { ids }, { force: true }),
+    ]);
     expect(reports.flatMap((r) => r.replayed)).toHaveLength(1);
     expect(await redis.xlen(stream)).toBe(before + 1);
     // The script itself: a DLQ entry that is gone is neither re-submitted nor logged.

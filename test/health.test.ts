@@ -121,8 +121,8 @@ describe('health endpoints', () => {
 
 describe('scrape cost', () => {
   it('20 scrapes in a second cost one pipelined read of Redis (INFO commandstats)', async () => {
-    // No trimmer or reclaimer in the window (the reclaimer's XPENDING would count as a
-    // scrape's): only the scrapes, the read loop and lease renewals talk to this Redis.
+    // No trimmer and no reclaim sweep in the window (the reclaimer's XPENDING ... IDLE would
+    // count as a scrape's XPENDING): only the scrapes and the read loop talk to this Redis.
     const { get } = await start(`tiny=${modelDir}`, {
       TRIM_INTERVAL_MS: '0',
       CLAIM_INTERVAL_MS: '600000',
@@ -146,7 +146,7 @@ describe('scrape cost', () => {
       const background = new Set([
         'info',
         'xreadgroup',
-        'xclaim',
+        'xautoclaim',
         'evalsha',
         'eval',
         'get',
@@ -165,9 +165,8 @@ describe('scrape cost', () => {
         if (d > 0 && !background.has(cmd)) delta[cmd] = d;
       }
       const total = Object.values(delta).reduce((a, b) => a + b, 0);
-      // One read = TIME + (XLEN, XINFO GROUPS, XPENDING) x 2 streams (interactive, plain bulk; no
-      // per-source ones here) + XLEN of the DLQ = 8 commands, sent as one pipeline after the
-      // bulk-source registry's SMEMBERS (counted as background above); the 1 s cache allows one read per started second (1, or 2 when a loaded
+      // One read = TIME + (XLEN, XINFO GROUPS, XPENDING) x 2 lanes + XLEN of the DLQ = 8 commands,
+      // sent as one pipeline; the 1 s cache allows one read per started second (1, or 2 when a loaded
       // machine stretches the 20 scrapes past 1 s).
       const reads = Math.floor(elapsed / 1000) + 1;
       console.log(

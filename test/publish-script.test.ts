@@ -8,8 +8,8 @@ import {
   MAX_ENTRIES_PER_CALL,
   type PublishEntry,
   type PublishReply,
-  queuePublish,
 } from '../src/worker/publish-script.js';
+import { publishEntries } from './helpers/publish.js';
 import { deletePrefix, randomPrefix, redisClient } from './helpers/redis.js';
 
 const redis = redisClient();
@@ -35,16 +35,8 @@ function entry(entryId: string, over: Partial<PublishEntry> = {}): PublishEntry 
   };
 }
 
-/** Publish the entries in one pipeline; returns the per-entry replies and how many script calls it took. */
-async function publishAll(consumer: string, entries: PublishEntry[], resultsMaxLen = 0) {
-  const p = redis.pipeline();
-  queuePublish(p, { group: k.group, consumer, resultsMaxLen }, entries);
-  const calls = p.length;
-  const replies = ((await p.exec()) ?? []).flatMap(([err, r]) => {
-    if (err) throw err;
-    return r as PublishReply[];
-  });
-  return { replies, calls };
+function publishAll(consumer: string, entries: PublishEntry[], resultsMaxLen = 0) {
+  return publishEntries(redis, { group: k.group, consumer, resultsMaxLen }, entries);
 }
 
 async function publish(consumer: string, e: PublishEntry): Promise<PublishReply> {

@@ -129,7 +129,7 @@ describe('status of per-source bulk streams', () => {
   });
 
   it('--check fails on backlog for a model no worker serves', async () => {
-    const submitted = await cli(['submit', '-m', 'nosuch', 'hello', 'world']);
+    const submitted = await cli(['submit', '-m', 'nosuch', '--force', 'hello', 'world']);
     expect(submitted.err).toContain(`submitted 2 entries to ${k.request('nosuch')}`);
     const r = await cli(['status', '--check', '--models', 'nosuch']);
     expect(r.code).toBe(1);
@@ -137,7 +137,17 @@ describe('status of per-source bulk streams', () => {
   });
 
   it('submit --lane bulk names the per-source streams it wrote to', async () => {
-    const r = await cli(['submit', '-m', 'other', '--lane', 'bulk', '-s', 'newsrc', 'hi']);
+    const r = await cli([
+      'submit',
+      '-m',
+      'other',
+      '--force',
+      '--lane',
+      'bulk',
+      '-s',
+      'newsrc',
+      'hi',
+    ]);
     expect(r.err).toContain(`submitted 1 entries to ${k.bulkSource('other', 'newsrc')}`);
   });
 });

@@ -50,9 +50,10 @@ export interface Embedder {
   maxTokens: number;
   /**
    * `tokenized`, when given, holds the texts' ids (cut to maxTokens) and is
-   * used instead of tokenising. `inNative`, when given, is set to 1 while
-   * ONNX Runtime runs (native code: terminating the thread then would take
-   * the whole process down, so the pool waits for it to return).
+   * used instead of tokenising. `inNative`, when given, is set to 1 for the
+   * whole ONNX Runtime path (tensors, the native run, pooling) and 2 after:
+   * terminating the thread inside native code would take the whole process
+   * down, so the pool waits for it to return.
    */
   embed(
     texts: readonly string[],
@@ -107,6 +108,15 @@ class TransformersCore implements Embedder {
     tokenized?: TokenizedBatch,
     inNative?: Int32Array,
   ): Promise<EmbedOutput> {
+    if (inNative) Atomics.store(inNative, 0, 1);
+    try {
+      return await this.run(texts, tokenized);
+    } finally {
+      if (inNative) Atomics.store(inNative, 0, 2);
+    }
+  }
+
+  private async run(texts: readonly string[], tokenized?: TokenizedBatch): Promise<EmbedOutput> {
     const batch =
       tokenized ?? joinRows(texts.map((t) => encodeText(this.tokenizer, t, this.maxTokens)));
     const { ids, offsets, truncated } = batch;
@@ -126,17 +136,11 @@ class TransformersCore implements Embedder {
       }
     }
     const dims = [n, len];
-    if (inNative) Atomics.store(inNative, 0, 1);
-    let out: Record<string, Tensor>;
-    try {
-      out = (await this.model({
-        input_ids: new Tensor('int64', inputIds, dims),
-        attention_mask: new Tensor('int64', mask, dims),
-        token_type_ids: new Tensor('int64', new BigInt64Array(n * len), dims),
-      })) as Record<string, Tensor>;
-    } finally {
-      if (inNative) Atomics.store(inNative, 0, 0);
-    }
+    const out = (await this.model({
+      input_ids: new Tensor('int64', inputIds, dims),
+      attention_mask: new Tensor('int64', mask, dims),
+      token_type_ids: new Tensor('int64', new BigInt64Array(n * len), dims),
+    })) as Record<string, Tensor>;
     const hidden = out.last_hidden_state ?? out.token_embeddings ?? Object.values(out)[0];
     if (!hidden) throw new Error('model returned no output');
     const dim = hidden.dims[2] as number;

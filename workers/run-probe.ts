@@ -9,7 +9,11 @@
 /** Message prefix of a model load failure inside a thread, so the main thread classes it as transient. */
 export const MODEL_LOAD_FAILED = 'model_load_failed';
 
-/** 16 shared bytes: Int32 [0] = 1 while in native code; Float64 [1] = epoch ms the task started (0 = queued). */
+/**
+ * 16 shared bytes: Int32 [0] = the ONNX Runtime phase of the task (0 = not
+ * in the ORT path, 1 = in it, 2 = through it); Float64 [1] = epoch ms the task
+ * started (0 = queued).
+ */
 export class RunProbe {
   readonly native: Int32Array;
   private readonly times: Float64Array;
@@ -28,7 +32,17 @@ export class RunProbe {
     return this.times[0] || undefined;
   }
 
+  /** Inside the ORT path now: terminating the thread would abort the process. */
   get inNative(): boolean {
     return Atomics.load(this.native, 0) === 1;
+  }
+
+  /**
+   * Entered the ORT path: the run is compute that always ends (a model call
+   * plus bounded pre- and post-processing), so past its timeout it is slow,
+   * not hung.
+   */
+  get boundedCompute(): boolean {
+    return Atomics.load(this.native, 0) >= 1;
   }
 }

@@ -8,9 +8,9 @@ import { Command } from 'commander';
 import { listCorpus } from '../backfill/corpus.js';
 import { type BackfillReport, runBackfill } from '../backfill/run.js';
 import { checkJobName, defaultJobName } from '../backfill/state.js';
-import { StreambedClient } from '../client/client.js';
 import { loadConfig } from '../config/load.js';
-import { connectRedis } from '../redis/connect.js';
+import { openCliConnection } from './client-connection.js';
+import { warnUnlessServed } from './fleet-check.js';
 import { ProgressBar } from './progress-bar.js';
 import { addSettingOptions } from './settings-options.js';
 
@@ -39,6 +39,7 @@ export function backfillCommand(): Command {
     )
     .option('--timeout-ms <ms>', 'with --wait, give up after this long (0 = never)', '0')
     .option('--restart', 'forget the job (its results and submitted set) and start over')
+    .option('--force', 'submit even when no worker has ever served the model (no consumer group)')
     .option(
       '--progress-ms <ms>',
       'time between progress lines when stderr is not a terminal',
@@ -55,14 +56,12 @@ export function backfillCommand(): Command {
     const config = loadConfig(process.env, o);
     const job = checkJobName((o.job as string | undefined) ?? defaultJobName(input));
     const pages = await listCorpus(input, o.source as string);
-    const redis = connectRedis({
-      url: config.redisUrl,
-      tlsCaFile: config.redisTlsCaFile,
-      name: `streambed-backfill-${job}`,
-    });
-    const client = new StreambedClient({ redis, prefix: config.keyPrefix, group: config.group });
+    const conn = await openCliConnection(config, `streambed-backfill-${job}`);
+    const { client, redis } = conn;
+    const startedAt = Date.now();
     let bar: ProgressBar | undefined;
     try {
+      await warnUnlessServed(conn, o.model as string, Boolean(o.force));
       if (o.restart)
         await redis.del(client.keys.backfillReply(job), client.keys.backfillSubmitted(job));
       const report = await runBackfill({
@@ -88,21 +87,22 @@ export function backfillCommand(): Command {
         },
         onAnswer: (a) => bar?.tick(a.status === 'error'),
       }).finally(() => bar?.finish());
-      console.error(summary(job, report, Boolean(o.wait)));
+      console.error(summary(job, report, Boolean(o.wait), (Date.now() - startedAt) / 1000));
       if (o.wait && (report.errors.length > 0 || report.timedOut)) process.exitCode = 1;
     } finally {
-      await client.close();
-      redis.disconnect();
+      await conn.close();
     }
   });
   return cmd;
 }
 
-function summary(job: string, r: BackfillReport, waited: boolean): string {
+function summary(job: string, r: BackfillReport, waited: boolean, seconds: number): string {
+  const rate = r.answeredNow / Math.max(seconds, 1e-3);
   const lines = [
     `backfill ${job}: submitted ${r.submitted} now, ${r.answeredNow} answered now, ` +
       `${r.answered + r.answeredNow}/${r.total} answered in all` +
-      (r.outstanding > 0 ? `, ${r.outstanding} still in the fleet` : ''),
+      (r.outstanding > 0 ? `, ${r.outstanding} still in the fleet` : '') +
+      ` (${seconds.toFixed(1)} s, ${rate.toFixed(1)} pages/s answered)`,
   ];
   if (!waited && r.outstanding > 0) lines.push('re-run with --wait to follow them to the end');
   if (r.timedOut) lines.push('timed out waiting; re-run to resume');

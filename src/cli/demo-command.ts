@@ -9,10 +9,10 @@ import path from 'node:path';
 
 import { Command } from 'commander';
 
-import { StreambedClient } from '../client/client.js';
 import { loadConfig } from '../config/load.js';
 import { generateModel, type ModelPreset } from '../models/generate/index.js';
 import { startWorker } from '../worker/worker-process.js';
+import { openCliConnection } from './client-connection.js';
 import { addSettingOptions } from './settings-options.js';
 import { formatSummary, waitForResults } from './wait-results.js';
 
@@ -60,8 +60,10 @@ export function demoCommand(): Command {
       metricsPort: '0',
       allowRemoteModels: 'false',
     });
+    // Redis first: an unreachable one fails in seconds, before a worker starts.
+    const conn = await openCliConnection(config, 'streambed-demo');
+    const { client } = conn;
     const worker = startWorker(config);
-    const client = new StreambedClient({ redis: config.redisUrl, prefix: config.keyPrefix });
     const replyTo = client.keys.privateReply(`demo-${process.pid}`);
     try {
       await worker.started;
@@ -94,7 +96,8 @@ export function demoCommand(): Command {
       }
       process.exitCode = summary.ok === pagesWanted ? 0 : 1;
     } finally {
-      await client.close();
+      await conn.redis.del(replyTo);
+      await conn.close();
       await worker.stop();
     }
   });

@@ -6,17 +6,15 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Redis } from 'ioredis';
 
-import { type Config, loadConfig, redactUrl } from '../config/load.js';
+import { type Config, loadConfig } from '../config/load.js';
 import { purgeDlq } from '../dlq/purge.js';
 import { type DlqSummary, summarize } from '../dlq/record.js';
-import { replayDlq } from '../dlq/replay.js';
+import { HOPELESS_REASONS, replayDlq } from '../dlq/replay.js';
 import { checkFilter, type DlqFilter, selectDlq } from '../dlq/select.js';
 import { RESULT_ERROR_CODES, StreambedError } from '../errors.js';
 import { keys as buildKeys } from '../keys.js';
-import { connectRedis } from '../redis/connect.js';
+import { connectClient } from '../redis/connect.js';
 import { addSettingOptions } from './settings-options.js';
-
-const CONNECT_TIMEOUT_MS = 10_000;
 
 function positiveInteger(value: string): number {
   const n = Number(value);
@@ -57,33 +55,16 @@ function filterOf(o: Flags): DlqFilter {
   return filter;
 }
 
-/** Connect, run, disconnect. A CLI must not wait forever for an unreachable Redis. */
+/** Connect (failing within seconds when Redis is not there), run, disconnect. */
 async function withRedis<T>(config: Config, fn: (redis: Redis) => Promise<T>): Promise<T> {
-  const redis = connectRedis({
+  const redis = await connectClient({
     url: config.redisUrl,
     tlsCaFile: config.redisTlsCaFile,
     name: 'streambed-dlq',
   });
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      redis.ping(),
-      new Promise((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new StreambedError(
-                'redis_unavailable',
-                `Redis at ${redactUrl(config.redisUrl)} not reachable within ${CONNECT_TIMEOUT_MS} ms`,
-              ),
-            ),
-          CONNECT_TIMEOUT_MS,
-        );
-      }),
-    ]);
     return await fn(redis);
   } finally {
-    clearTimeout(timer);
     redis.disconnect();
   }
 }
@@ -119,13 +100,18 @@ export function dlqCommand(): Command {
     ),
   )
     .option('--ids <id...>', 'only these DLQ entry ids')
-    .option('--dry-run', 'show what would be replayed, change nothing');
+    .option('--dry-run', 'show what would be replayed, change nothing')
+    .option(
+      '--force',
+      `also replay entries dead-lettered as ${HOPELESS_REASONS.join(' or ')} (skipped by default: the same fields fail the same way)`,
+    );
   replay.action(async (o: Flags) => {
     const config = loadConfig(process.env, o);
     const filter = filterOf(o);
     const report = await withRedis(config, (redis) =>
       replayDlq(redis, buildKeys(config.keyPrefix, config.group), filter, {
         dryRun: o.dryRun === true,
+        force: o.force === true,
       }),
     );
     if (o.json) {

@@ -1,10 +1,13 @@
 /** The `streambed` command line. */
-import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 
-import { toStreambedError } from '../errors.js';
+import { Command, CommanderError } from 'commander';
+
+import { aclCommand } from './acl-command.js';
 import { backfillCommand } from './backfill-command.js';
 import { demoCommand } from './demo-command.js';
 import { dlqCommand } from './dlq-command.js';
+import { EXIT_CONFIG, exitWith } from './exit.js';
 import { modelsCommand } from './models-command.js';
 import { searchCommand } from './search-command.js';
 import { serveCommand } from './serve-command.js';
@@ -12,8 +15,13 @@ import { statusCommand } from './status-command.js';
 import { submitCommand } from './submit-command.js';
 import { workerCommand } from './worker-command.js';
 
+const { version } = JSON.parse(
+  readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
+) as { version: string };
+
 const program = new Command('streambed')
   .description('Redis Streams consumer-group worker fleet that turns text into embeddings.')
+  .version(version, '-V, --version')
   .showHelpAfterError()
   .addCommand(workerCommand())
   .addCommand(submitCommand())
@@ -23,10 +31,16 @@ const program = new Command('streambed')
   .addCommand(dlqCommand())
   .addCommand(statusCommand())
   .addCommand(serveCommand())
-  .addCommand(demoCommand());
+  .addCommand(demoCommand())
+  .addCommand(aclCommand());
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  const e = toStreambedError(err);
-  console.error(`streambed: ${e.code}: ${e.message}`);
-  process.exit(e.code === 'config' || e.code === 'invalid' ? 2 : 1);
-});
+/** A usage mistake (unknown option, missing argument) is a configuration error: exit 2, not 1. */
+function usageExits(cmd: Command): void {
+  cmd.exitOverride((err: CommanderError) => {
+    process.exit(err.exitCode === 0 ? 0 : EXIT_CONFIG);
+  });
+  for (const sub of cmd.commands) usageExits(sub);
+}
+usageExits(program);
+
+program.parseAsync(process.argv).catch(exitWith);

@@ -19,10 +19,22 @@ export async function readPages(opts: {
     source: opts.source,
     text,
   }));
+  for (const file of [...opts.files, ...opts.jsonl]) checkFile(file);
   for (const file of opts.files)
     pages.push({ id: file, source: opts.source, text: fs.readFileSync(file, 'utf8') });
   for (const file of opts.jsonl) pages.push(...(await readJsonl(file, opts.source)));
   return pages;
+}
+
+/** Every input path up front, so a typo is reported before anything is sent. */
+function checkFile(file: string): void {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat) throw new StreambedError('config', `${file}: no such file`);
+  if (stat.isDirectory())
+    throw new StreambedError(
+      'config',
+      `${file} is a directory: give files here, or use \`streambed backfill ${file}\` for a directory of pages`,
+    );
 }
 
 async function readJsonl(file: string, source: string): Promise<Page[]> {

@@ -7,7 +7,7 @@ import { Command } from 'commander';
 
 import { loadSettings } from '../config/load.js';
 import { startGateway } from '../gateway/server.js';
-import { createLogger } from '../log.js';
+import { createLogger, defaultLogFormat } from '../log.js';
 import { addSettingOptions } from './settings-options.js';
 
 const USED = [
@@ -26,6 +26,7 @@ const USED = [
   'gatewayKeysFile',
   'gatewaySource',
   'logLevel',
+  'logFormat',
 ] as const;
 
 export function serveCommand(): Command {
@@ -35,7 +36,11 @@ export function serveCommand(): Command {
   addSettingOptions(cmd, USED);
   cmd.action(async (flags: Record<string, unknown>) => {
     const config = loadSettings(process.env, flags, USED);
-    const log = createLogger(config.logLevel, { role: 'gateway' });
+    const log = createLogger(
+      config.logLevel,
+      { role: 'gateway' },
+      config.logFormat ?? defaultLogFormat(),
+    );
     const gateway = await startGateway(config, log);
     let signals = 0;
     const onSignal = (signal: string) => {

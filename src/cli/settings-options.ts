@@ -1,7 +1,7 @@
 /** Commander options generated from the settings table: one set of names for flags and env vars. */
 import { type Command, Option } from 'commander';
 
-import { flagName, SETTINGS } from '../config/settings.js';
+import { choicesOf, flagName, SETTINGS } from '../config/settings.js';
 
 export function addSettingOptions(
   cmd: Command,
@@ -9,10 +9,13 @@ export function addSettingOptions(
 ): Command {
   for (const [key, s] of Object.entries(SETTINGS)) {
     if (only && !only.includes(key as keyof typeof SETTINGS)) continue;
-    const def = s.default === undefined ? '' : ` (default: ${String(s.default)})`;
-    cmd.addOption(
-      new Option(`${flagName(s.env)} <value>`, `${s.doc}${def}`).env(s.env).hideHelp(false),
-    );
+    // An empty default (MODELS) means "none": `(default: )` told the reader nothing.
+    const def =
+      s.default === undefined || s.default === '' ? '' : ` (default: ${String(s.default)})`;
+    const option = new Option(`${flagName(s.env)} <value>`, `${s.doc}${def}`).env(s.env);
+    const choices = choicesOf(s.schema);
+    if (choices) option.choices(choices);
+    cmd.addOption(option);
   }
   return cmd;
 }

@@ -3,9 +3,11 @@ import { randomUUID } from 'node:crypto';
 
 import { Command, Option } from 'commander';
 
-import { StreambedClient } from '../client/client.js';
 import { loadConfig } from '../config/load.js';
 import { StreambedError } from '../errors.js';
+import type { EmbedResult } from '../types.js';
+import { openCliConnection } from './client-connection.js';
+import { checkReplyTo, warnUnlessServed } from './fleet-check.js';
 import { readPages } from './pages-input.js';
 import { ProgressBar } from './progress-bar.js';
 import { addSettingOptions } from './settings-options.js';
@@ -13,7 +15,10 @@ import { formatSummary, waitForResults } from './wait-results.js';
 
 export function submitCommand(): Command {
   const cmd = new Command('submit')
-    .description('Submit texts (arguments, files or JSONL) to a model stream.')
+    .description(
+      'Submit texts (arguments, files or JSONL) to a model stream. Prints one line per page ' +
+        '(request entry id, page id) on stdout and where the results go on stderr.',
+    )
     .argument('[texts...]', 'texts to embed, one page each')
     .requiredOption('-m, --model <name>', 'model short name (from the fleet MODELS table)')
     .option('-s, --source <name>', 'source (tenant) name for pages without one', 'cli')
@@ -21,7 +26,7 @@ export function submitCommand(): Command {
     .option('--jsonl <path...>', 'JSONL files of {id, source?, text|texts, meta?}', [])
     .option(
       '--reply-to <stream>',
-      'result stream (default: sb:results, or a private one with --wait)',
+      'result stream, matching REPLY_TO_PATTERN (default: sb:results, or a private one with --wait, deleted at the end)',
     )
     .addOption(
       new Option('--lane <lane>', 'interactive or bulk')
@@ -31,14 +36,17 @@ export function submitCommand(): Command {
     .option('-w, --wait', 'wait for the results and print a summary')
     .option('--timeout-ms <ms>', 'with --wait, give up after this long', '300000')
     .option('--print', 'with --wait, print one line per result')
+    .option('--force', 'submit even when no worker has ever served the model (no consumer group)')
     .option(
       '--progress-ms <ms>',
       'with --wait, time between progress lines when stderr is not a terminal',
       '5000',
     );
-  addSettingOptions(cmd, ['redisUrl', 'keyPrefix', 'group']);
+  addSettingOptions(cmd, ['redisUrl', 'redisTlsCaFile', 'keyPrefix', 'group', 'replyToPattern']);
   cmd.action(async (texts: string[], o: Record<string, unknown>) => {
     const config = loadConfig(process.env, o);
+    const model = o.model as string;
+    const lane = o.lane as 'interactive' | 'bulk';
     const pages = await readPages({
       texts,
       files: o.file as string[],
@@ -47,25 +55,37 @@ export function submitCommand(): Command {
     });
     if (pages.length === 0)
       throw new StreambedError('invalid', 'nothing to submit: give texts, --file or --jsonl');
-    const client = new StreambedClient({
-      redis: config.redisUrl,
-      prefix: config.keyPrefix,
-      group: config.group,
-    });
-    const replyTo =
-      (o.replyTo as string | undefined) ??
-      (o.wait ? client.keys.privateReply(`cli-${randomUUID()}`) : undefined);
+    const conn = await openCliConnection(config, 'streambed-submit');
+    const { client, redis } = conn;
+    const givenReplyTo = o.replyTo as string | undefined;
+    // A private stream of this run only: deleted when the run ends, whatever happens.
+    const privateReply =
+      !givenReplyTo && o.wait ? client.keys.privateReply(`cli-${randomUUID()}`) : undefined;
+    const replyTo = givenReplyTo ?? privateReply;
     const startedAt = Date.now();
-    try {
-      const ids = await client.submit(pages, {
-        model: o.model as string,
-        lane: o.lane as 'interactive' | 'bulk',
-        ...(replyTo && { replyTo }),
+    // Ctrl-C while waiting: the private stream goes too, not only on a normal end.
+    if (privateReply)
+      process.once('SIGINT', () => {
+        void redis.del(privateReply).finally(() => process.exit(130));
       });
+    try {
+      if (givenReplyTo !== undefined)
+        checkReplyTo(givenReplyTo, config.replyToPattern ?? client.keys.defaultReplyPattern(), [
+          ...new Set(pages.map((p) => p.source)),
+        ]);
+      await warnUnlessServed(conn, model, Boolean(o.force));
+      const ids = await client.submit(pages, { model, lane, ...(replyTo && { replyTo }) });
       console.error(
-        `submitted ${ids.length} entries to ${[...new Set(pages.map((p) => client.requestStream(p, o.model as string, o.lane as 'interactive' | 'bulk')))].join(', ')}`,
+        `submitted ${ids.length} entries to ${[...new Set(pages.map((p) => client.requestStream(p, model, lane)))].join(', ')}; ` +
+          `results go to ${replyTo ?? client.keys.results()}` +
+          (o.wait
+            ? ''
+            : ` (read them with: redis-cli XRANGE ${replyTo ?? client.keys.results()} - +)`),
       );
-      if (!o.wait) return;
+      if (!o.wait) {
+        ids.forEach((rid, i) => console.log(`${rid}\t${pages[i]?.source}/${pages[i]?.id}`));
+        return;
+      }
       const bar = new ProgressBar({ total: ids.length, intervalMs: Number(o.progressMs) }).start();
       const summary = await waitForResults(client, replyTo as string, new Set(ids), {
         timeoutMs: Number(o.timeoutMs),
@@ -78,13 +98,15 @@ export function submitCommand(): Command {
       console.error(formatSummary(summary));
       if (Object.keys(summary.errors).length > 0) process.exitCode = 1;
     } finally {
-      await client.close();
+      // Best effort: with Redis gone the reason is already on its way to the user.
+      if (privateReply) await redis.del(privateReply).catch(() => undefined);
+      await conn.close();
     }
   });
   return cmd;
 }
 
-function printable(r: import('../types.js').EmbedResult) {
+function printable(r: EmbedResult) {
   if (r.status === 'error')
     return { id: r.id, rid: r.rid, status: r.status, code: r.res.code, message: r.res.message };
   return {

@@ -61,7 +61,8 @@ export class Backlog {
   }
 }
 
-function toRecord(flat: unknown[]): Record<string, unknown> {
+/** A flat XINFO reply (`[k1, v1, k2, v2...]`) as a record. */
+export function toRecord(flat: unknown[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
   return out;

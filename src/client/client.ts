@@ -38,6 +38,12 @@ export interface SubmitOptions {
    * its XADD, so a resumable job knows exactly what it has submitted.
    */
   submittedSet?: string;
+  /**
+   * Expire each source's progress hash after this many seconds: for a
+   * throw-away source (a `streambed search` query) that must not stay listed
+   * among the real ones. The worker's increments keep the expiry.
+   */
+  progressTtlS?: number;
 }
 
 /** Source names that get their own bulk stream (the envelope's rule); others use the plain one. */
@@ -54,6 +60,8 @@ export interface EmbedOptions {
   model: string;
   timeoutMs?: number;
   source?: string;
+  /** As in SubmitOptions. */
+  progressTtlS?: number;
 }
 
 export class StreambedClient {
@@ -114,8 +122,11 @@ export class StreambedClient {
         batch.xadd(streamOf(page), '*', 'env', packr.pack(envelopeOf(page, options.replyTo)));
         perSource.set(page.source, (perSource.get(page.source) ?? 0) + 1);
       }
-      for (const [source, n] of perSource)
+      for (const [source, n] of perSource) {
         batch.hincrby(this.keys.progress(source), 'submitted', n);
+        if (options.progressTtlS !== undefined)
+          batch.expire(this.keys.progress(source), options.progressTtlS);
+      }
       const scheduled = bulk ? [...perSource.keys()].filter((s) => SOURCE_NAME.test(s)) : [];
       if (scheduled.length > 0) {
         // NX -1: a source already scheduled keeps its place; a new one is placed by the scheduler.
@@ -156,7 +167,11 @@ export class StreambedClient {
       text,
     }));
     const waits = pages.map((p) => replies.expect(p.id, options.timeoutMs ?? 30_000));
-    await this.submit(pages, { model: options.model, replyTo: replies.stream });
+    await this.submit(pages, {
+      model: options.model,
+      replyTo: replies.stream,
+      ...(options.progressTtlS !== undefined && { progressTtlS: options.progressTtlS }),
+    });
     const results = await Promise.all(waits);
     return results.map((r) => {
       if (r.status === 'error') throw new StreambedError(r.res.code, r.res.message);
@@ -170,6 +185,9 @@ export class StreambedClient {
     options: { from?: string; blockMs?: number; signal?: AbortSignal } = {},
   ): AsyncGenerator<EmbedResult> {
     const reader = this.redis.duplicate();
+    // A duplicate has no listeners: without one ioredis prints every failed
+    // reconnect. The XREAD below rejects when the connection is gone.
+    reader.on('error', () => undefined);
     let last = options.from ?? '0';
     try {
       while (!options.signal?.aborted) {

@@ -27,6 +27,8 @@ export class ReplyReader {
     readonly stream: string,
   ) {
     this.conn = redis.duplicate();
+    // Without a listener ioredis prints every failed reconnect; run() sees the failures itself.
+    this.conn.on('error', () => undefined);
   }
 
   expect(id: string, timeoutMs: number): Promise<EmbedResult> {

@@ -8,6 +8,7 @@ import { unpack } from 'msgpackr';
 import { z } from 'zod';
 
 import type { ResultErrorCode } from '../errors.js';
+import { SOURCE_NAME } from '../keys.js';
 import type { Envelope } from '../types.js';
 import { globMatcher } from './glob.js';
 import { metaJson, parseJsonExact, rememberPackedMeta } from './meta.js';
@@ -53,14 +54,43 @@ type RawEnvelope = z.infer<typeof shape>;
 
 /** Make a decoder bound to one set of limits (the pattern is compiled once). */
 export function envelopeDecoder(limits: EnvelopeLimits) {
-  const replyAllowed = globMatcher(limits.replyToPattern);
+  const replyAllowed = replyMatcher(limits.replyToPattern);
   return (fields: Buffer[]): DecodeOutcome => decodeEntry(fields, limits, replyAllowed);
+}
+
+/** Where `{source}` stands in REPLY_TO_PATTERN, the envelope's own source goes. */
+export const SOURCE_PLACEHOLDER = '{source}';
+
+/**
+ * `reply_to` allow check. A pattern with `{source}` (e.g. `sb:reply:{source}/*`)
+ * binds reply streams to the envelope's source, so one tenant cannot have the
+ * fleet write into another's streams. Sources are `[A-Za-z0-9._:-]`: no glob
+ * character can come in through them, and a separator outside that set (`/`)
+ * keeps source `a` out of source `a:b`'s streams.
+ */
+export function replyMatcher(pattern: string): (key: string, source: unknown) => boolean {
+  if (!pattern.includes(SOURCE_PLACEHOLDER)) {
+    const match = globMatcher(pattern);
+    return (key) => match(key);
+  }
+  const bySource = new Map<string, (key: string) => boolean>();
+  return (key, source) => {
+    if (typeof source !== 'string' || !SOURCE_NAME.test(source)) return false;
+    let match = bySource.get(source);
+    if (!match) {
+      // Bounded: a flood of distinct sources recompiles instead of growing the map.
+      if (bySource.size >= 10_000) bySource.clear();
+      match = globMatcher(pattern.split(SOURCE_PLACEHOLDER).join(source));
+      bySource.set(source, match);
+    }
+    return match(key);
+  };
 }
 
 function decodeEntry(
   fields: Buffer[],
   limits: EnvelopeLimits,
-  replyAllowed: (key: string) => boolean,
+  replyAllowed: (key: string, source: unknown) => boolean,
 ): DecodeOutcome {
   const raw = readRaw(fields);
   if ('error' in raw) {
@@ -110,7 +140,7 @@ function decodeEntry(
       );
     }
   }
-  if (env.reply_to !== undefined && !replyAllowed(env.reply_to)) {
+  if (env.reply_to !== undefined && !replyAllowed(env.reply_to, env.source)) {
     return reject(
       'reply_to_denied',
       `reply_to does not match the allowed pattern ${limits.replyToPattern}`,
@@ -141,13 +171,16 @@ function chunksOf(env: RawEnvelope): string[] | string {
 }
 
 /** Pull id, source and an allowed reply_to out of even an invalid entry, to answer it. */
-function salvageRouting(value: Record<string, unknown>, replyAllowed: (key: string) => boolean) {
+function salvageRouting(
+  value: Record<string, unknown>,
+  replyAllowed: (key: string, source: unknown) => boolean,
+) {
   const out: { id?: string; source?: string; replyTo?: string } = {};
   if (typeof value.id === 'string' && byteLength(value.id) <= 256) out.id = value.id;
   if (typeof value.source === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(value.source)) {
     out.source = value.source;
   }
-  if (typeof value.reply_to === 'string' && replyAllowed(value.reply_to))
+  if (typeof value.reply_to === 'string' && replyAllowed(value.reply_to, value.source))
     out.replyTo = value.reply_to;
   return out;
 }

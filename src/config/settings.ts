@@ -145,7 +145,7 @@ export const SETTINGS = {
     'BATCH_TIMEOUT_MS',
     int(100),
     15000,
-    'A micro-batch running longer than this on its thread is overdue: its texts are sent again in halves and the first run to finish answers each. Its thread is replaced at 2x this, unless inside ONNX Runtime (native code cannot be interrupted). A text that takes its thread down alone 3 times is dead-lettered model_error.',
+    'A micro-batch running longer than this on its thread is overdue. Inside ONNX Runtime (which always ends, and cannot be interrupted without aborting the process) it is waited for; anywhere else its texts are sent again in halves, the first run to finish answers each, and its thread is replaced at 2x this. A text that takes its thread down alone 3 times is dead-lettered model_error.',
   ),
   threadHeapMb: setting(
     'THREAD_HEAP_MB',
@@ -183,7 +183,7 @@ export const SETTINGS = {
     'REPLY_TO_PATTERN',
     z.string().min(1).optional(),
     undefined,
-    'Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`.',
+    "Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`. `{source}` stands for the envelope's source: `sb:reply:{source}/*` lets each source be answered only into its own streams (docs/acl.md).",
   ),
   resultsMaxLen: setting(
     'RESULTS_MAXLEN',
@@ -276,10 +276,28 @@ export const SETTINGS = {
     'info',
     'Log level.',
   ),
+  logFormat: setting(
+    'LOG_FORMAT',
+    z.enum(['pretty', 'json']).optional(),
+    undefined,
+    'Log format: `pretty` (a readable line per event) or `json` (pino: numeric `level`, epoch-ms `time`, for log shippers); default pretty when stdout is a terminal, else json.',
+  ),
+  logSummaryS: setting(
+    'LOG_SUMMARY_S',
+    int(0, 86400),
+    60,
+    'A worker logs one info line per this many seconds of work (entries answered, rate, entries held); 0 = never.',
+  ),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;
 export type Config = { [K in SettingKey]: z.output<(typeof SETTINGS)[K]['schema']> };
+
+/** The allowed values of an enum setting (LOG_LEVEL, SINK_INDEX...), for --help and the README table. */
+export function choicesOf(schema: z.ZodType): readonly string[] | undefined {
+  const inner = schema instanceof z.ZodOptional ? (schema.unwrap() as z.ZodType) : schema;
+  return inner instanceof z.ZodEnum ? (inner.options as string[]) : undefined;
+}
 
 /** `THREADS` -> `--threads`, `REDIS_URL` -> `--redis-url`. */
 export function flagName(env: string): string {

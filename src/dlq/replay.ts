@@ -35,6 +35,13 @@ if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[4], 'replayed', 1) end
 return {1, rid}
 `;
 
+/**
+ * Reasons a replay cannot cure: the original fields are replayed untouched,
+ * so an envelope that was malformed, or aimed its reply at a stream outside
+ * REPLY_TO_PATTERN, fails the same way again. Skipped unless forced.
+ */
+export const HOPELESS_REASONS = ['invalid', 'reply_to_denied'] as const;
+
 /** Replay log entries kept per model (approximate). */
 export const REPLAY_LOG_MAXLEN = 100_000;
 /** Script calls per pipelined round trip. */
@@ -69,14 +76,14 @@ export async function replayDlq(
   redis: Redis,
   keys: Keys,
   filter: DlqFilter,
-  options: { dryRun?: boolean } = {},
+  options: { dryRun?: boolean; force?: boolean } = {},
 ): Promise<ReplayReport> {
   const dryRun = options.dryRun ?? false;
   const { records, more } = await selectDlq(redis, keys, filter);
   const report: ReplayReport = { dryRun, replayed: [], skipped: [], more };
   const todo: DlqRecord[] = [];
   for (const r of records) {
-    const why = unreplayable(r, keys);
+    const why = unreplayable(r, keys) ?? (options.force ? undefined : hopeless(r));
     if (why) report.skipped.push({ ...summarize(r), why });
     else todo.push(r);
   }
@@ -115,6 +122,11 @@ function unreplayable(r: DlqRecord, keys: Keys): string | undefined {
   if (!ownStream) return `its stream ${r.stream} is not a request stream of model ${r.model}`;
   if (r.original.length === 0 || r.original.length % 2 !== 0) return 'no original fields';
   return undefined;
+}
+
+function hopeless(r: DlqRecord): string | undefined {
+  if (!(HOPELESS_REASONS as readonly string[]).includes(r.reason ?? '')) return undefined;
+  return `dead-lettered as ${r.reason}: the same fields would fail again (fix the producer; --force replays anyway)`;
 }
 
 function queueReplay(pipeline: ChainableCommander, keys: Keys, r: DlqRecord): void {

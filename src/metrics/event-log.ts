@@ -50,3 +50,37 @@ export function logWorkerEvents(events: WorkerEvents, log: Logger): void {
     ),
   );
 }
+
+/**
+ * One info line per `everyMs` while the worker works, so a person watching
+ * the log sees it is alive and how fast it goes: entries answered (by
+ * outcome), their rate, and what the process holds now. Silent while idle.
+ * Returns a function that stops it.
+ */
+export function logWorkSummary(
+  events: WorkerEvents,
+  log: Logger,
+  opts: { everyMs: number; held: () => number },
+): () => void {
+  if (opts.everyMs <= 0) return () => undefined;
+  let counts: Record<string, number> = {};
+  let since = Date.now();
+  events.on('answered', (e) => {
+    counts[e.outcome] = (counts[e.outcome] ?? 0) + 1;
+  });
+  const timer = setInterval(() => {
+    const answered = Object.values(counts).reduce((a, b) => a + b, 0);
+    const seconds = (Date.now() - since) / 1000;
+    if (answered > 0) {
+      const perSecond = Math.round((answered / seconds) * 10) / 10;
+      log.info(
+        { answered, ...counts, perSecond, held: opts.held(), seconds: Math.round(seconds) },
+        `answered ${answered} entries in ${Math.round(seconds)} s (${perSecond}/s), holding ${opts.held()}`,
+      );
+    }
+    counts = {};
+    since = Date.now();
+  }, opts.everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -68,6 +68,23 @@ export function parseModelTable(table: string, cwd = process.cwd()): ModelSpec[]
   return specs;
 }
 
+/**
+ * A local folder that is not there is a configuration error, reported at
+ * start: retrying cannot make it appear (a hub id that fails may be transient).
+ */
+export function checkLocalModels(specs: readonly ModelSpec[]): void {
+  for (const s of specs) {
+    if (!s.local) continue;
+    const stat = fs.statSync(s.ref, { throwIfNoEntry: false });
+    if (!stat) fail(
+        `model "${s.name}": folder ${s.ref} does not exist (a relative path is resolved against the working directory)`,
+      );
+    if (!stat.isDirectory()) fail(`model "${s.name}": ${s.ref} is not a folder`);
+    if (!fs.existsSync(path.join(s.ref, 'config.json')))
+      fail(`model "${s.name}": no config.json in ${s.ref} (not a Hugging Face model folder)`);
+  }
+}
+
 function splitOption(opt: string): [string, string] {
   const eq = opt.indexOf('=');
   if (eq <= 0) fail(`model option "${opt}" is not key=value`);

@@ -2,6 +2,8 @@
  * Redis connections: `redis://` or `rediss://` URLs with ACL user/password,
  * an optional CA file for TLS, and reconnection with capped, jittered backoff
  * so a fleet that loses Redis neither crash-loops nor stampedes it on return.
+ * Workers retry for ever (one warning per outage); command-line clients retry
+ * a few times and then fail, so a person is told within seconds.
  */
 import fs from 'node:fs';
 import { isIP } from 'node:net';
@@ -9,6 +11,7 @@ import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 
 import { redactUrl } from '../config/load.js';
+import { StreambedError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export interface ConnectOptions {
@@ -19,10 +22,17 @@ export interface ConnectOptions {
   log?: Logger;
   /** Commands issued while disconnected wait for the reconnection instead of failing. */
   offlineQueue?: boolean;
+  /** Log a warning when an outage starts (default true); off for a process's second connection. */
+  reportOutage?: boolean;
+  /** Reconnection attempts before giving up (commands then fail); default: for ever. */
+  maxReconnects?: number;
 }
 
 export const BACKOFF_BASE_MS = 100;
 export const BACKOFF_CAP_MS = 5_000;
+/** A command-line client: reconnects for a few seconds of a blip, then its commands fail. */
+export const CLIENT_RECONNECTS = 8;
+export const CLIENT_CONNECT_TIMEOUT_MS = 5_000;
 
 /** Full-jitter exponential backoff (AWS architecture blog), capped. */
 export function backoffMs(attempt: number, base = BACKOFF_BASE_MS, cap = BACKOFF_CAP_MS): number {
@@ -34,16 +44,24 @@ export function connectRedis(opts: ConnectOptions): Redis {
   const tls = url.protocol === 'rediss:';
   // URL keeps IPv6 literals bracketed ([::1]); TLS wants the bare address.
   const host = url.hostname.replace(/^\[|\]$/g, '');
+  const limit = opts.maxReconnects ?? Infinity;
+  let lastError = '';
+  let down = false;
   const options: RedisOptions = {
     ...(opts.name && { connectionName: opts.name }),
     lazyConnect: false,
     enableOfflineQueue: opts.offlineQueue ?? true,
-    // Retry forever: the caller decides when to give up (readiness reflects the outage).
-    maxRetriesPerRequest: null,
+    // Workers retry for ever: the caller decides when to give up (readiness reflects the outage).
+    maxRetriesPerRequest: Number.isFinite(limit) ? limit : null,
+    ...(Number.isFinite(limit) && { connectTimeout: CLIENT_CONNECT_TIMEOUT_MS }),
     retryStrategy: (attempt) => {
+      if (attempt > limit) return null;
       const wait = backoffMs(attempt);
-      opts.log?.warn(
-        { attempt, waitMs: wait, redis: redactUrl(opts.url) },
+      // One warning when an outage starts; the attempts after it are detail.
+      const level = !down && opts.reportOutage !== false ? 'warn' : 'debug';
+      down = true;
+      opts.log?.[level](
+        { attempt, waitMs: wait, redis: redactUrl(opts.url), err: lastError },
         'redis unreachable, retrying',
       );
       return Math.max(wait, 50);
@@ -58,9 +76,71 @@ export function connectRedis(opts: ConnectOptions): Redis {
     }),
   };
   const redis = new Redis(opts.url, options);
-  // ioredis emits 'error' on every failed attempt; retryStrategy already logged it.
-  redis.on('error', (err: Error) =>
-    opts.log?.debug({ err: err.message }, 'redis connection error'),
-  );
+  // ioredis emits 'error' on every failed attempt (and prints it when nobody
+  // listens); retryStrategy reports the outage, commands report their own failure.
+  redis.on('error', (err: Error) => {
+    lastError = errorText(err);
+    opts.log?.debug({ err: lastError }, 'redis connection error');
+  });
+  redis.on('ready', () => {
+    if (down && opts.reportOutage !== false)
+      opts.log?.info({ redis: redactUrl(opts.url) }, 'redis reachable again');
+    down = false;
+  });
   return redis;
+}
+
+/**
+ * A connection for a command-line client, checked with one PING: an
+ * unreachable Redis fails within seconds (code redis_unavailable, the URL
+ * without its password), refused credentials are a configuration error.
+ */
+export async function connectClient(
+  opts: Omit<ConnectOptions, 'maxReconnects'>,
+  timeoutMs = CLIENT_CONNECT_TIMEOUT_MS,
+): Promise<Redis> {
+  const redis = connectRedis({ ...opts, maxReconnects: CLIENT_RECONNECTS });
+  let lastError = '';
+  const onError = (err: Error) => (lastError = errorText(err));
+  redis.on('error', onError);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      redis.ping(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timed out')), timeoutMs);
+      }),
+    ]);
+    return redis;
+  } catch (err) {
+    redis.disconnect();
+    throw redisFailure(opts.url, lastError || errorText(err as Error), timeoutMs);
+  } finally {
+    clearTimeout(timer);
+    redis.off('error', onError);
+  }
+}
+
+/** `ECONNREFUSED` rather than ioredis's `connect ECONNREFUSED 127.0.0.1:1`, when it has a code. */
+function errorText(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code) ? code : err.message;
+}
+
+const AUTH_ERROR = /^(WRONGPASS|NOAUTH|NOPERM)/;
+
+/** The one-line error a person sees for a Redis that cannot be used. */
+export function redisFailure(url: string, why: string, timeoutMs: number): StreambedError {
+  const where = redactUrl(url);
+  if (AUTH_ERROR.test(why)) {
+    return new StreambedError(
+      'config',
+      `Redis at ${where} refused the credentials (${why.split('.')[0]}): fix the user and password in REDIS_URL`,
+    );
+  }
+  return new StreambedError(
+    'redis_unavailable',
+    `Redis at ${where} is not reachable (${why}, gave up after ${timeoutMs / 1000} s): ` +
+      `check REDIS_URL and that Redis is running`,
+  );
 }

@@ -40,8 +40,9 @@ export async function lockDataDir(dir: string): Promise<DirLock> {
       throw new StreambedError(
         'config',
         `sink: embedded data dir ${JSON.stringify(dir)} is in use by process ${holder}. ` +
-          `SINK=pglite:DIR serves one process; for several workers use PG_URL ` +
-          `(a Postgres server with pgvector).`,
+          `SINK=pglite:DIR is opened by one process at a time (a worker, or \`streambed search\`): ` +
+          `stop that process first, or use PG_URL (a Postgres server with pgvector) ` +
+          `for several workers or to search beside them.`,
       );
     }
     // Left by a process that died without closing the sink (or by an earlier

@@ -62,6 +62,17 @@ export async function ensureSinkTable(client: SqlClient, spec: TableSpec): Promi
   }
 }
 
+/** What search needs of an existing table (its dimension, its model ref), or undefined when there is none. */
+export async function describeSinkTable(
+  client: SqlClient,
+  table: string,
+): Promise<{ modelRef: string; dim: number } | undefined> {
+  const state = await readState(client, table);
+  const dim = /^vector\((\d+)\)$/.exec(state?.columns.get('embedding') ?? '')?.[1];
+  if (!state || dim === undefined) return undefined;
+  return { modelRef: state.registered?.modelRef ?? '', dim: Number(dim) };
+}
+
 async function readState(client: SqlClient, table: string): Promise<TableState | undefined> {
   const cols = await client.query<{ name: string; type: string }>(SQL.tableColumns, [
     quoteIdent(table),

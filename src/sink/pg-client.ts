@@ -39,7 +39,8 @@ export function createPgClient(opts: PgClientOptions): SqlClient {
   // here; without a listener Node would crash the process on the 'error' event.
   // The pool drops that client and the next query opens a fresh one.
   pool.on('error', (err) => {
-    opts.log?.warn({ err }, 'sink: idle Postgres connection failed');
+    // The message only: the error object carries the whole pg client (kilobytes per line).
+    opts.log?.warn({ err: err.message }, 'sink: idle Postgres connection failed');
   });
 
   async function query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {

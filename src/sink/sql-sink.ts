@@ -7,7 +7,7 @@ import { metaJson } from '../codec/meta.js';
 import { StreambedError } from '../errors.js';
 import { checkConnectionBudget } from './budget.js';
 import type { SinkLog, SqlClient } from './client.js';
-import { ensureSinkTable } from './ensure-table.js';
+import { describeSinkTable, ensureSinkTable } from './ensure-table.js';
 import { INDEX_DEFAULTS, type IndexParams, type SinkIndexKind, sinkTableName, SQL } from './sql.js';
 import {
   type Sink,
@@ -91,6 +91,21 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
         tables.set(t.model, { name, modelRef: t.modelRef, dim: t.dim });
       }),
 
+    openTable: (model: string) =>
+      run(async () => {
+        const name = sinkTableName(opts.tablePrefix, model);
+        await initialise();
+        const found = await describeSinkTable(client, name);
+        if (!found) {
+          throw new StreambedError(
+            'config',
+            `sink: no table "${name}" for model "${model}": nothing was stored for it yet ` +
+              `(a worker with this sink creates it when the model loads), or SINK_TABLE_PREFIX differs`,
+          );
+        }
+        tables.set(model, { name, ...found });
+      }),
+
     async upsert(model: string, rows: SinkRow[]): Promise<void> {
       const t = table(model);
       if (rows.length === 0) return;
@@ -133,6 +148,11 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
       for (const r of res.rows)
         found.set(sinkKey(r.source, r.id, r.chunk), decodeVector(r.embedding));
       return found;
+    },
+
+    async deleteSource(model: string, source: string): Promise<void> {
+      const t = table(model);
+      await run(() => client.query(SQL.deleteSource(t.name), [source]));
     },
 
     async search(model: string, vector: Float32Array, k: number): Promise<SinkHit[]> {

@@ -133,6 +133,9 @@ export const SQL = {
       ON t.source = k.source AND t.id = k.id AND t.chunk = k.chunk AND t.hash = k.hash
     WHERE t.model_ref = $5`,
 
+  /** Every row of one source ($1): a `streambed search` query's own row, stored by the worker. */
+  deleteSource: (table: string) => `DELETE FROM ${quoteIdent(table)} WHERE source = $1`,
+
   /** Cosine distance, so an HNSW/IVFFlat index built with vector_cosine_ops serves it. */
   search: (table: string) => `SELECT source, id, chunk, embedding <=> $1::vector AS distance, meta
     FROM ${quoteIdent(table)} ORDER BY embedding <=> $1::vector LIMIT $2`,

@@ -46,6 +46,11 @@ export interface Sink {
    */
   ensureTable(t: SinkTable): Promise<void>;
   /**
+   * For readers (`streambed search`): use the model's existing table as it is,
+   * creating nothing; throws StreambedError('config') when there is none.
+   */
+  openTable(model: string): Promise<void>;
+  /**
    * One statement per call; idempotent on (source, id, chunk); rows whose hash
    * and model ref are unchanged are not rewritten (updated_at stays). Within a
    * call, the last row for a key wins.
@@ -56,6 +61,11 @@ export interface Sink {
    * stored vectors keyed by sinkKey(). One query per call.
    */
   lookup(model: string, keys: SinkKey[]): Promise<Map<string, Float32Array>>;
+  /**
+   * Delete every row of one source: a worker with a sink stores every answer,
+   * the query `streambed search` sends through the fleet included.
+   */
+  deleteSource(model: string, source: string): Promise<void>;
   /** Nearest neighbours by cosine distance, closest first. */
   search(model: string, vector: Float32Array, k: number): Promise<SinkHit[]>;
   /** True when the last database operation succeeded (for /readyz); false before the first. */

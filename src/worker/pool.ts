@@ -176,7 +176,11 @@ export class EmbedPool implements EmbedBackend {
         clearTimeout(timer);
         this.running.delete(running);
       });
-    return { result, startedAt: () => probe.startedAt, uninterruptible: () => probe.inNative };
+    return {
+      result,
+      startedAt: () => probe.startedAt,
+      uninterruptible: () => probe.boundedCompute,
+    };
   }
 
   /** Ends the threads; a thread stuck in JavaScript is terminated, one inside ORT is waited for. */

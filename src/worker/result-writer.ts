@@ -47,12 +47,15 @@ export interface WriterOptions {
 
 export class ResultWriter implements AnswerWriter {
   private refused: string | undefined;
+  /** Times the connection closed: a call out across a close may have been sent twice. */
+  private closes = 0;
 
   constructor(
     private readonly redis: Redis,
     private readonly options: WriterOptions,
   ) {
     definePublish(redis);
+    redis.on('close', () => this.closes++);
   }
 
   /** Why Redis refuses our writes right now (e.g. OOM), for /readyz; undefined when writes land. */
@@ -75,8 +78,12 @@ export class ResultWriter implements AnswerWriter {
     let failures = 0;
     while (todo.length > 0) {
       let replies: Array<PublishReply | undefined>;
+      const closes = this.closes;
       try {
         replies = await this.send(todo);
+        // The connection dropped with the call out and ioredis sent it again on reconnect
+        // (autoResendUnfulfilledCommands): if the first send landed, the entries are acked.
+        if (this.closes !== closes) for (const a of todo) maybeWritten.add(a);
       } catch (err) {
         if (abort?.aborted) throw err;
         for (const a of todo) maybeWritten.add(a);
@@ -107,7 +114,10 @@ export class ResultWriter implements AnswerWriter {
         } else retry.push(unusableReply(answer, reply[1]));
       });
       todo = retry;
-      this.refused = refused;
+      // Only a write that landed says Redis takes writes again (a call of fenced entries
+      // writes nothing either way): /readyz does not flicker during an outage.
+      if (refused !== undefined) this.refused = refused;
+      else if (replies.some((r) => r?.[0] === 1)) this.refused = undefined;
       if (refused !== undefined) {
         if (abort?.aborted) throw new Error(`redis refuses writes: ${refused}`);
         if (failures === 0)

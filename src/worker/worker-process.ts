@@ -15,7 +15,7 @@ import {
 } from '../config/load.js';
 import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys } from '../keys.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, type Logger, quietInfo } from '../log.js';
 import { modelRef, parseModelTable } from '../models/table.js';
 import { backoffMs, connectRedis } from '../redis/connect.js';
 import { createSink, type Sink } from '../sink/index.js';
@@ -72,7 +72,10 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     );
   const consumer = consumerName(config.consumerName);
   const keys = buildKeys(config.keyPrefix, config.group);
-  const log = (opts.log ?? createLogger(config.logLevel)).child({ consumer, group: keys.group });
+  const log = (opts.log ?? createLogger(config.logLevel, {}, config.logFormat)).child({
+    consumer,
+    group: keys.group,
+  });
   const events = new WorkerEvents();
   const threads = resolveThreads(config);
   const maxBatches = resolveInFlight(config, threads);
@@ -90,6 +93,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     tlsCaFile: config.redisTlsCaFile,
     name: `${consumer}:read`,
     log,
+    // The command connection reports an outage; one warning line is enough.
+    reportOutage: false,
   });
   const pool = new EmbedPool({
     threads,
@@ -221,7 +226,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   const trimmer = new Trimmer(
     redis,
     { streams: () => allStreams(specs.map((s) => s.name)), intervalMs: config.trimIntervalMs },
-    log,
+    // A line per stream per minute is housekeeping, not news: debug.
+    quietInfo(log, { component: 'trimmer' }),
   );
 
   let stopping = false;
@@ -274,6 +280,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         redisUp = true;
         return;
       } catch (err) {
+        // Refused credentials or rights do not heal by waiting: a configuration error.
+        if (/^(WRONGPASS|NOAUTH|NOPERM)/.test((err as Error).message)) throw err;
         if (groupError === undefined)
           log.warn({ err: (err as Error).message }, 'cannot create consumer groups yet; retrying');
         groupError = (err as Error).message;

@@ -118,3 +118,55 @@ export async function privateRedis(
   await self.start();
   return self;
 }
+
+const PADDING_KEY = 'sbt-oom-padding';
+
+/**
+ * Make a private redis-server (started with `--maxmemory-policy noeviction`)
+ * refuse every write that may grow memory (OOM), as at maxmemory: a 4 MiB
+ * padding key (written in small pieces: a big argument would leave a big
+ * query buffer that Redis frees later), then maxmemory 2 MiB under what is
+ * used, far more than what any client's buffers or the test's own commands
+ * free, so the outage lasts until freeMemory().
+ */
+export async function fillMemory(redis: Redis): Promise<void> {
+  const piece = Buffer.alloc(64 << 10, 1);
+  for (let i = 0; i < 64; i++) await redis.append(PADDING_KEY, piece);
+  const used = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1]);
+  await redis.config('SET', 'maxmemory', String(used - (2 << 20)));
+  const refused = await redis.set(`${PADDING_KEY}:probe`, 'x').then(
+    () => undefined,
+    (err: Error) => err.message,
+  );
+  if (!refused?.startsWith('OOM')) throw new Error(`redis still takes writes: ${refused}`);
+}
+
+/** Memory back: writes land again. */
+export async function freeMemory(redis: Redis): Promise<void> {
+  await redis.config('SET', 'maxmemory', '0');
+  await redis.del(PADDING_KEY);
+}
+
+/**
+ * The private servers a test file starts, each with a client on it (quiet
+ * while the server is down); `stopAll()` in the file's afterAll removes them
+ * and their directories, so no keys outlive the file.
+ */
+export function privateServers(args: string[] = []) {
+  const servers: PrivateRedis[] = [];
+  const clients: Redis[] = [];
+  return {
+    async start(): Promise<{ server: PrivateRedis; redis: Redis }> {
+      const server = await privateRedis(args);
+      servers.push(server);
+      const redis = new Redis(server.url, { maxRetriesPerRequest: 3 });
+      redis.on('error', () => undefined);
+      clients.push(redis);
+      return { server, redis };
+    },
+    async stopAll(): Promise<void> {
+      for (const c of clients.splice(0)) c.disconnect();
+      await Promise.all(servers.splice(0).map((s) => s.stop()));
+    },
+  };
+}

@@ -61,3 +61,35 @@ export async function groupInfo(
   }
   return undefined;
 }
+
+/**
+ * Every answer on the given result streams: page id (the envelope's `id`;
+ * request entry ids repeat across streams) -> the status of each answer it
+ * got, so "answered exactly once, ok" is `['ok']`.
+ */
+export async function answersById(
+  redis: Redis,
+  streams: readonly string[],
+): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const stream of streams) {
+    for (const [, f] of await redis.xrange(stream, '-', '+')) {
+      const id = f[f.indexOf('id') + 1] as string;
+      out.set(id, [...(out.get(id) ?? []), f[f.indexOf('status') + 1] as string]);
+    }
+  }
+  return out;
+}
+
+/** The pages whose answers are not exactly one `ok`: page id -> statuses (empty: none). */
+export function notAnsweredOnce(
+  pages: ReadonlyArray<{ id: string }>,
+  answers: ReadonlyMap<string, string[]>,
+): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const { id } of pages) {
+    const got = answers.get(id) ?? [];
+    if (got.length !== 1 || got[0] !== 'ok') out[id] = got;
+  }
+  return out;
+}
