@@ -57,6 +57,10 @@ export interface Keys {
   dedupe(model: string, hash: string): string;
   /** Counter of dedupe cache fills in one TTL window (the cache's size bound). */
   dedupeBudget(model: string, window: number): string;
+  /** The one reply stream of a `streambed serve` process (matches the default reply pattern). */
+  gatewayReply(name: string): string;
+  /** Requests of one API key (by its hash prefix) in one minute: the gateway's per-key rate limit. */
+  gatewayRate(keyId: string, minute: number): string;
 }
 
 export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GROUP): Keys {
@@ -109,5 +113,7 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     backfillSubmitted: (job) => `${prefix}:backfill:${job}:submitted`,
     dedupe: (model, hash) => `${prefix}:cache:${model}:${hash}`,
     dedupeBudget: (model, window) => `${prefix}:cache-budget:${model}:${window}`,
+    gatewayReply: (name) => `${prefix}:reply:gateway-${name}`,
+    gatewayRate: (keyId, minute) => `${prefix}:gateway-rate:${keyId}:${minute}`,
   };
 }

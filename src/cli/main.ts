@@ -10,6 +10,7 @@ import { dlqCommand } from './dlq-command.js';
 import { EXIT_CONFIG, exitWith } from './exit.js';
 import { modelsCommand } from './models-command.js';
 import { searchCommand } from './search-command.js';
+import { serveCommand } from './serve-command.js';
 import { statusCommand } from './status-command.js';
 import { submitCommand } from './submit-command.js';
 import { workerCommand } from './worker-command.js';
@@ -29,6 +30,7 @@ const program = new Command('streambed')
   .addCommand(searchCommand())
   .addCommand(dlqCommand())
   .addCommand(statusCommand())
+  .addCommand(serveCommand())
   .addCommand(demoCommand())
   .addCommand(aclCommand());
 
