@@ -9,7 +9,8 @@
  *   npm run build && node dist/bench/backfill.js --pages 100000 --reply status
  *
  * Options: --pages N (100000), --reply status|vectors (status), --workers N
- * (2), --model REF (noop:384), --redis-url URL. Not part of `npm run bench`:
+ * (2), --model REF (noop:384), --redis-url URL, --bin PATH (another build's
+ * bin/streambed.js as the CLI: a baseline). Not part of `npm run bench`:
  * a million pages takes minutes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -31,6 +32,8 @@ const { values: opt } = parseArgs({
     reply: { type: 'string', default: 'status' },
     workers: { type: 'string', default: '2' },
     model: { type: 'string', default: 'noop:384' },
+    // Another build's bin/streambed.js for the CLI (a baseline: no --reply flag there).
+    bin: { type: 'string' },
     'redis-url': { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
   },
 });
@@ -95,8 +98,9 @@ async function backfill(
   killWhen?: () => Promise<boolean>,
 ): Promise<CliRun> {
   const started = performance.now();
-  const args = [BIN, 'backfill', corpus(N), '-m', 'nop', '--job', job, '--source', job];
-  const proc = spawn(process.execPath, [...args, '--reply', opt.reply as string, ...extra], {
+  const args = [opt.bin ?? BIN, 'backfill', corpus(N), '-m', 'nop', '--job', job, '--source', job];
+  const reply = opt.bin ? [] : ['--reply', opt.reply as string];
+  const proc = spawn(process.execPath, [...args, ...reply, ...extra], {
     env: { ...process.env, REDIS_URL, KEY_PREFIX: prefix, BACKFILL_REPLY_TTL_S: '3600' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -148,6 +152,9 @@ async function entriesAdded(stream: string): Promise<number> {
   return Number(info[info.indexOf('entries-added') + 1]);
 }
 
+/** Answers the resume job got (entries-added counts those trimmed away too). */
+const answered = () => entriesAdded(k.backfillReply('resume')).catch(() => 0);
+
 async function main(): Promise<void> {
   corpus(N);
   const workers = startWorkers(Number(opt.workers));
@@ -162,17 +169,13 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2500)); // a trim pass of the request streams
     const after = await prefixBytes();
 
-    const killed = await backfill(
-      'resume',
-      [],
-      async () => (await redis.bitcount(k.backfillAnswered('resume'))) >= N / 2,
-    );
-    const atKill = Number(await redis.bitcount(k.backfillAnswered('resume')));
+    const killed = await backfill('resume', [], async () => (await answered()) >= N / 2);
+    const atKill = await answered();
     const resumed = await backfill('resume', ['--wait']);
     const sent = await entriesAdded(k.bulkSource('nop', 'resume'));
     const result = {
       pages: N,
-      reply: opt.reply,
+      reply: opt.bin ? `baseline ${opt.bin}` : opt.reply,
       model: opt.model,
       workers: Number(opt.workers),
       full: {
