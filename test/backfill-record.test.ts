@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
 import { keys } from '../src/keys.js';
-import { cliSpawner } from './helpers/cli.js';
+import { cliSpawner, runCli } from './helpers/cli.js';
 import { deletePrefix, randomPrefix, REDIS_URL, redisClient, until } from './helpers/redis.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
 
@@ -141,6 +141,14 @@ describe('backfill record', () => {
     const ttl = await redis.ttl(k.backfillReply('st'));
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(120);
+    // Status reads the job from its record, not from the (trimmed) stream.
+    const status = await runCli(['status', '--json', '--models', 'fx'], { KEY_PREFIX: prefix });
+    const jobs = (JSON.parse(status.stdout) as { jobs: Array<Record<string, unknown>> }).jobs;
+    expect(jobs.find((j) => j.job === 'st')).toMatchObject({
+      submitted: N,
+      answered: N,
+      failed: poisoned.size,
+    });
 
     // A re-run lists them again from the record, and sends nothing.
     const again = backfill(args);

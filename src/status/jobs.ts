@@ -40,6 +40,8 @@ export async function discoverJobs(redis: Redis, keys: Keys): Promise<string[]> 
 /** A job's read before its failures are counted. */
 export interface JobRead extends Omit<JobSample, 'failed'> {
   stream: string;
+  /** Dead-lettered pages the job's runner recorded (its failed hash). */
+  recordedFailed: number;
   /** The reply stream's first entry id, or null. */
   firstId: string | null;
 }
@@ -48,6 +50,10 @@ export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser
   const stream = keys.backfillReply(job);
   const submitted = queueHashNumber(p, keys.backfillJob(job), 'submitted');
   const info = queueStreamInfo(p, stream);
+  // The job's own record: it outlives the reply stream (trimmed when status-only, or expired).
+  const bits = p.length;
+  p.bitcount(keys.backfillAnswered(job));
+  p.hlen(keys.backfillFailed(job));
   return (replies) => {
     const i = info(replies);
     const rid = i?.firstEntry?.fields.rid;
@@ -56,7 +62,8 @@ export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser
       stream,
       firstId: i?.firstEntry?.id ?? null,
       submitted: submitted(replies),
-      answered: i?.entriesAdded ?? 0,
+      answered: Math.max(i?.entriesAdded ?? 0, Number(replies[bits]?.[1] ?? 0)),
+      recordedFailed: Number(replies[bits + 1]?.[1] ?? 0),
       firstRequestMs: rid ? idTimeMs(rid) : i?.firstEntry ? idTimeMs(i.firstEntry.id) : null,
       lastAnswerMs: i?.lastEntry ? idTimeMs(i.lastEntry.id) : null,
     };
@@ -106,7 +113,7 @@ export class FailureTally {
   private readonly seen = new Map<string, { after: string; read: number; failed: number }>();
 
   async complete(redis: Redis, job: JobRead): Promise<JobSample> {
-    const { stream, firstId, ...rest } = job;
+    const { stream, firstId, recordedFailed, ...rest } = job;
     let t = this.seen.get(stream);
     const restarted =
       t && (job.answered < t.read || (firstId !== null && newerId(firstId, t.after)));
@@ -125,7 +132,7 @@ export class FailureTally {
       }
     }
     this.seen.set(stream, t);
-    return { ...rest, failed: t.failed };
+    return { ...rest, failed: Math.max(t.failed, recordedFailed) };
   }
 }
 
