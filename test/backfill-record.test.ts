@@ -161,6 +161,28 @@ describe('backfill record', () => {
     expect(await entriesAdded(k.bulkSource('fx', 'st'))).toBe(N);
   });
 
+  it('refuses to resume over an input that changed under the job', async () => {
+    const file = writeJsonl('edit.jsonl', 20, (i) => `page ${i}`);
+    const args = [file, '-m', 'fx', '--job', 'edit', '--reply', 'status', '--wait'];
+    expect(await backfill(args).exited).toBe(0);
+    // Appending is fine: the earlier pages keep their places.
+    fs.appendFileSync(file, `${JSON.stringify({ id: 'p20', text: 'one more' })}\n`);
+    const appended = backfill(args);
+    expect(await appended.exited, appended.output()).toBe(0);
+    expect(appended.output()).toContain(
+      '20 already answered, 0 submitted earlier (waiting), 1 to submit',
+    );
+    // A line inserted before them shifts every page: a resume would skip the wrong ones.
+    fs.writeFileSync(
+      file,
+      `${JSON.stringify({ id: 'new', text: 'first' })}\n${fs.readFileSync(file, 'utf8')}`,
+    );
+    const shifted = backfill(args);
+    expect(await shifted.exited).toBe(2);
+    expect(shifted.output()).toContain('the input changed since job edit submitted its page 21');
+    expect(await entriesAdded(k.bulkSource('fx', 'backfill'))).toBe(21);
+  });
+
   it('status-only results carry no vectors, in both envelope forms; vectors stay the default', async () => {
     const client = new StreambedClient({ redis: REDIS_URL, prefix });
     const replyTo = `${prefix}:reply:modes`;
