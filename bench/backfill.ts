@@ -10,7 +10,8 @@
  *
  * Options: --pages N (100000), --reply status|vectors (status), --workers N
  * (2), --model REF (noop:384), --redis-url URL, --bin PATH (another build's
- * bin/streambed.js as the CLI: a baseline). Not part of `npm run bench`:
+ * bin/streambed.js as the CLI: a baseline), --sink SINK (for the workers).
+ * Not part of `npm run bench`:
  * a million pages takes minutes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -34,6 +35,8 @@ const { values: opt } = parseArgs({
     model: { type: 'string', default: 'noop:384' },
     // Another build's bin/streambed.js for the CLI (a baseline: no --reply flag there).
     bin: { type: 'string' },
+    // A SINK for the workers (pglite:DIR takes one worker: the folder is locked).
+    sink: { type: 'string' },
     'redis-url': { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
   },
 });
@@ -75,6 +78,7 @@ function startWorkers(n: number): ChildProcess[] {
         LOG_LEVEL: 'warn',
         // Request streams trimmed every second, so what stays is the job's own record.
         TRIM_INTERVAL_MS: '1000',
+        ...(opt.sink !== undefined && { SINK: opt.sink }),
       },
       stdio: 'ignore',
     }),
@@ -176,6 +180,7 @@ async function main(): Promise<void> {
     const result = {
       pages: N,
       reply: opt.bin ? `baseline ${opt.bin}` : opt.reply,
+      sink: opt.sink ?? null,
       model: opt.model,
       workers: Number(opt.workers),
       full: {
