@@ -144,11 +144,11 @@ describe('backfill record', () => {
     // Status reads the job from its record, not from the (trimmed) stream.
     const status = await runCli(['status', '--json', '--models', 'fx'], { KEY_PREFIX: prefix });
     const jobs = (JSON.parse(status.stdout) as { jobs: Array<Record<string, unknown>> }).jobs;
-    expect(jobs.find((j) => j.job === 'st')).toMatchObject({
-      submitted: N,
-      answered: N,
-      failed: poisoned.size,
-    });
+    const st = jobs.find((j) => j.job === 'st') as Record<string, number>;
+    expect(st).toMatchObject({ submitted: N, answered: N, failed: poisoned.size });
+    // Started when the run began (the record), not at the one answer its trimmed stream holds.
+    expect(st.startedMs).toBe(Number(await redis.hget(k.backfillJob('st'), 'started_ms')));
+    expect(st.finishedMs).toBeGreaterThan(st.startedMs as number);
 
     // A re-run lists them again from the record, and sends nothing.
     const again = backfill(args);

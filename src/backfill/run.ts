@@ -78,6 +78,7 @@ export interface BackfillReport extends BackfillPlan {
 export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
   const k = jobKeys(o.client.keys, o.job);
   const checkpoint = await readCheckpoint(o.redis, k, o.job);
+  await o.redis.hsetnx(k.job, 'started_ms', Date.now());
   const input = o.pages[Symbol.asyncIterator]();
   // Pages submitted and not answered, by key: what answers are matched against.
   const outstanding = new Map<string, number>();

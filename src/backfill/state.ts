@@ -3,7 +3,8 @@
  * with its results: a checkpoint over the ordered input (state.ts keys,
  * docs/design.md "Backfill"). `{p}:backfill:{job}` holds how many input pages
  * were submitted (set in the same MULTI as their XADDs, with the last one's
- * key to notice a changed input) and how far the reply stream was read;
+ * key to notice a changed input), how far the reply stream was read and
+ * when the job first ran (`started_ms`, for status);
  * `{p}:backfill:{job}:answered` is a bitmap with bit i set once page i is
  * answered (1 bit a page: 1.25 MB for 10M pages); `{p}:backfill:{job}:failed`
  * lists the dead-lettered pages. The reply stream only carries the answers

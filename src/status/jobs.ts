@@ -54,9 +54,13 @@ export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser
   const bits = p.length;
   p.bitcount(keys.backfillAnswered(job));
   p.hlen(keys.backfillFailed(job));
+  p.hget(keys.backfillJob(job), 'started_ms');
   return (replies) => {
     const i = info(replies);
     const rid = i?.firstEntry?.fields.rid;
+    // The record's start when it has one: a status-only job's stream keeps only its last answers.
+    const started = replies[bits + 2]?.[1];
+    const streamStart = rid ? idTimeMs(rid) : i?.firstEntry ? idTimeMs(i.firstEntry.id) : null;
     return {
       job,
       stream,
@@ -64,7 +68,7 @@ export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser
       submitted: submitted(replies),
       answered: Math.max(i?.entriesAdded ?? 0, Number(replies[bits]?.[1] ?? 0)),
       recordedFailed: Number(replies[bits + 1]?.[1] ?? 0),
-      firstRequestMs: rid ? idTimeMs(rid) : i?.firstEntry ? idTimeMs(i.firstEntry.id) : null,
+      firstRequestMs: started ? Number(started) : streamStart,
       lastAnswerMs: i?.lastEntry ? idTimeMs(i.lastEntry.id) : null,
     };
   };
