@@ -51,8 +51,14 @@ export interface Keys {
   bulkSources(model: string): string;
   /** Result stream of a `streambed backfill` job. */
   backfillReply(job: string): string;
-  /** SET of `source/id` of the pages a backfill job has submitted. */
+  /** SET of `source/id` of the pages a backfill job has submitted (jobs of streambed <= 0.1; now only deleted). */
   backfillSubmitted(job: string): string;
+  /** HASH: a backfill job's checkpoint (`submitted`, `last`, `read`, `total`, `reply`). */
+  backfillJob(job: string): string;
+  /** STRING bitmap: bit i set once the job's input page i is answered. */
+  backfillAnswered(job: string): string;
+  /** HASH: `source/id` -> error code and message of the job's dead-lettered pages. */
+  backfillFailed(job: string): string;
   /** Fleet-wide dedupe cache: vector bytes of one text (hash covers the model reference and the text). */
   dedupe(model: string, hash: string): string;
   /** Counter of dedupe cache fills in one TTL window (the cache's size bound). */
@@ -111,6 +117,9 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     bulkSources: (model) => `${prefix}:bulk-sources:${model}`,
     backfillReply: (job) => `${prefix}:reply:backfill:${job}`,
     backfillSubmitted: (job) => `${prefix}:backfill:${job}:submitted`,
+    backfillJob: (job) => `${prefix}:backfill:${job}`,
+    backfillAnswered: (job) => `${prefix}:backfill:${job}:answered`,
+    backfillFailed: (job) => `${prefix}:backfill:${job}:failed`,
     dedupe: (model, hash) => `${prefix}:cache:${model}:${hash}`,
     dedupeBudget: (model, window) => `${prefix}:cache-budget:${model}:${window}`,
     gatewayReply: (name) => `${prefix}:reply:gateway-${name}`,

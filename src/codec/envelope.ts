@@ -34,6 +34,9 @@ export type DecodeOutcome =
       replyTo?: string;
     };
 
+/** What an ok answer carries: `vectors` (the default) or `status` (everything but the vectors). */
+export const REPLY_MODES = ['vectors', 'status'] as const;
+
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
 
@@ -49,6 +52,7 @@ const shape = z.object({
   reply_to: z.string().min(1).optional(),
   meta: z.record(z.string(), z.unknown()).optional(),
   deadline_ms: z.number().int().nonnegative().optional(),
+  reply: z.enum(REPLY_MODES).optional(),
 });
 type RawEnvelope = z.infer<typeof shape>;
 
@@ -156,6 +160,7 @@ function decodeEntry(
       ...(env.reply_to !== undefined && { replyTo: env.reply_to }),
       ...(env.meta !== undefined && { meta: env.meta }),
       ...(env.deadline_ms !== undefined && { deadlineMs: env.deadline_ms }),
+      ...(env.reply === 'status' && { reply: 'status' as const }),
     },
   };
 }

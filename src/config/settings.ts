@@ -133,7 +133,13 @@ export const SETTINGS = {
     'BACKFILL_MAX_IN_FLIGHT',
     int(1),
     5000,
-    '`streambed backfill`: most pages submitted and not yet answered at once.',
+    '`streambed backfill`: most pages submitted and not yet answered at once. Keep RESULTS_MAXLEN above it: answers not yet recorded by the job wait on its reply stream.',
+  ),
+  backfillReplyTtlS: setting(
+    'BACKFILL_REPLY_TTL_S',
+    int(0),
+    604800,
+    "`streambed backfill`: seconds a job's reply stream lives after the last answer the job recorded (0 = forever).",
   ),
   claimIdleMs: setting(
     'CLAIM_IDLE_MS',

@@ -420,6 +420,7 @@ export class InFlight {
           source: e.envelope.source,
           ...(e.envelope.replyTo !== undefined && { replyTo: e.envelope.replyTo }),
           outcome: e.deduped ? 'deduped' : 'ok',
+          ...(e.envelope.reply === 'status' && { statusOnly: true }),
           ...(e.hashes && { chunkHashes: e.hashes }),
           ok: {
             model: model.spec.name,
