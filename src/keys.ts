@@ -54,6 +54,12 @@ export interface Keys {
   dedupe(model: string, hash: string): string;
   /** Counter of dedupe cache fills in one TTL window (the cache's size bound). */
   dedupeBudget(model: string, window: number): string;
+  /** HASH: a remote model's fleet-wide rate-limit buckets (rate-limit-script.ts). */
+  rateLimit(model: string): string;
+  /** STRING with PX: set while a provider's Retry-After runs; every worker waits it out. */
+  cooldown(model: string): string;
+  /** STRING: tokens a remote model spent on one UTC day (`budgetTokensPerDay`). */
+  tokenBudget(model: string, day: number): string;
 }
 
 export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GROUP): Keys {
@@ -106,5 +112,8 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     backfillSubmitted: (job) => `${prefix}:backfill:${job}:submitted`,
     dedupe: (model, hash) => `${prefix}:cache:${model}:${hash}`,
     dedupeBudget: (model, window) => `${prefix}:cache-budget:${model}:${window}`,
+    rateLimit: (model) => `${prefix}:ratelimit:${model}`,
+    cooldown: (model) => `${prefix}:cooldown:${model}`,
+    tokenBudget: (model, day) => `${prefix}:token-budget:${model}:${day}`,
   };
 }

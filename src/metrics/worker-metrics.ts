@@ -11,6 +11,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 import type { WorkerHandle } from '../worker/worker-process.js';
 import { FleetReader, registerFleetGauges } from './fleet-gauges.js';
+import { registerProviderMetrics } from './provider-metrics.js';
 
 /**
  * Outcomes of streambed_entries_total. ok, error and deduped partition the
@@ -165,6 +166,7 @@ export function workerMetrics(worker: WorkerHandle, options: WorkerMetricsOption
     busySeconds.inc({ model: e.model }, e.ms / 1000);
   });
   worker.events.on('split', (e) => splits.inc({ model: e.model }));
+  registerProviderMetrics(registry, worker);
   new Gauge({
     name: 'streambed_models_loaded',
     help: 'Models loaded in this process (out of those configured).',

@@ -38,6 +38,19 @@ export interface WorkerEventMap {
   split: [{ model: string; texts: number; reason: string }];
   /** The worker cannot run (e.g. a sink table of another dimension); the process should exit. */
   fatal: [{ message: string }];
+  /** A remote model's provider request ended (backends/openai-http.ts); `tokens` from `usage`. */
+  provider: [
+    {
+      model: string;
+      outcome: string;
+      inputs: number;
+      ms: number;
+      status?: number;
+      tokens?: number;
+    },
+  ];
+  /** A remote request waited for the fleet's rate limit, a cooldown or the daily budget. */
+  providerWait: [{ model: string; reason: string; ms: number }];
   /** Redis became reachable or unreachable for the loop. */
   redis: [{ up: boolean }];
 }

@@ -96,9 +96,11 @@ export class InFlight {
     this.textsPerBatch = deps.limits.batchSize;
     // Long texts run alone only where attention costs: real models (with a tokenizer).
     const solo = { ...deps.limits, soloTokens: SOLO_TOKENS };
-    this.queue = new DispatchQueue((model) =>
-      deps.models.get(model)?.encode ? solo : deps.limits,
-    );
+    // A model's own limits first (a remote model: its provider's inputs and tokens per request).
+    this.queue = new DispatchQueue((model) => {
+      const loaded = deps.models.get(model);
+      return loaded?.limits ?? (loaded?.encode ? solo : deps.limits);
+    });
     this.answers = new AnswerQueue({
       writer: deps.writer,
       events: deps.events,
