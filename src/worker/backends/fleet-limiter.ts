@@ -32,7 +32,7 @@ export interface LimiterState {
 }
 
 export class FleetLimiter {
-  private stopped = false;
+  private readonly stopped = new AbortController();
   private readonly state: LimiterState = {
     cooldownUntil: 0,
     pausedUntil: 0,
@@ -54,7 +54,7 @@ export class FleetLimiter {
   /** Resolves once this request of `tokens` (estimated) may go; the cooldown is checked even without limits. */
   async acquire(tokens: number): Promise<void> {
     for (;;) {
-      if (this.stopped) throw new StreambedError('shutting_down', 'worker stopping');
+      if (this.stopped.signal.aborted) throw new StreambedError('shutting_down', 'worker stopping');
       const { granted, waitMs, reason } = await this.ask(() =>
         takeSlot(this.redis, this.limitKeys(), this.limits, tokens),
       );
@@ -68,7 +68,7 @@ export class FleetLimiter {
       // A few ms of jitter so the fleet's waiters do not all ask in the same millisecond.
       const nap = Math.min(MAX_NAP_MS, waitMs) + Math.floor(Math.random() * 10);
       this.onWait(reason, nap);
-      await new Promise((r) => setTimeout(r, nap));
+      await sleep(nap, this.stopped.signal);
     }
   }
 
@@ -103,8 +103,9 @@ export class FleetLimiter {
     return { ...this.state };
   }
 
+  /** Ends every wait at once (their batches fail `shutting_down`: the entries stay held for hand-back). */
   stop(): void {
-    this.stopped = true;
+    this.stopped.abort();
   }
 
   private limitKeys(): LimitKeys {
@@ -124,4 +125,16 @@ export class FleetLimiter {
       });
     }
   }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
