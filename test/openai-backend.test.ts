@@ -12,7 +12,7 @@ import { createLogger } from '../src/log.js';
 import { parseModelTable } from '../src/models/table.js';
 import { OpenAiBackend } from '../src/worker/backends/openai-http.js';
 import { WorkerEvents } from '../src/worker/events.js';
-import { fakeVector, type FakeProvider, startFakeProvider } from './helpers/fake-provider.js';
+import { type FakeProvider, fakeVector, startFakeProvider } from './helpers/fake-provider.js';
 import { deletePrefix, randomPrefix, redisClient } from './helpers/redis.js';
 
 const redis = redisClient();
