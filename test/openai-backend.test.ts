@@ -10,6 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { keys } from '../src/keys.js';
 import { createLogger } from '../src/log.js';
 import { parseModelTable } from '../src/models/table.js';
+import { gatherSample } from '../src/status/gather.js';
+import { renderText } from '../src/status/render-text.js';
+import { buildReport } from '../src/status/report.js';
 import { OpenAiBackend } from '../src/worker/backends/openai-http.js';
 import { WorkerEvents } from '../src/worker/events.js';
 import { type FakeProvider, fakeVector, startFakeProvider } from './helpers/fake-provider.js';
@@ -77,6 +80,9 @@ describe('remote backend', () => {
       code: 'provider_unavailable',
     });
     expect(Number(await redis.pttl(k.cooldown('m2')))).toBeGreaterThan(300);
+    // `streambed status` shows the fleet's cooldown (read from Redis, no worker needed).
+    const sample = await gatherSample(redis, { keys: k, models: ['m2'], pendingSample: 1 });
+    expect(sample.models[0]?.provider?.cooldownUntilMs).toBeGreaterThan(Date.now() - 2_000);
     const run = b.embed('m2', ['y']);
     await new Promise((r) => setTimeout(r, 200));
     // Waiting out the fleet's cooldown: not started, so BATCH_TIMEOUT_MS is not running.
@@ -133,6 +139,10 @@ describe('remote backend', () => {
     expect(run.startedAt()).toBeUndefined();
     const [state] = await backend.states();
     expect(state?.budgetLeft).toBe(0);
+    const sample = await gatherSample(redis, { keys: k, models: ['m4'], pendingSample: 1 });
+    const thresholds = { maxPendingAgeMs: null, maxDlq: 0, staleMs: 1, activeMs: 1, liveMs: 1 };
+    const text = renderText(buildReport(sample, undefined, { prefix, group: k.group, thresholds }));
+    expect(text).toMatch(/provider: \d+ tokens spent today \(UTC\)/);
     await backend.close();
     await expect(run.result).rejects.toMatchObject({ code: 'shutting_down' });
   });

@@ -133,6 +133,31 @@ export function queueLength(p: ChainableCommander, key: string): Parser<number> 
   return (replies) => Number(ok<number>(replies[at] as Reply, 0));
 }
 
+/** A remote model's fleet state: the cooldown's end (epoch ms) and tokens spent today (with a budget). */
+export interface ProviderSample {
+  cooldownUntilMs: number | null;
+  tokensToday: number | null;
+}
+
+export function queueProvider(
+  p: ChainableCommander,
+  cooldownKey: string,
+  budgetKey: string,
+): Parser<ProviderSample | null> {
+  const at = p.length;
+  p.get(cooldownKey);
+  p.get(budgetKey);
+  return (replies) => {
+    const until = ok<string | null>(replies[at] as Reply, null);
+    const spent = ok<string | null>(replies[at + 1] as Reply, null);
+    if (until === null && spent === null) return null;
+    return {
+      cooldownUntilMs: until === null ? null : Number(until),
+      tokensToday: spent === null ? null : Number(spent),
+    };
+  };
+}
+
 export function queueMembers(p: ChainableCommander, key: string): Parser<string[]> {
   const at = p.length;
   p.smembers(key);
