@@ -16,6 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { StreambedClient } from '../src/client/client.js';
 import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
+import { workerMetrics } from '../src/metrics/worker-metrics.js';
 import type { EmbedResult } from '../src/types.js';
 import {
   type FakeProvider,
@@ -318,8 +319,14 @@ describe('a remote model with the embedded pgvector sink', () => {
     const client = new StreambedClient({ redis, prefix: p });
     try {
       expect(worker.models.get('emb')?.dim).toBe(12);
+      const registry = workerMetrics(worker, { sources: ['sdk'] });
       const [v] = await client.embed(['stored remotely'], { model: 'emb', timeoutMs: 30_000 });
       expect(v).toHaveLength(12);
+      // Tokens from the provider's usage, per model and per allow-listed source.
+      const text = await registry.metrics();
+      expect(text).toMatch(/streambed_provider_tokens_total\{model="emb"\} 4\b/);
+      expect(text).toMatch(/streambed_source_tokens_total\{model="emb",source="sdk"\} 4\b/);
+      expect(text).toMatch(/streambed_provider_requests_total\{model="emb",outcome="ok"\} 1\b/);
       const [hit] = await worker.sinkClient!.search('emb', fakeVector('stored remotely', 12), 1);
       expect(hit?.distance).toBeLessThan(1e-5);
     } finally {

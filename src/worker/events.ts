@@ -23,7 +23,17 @@ export interface WorkerEventMap {
     },
   ];
   /** A micro-batch came back from a thread. */
-  batch: [{ model: string; texts: number; tokens: number; paddedTokens: number; ms: number }];
+  batch: [
+    {
+      model: string;
+      texts: number;
+      tokens: number;
+      paddedTokens: number;
+      ms: number;
+      /** Tokens by the envelopes' source (a remote model's `usage` shared out per text). */
+      bySource?: ReadonlyMap<string, number>;
+    },
+  ];
   /** Another consumer took the entry over before we could publish it. */
   fenced: [{ model: string; stream: string; id: string }];
   /** The reclaimer took over entries idle on other consumers. */

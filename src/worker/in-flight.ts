@@ -299,7 +299,7 @@ export class InFlight {
           this.deps.events.emit('overdue', { model, texts: items.length, waiting: true });
           this.deps.log.warn(
             { model, texts: items.length, batchTimeoutMs: timeoutMs },
-            'batch still running in ONNX Runtime past BATCH_TIMEOUT_MS; waiting for it (lower BATCH_SIZE or MAX_BATCH_TOKENS, or raise BATCH_TIMEOUT_MS)',
+            'batch still running in ONNX Runtime past BATCH_TIMEOUT_MS (or a provider request still on the wire); waiting for it (lower BATCH_SIZE or MAX_BATCH_TOKENS, or raise BATCH_TIMEOUT_MS)',
           );
         }
         timer = setTimeout(watch, Math.max(left, Math.min(timeoutMs, 1_000)));
@@ -321,12 +321,18 @@ export class InFlight {
     run.result
       .then(
         (out) => {
+          const bySource = new Map<string, number>();
+          items.forEach((item, k) => {
+            const source = item.entry.envelope.source;
+            bySource.set(source, (bySource.get(source) ?? 0) + (out.tokens[k] ?? 0));
+          });
           this.deps.events.emit('batch', {
             model,
             texts: items.length,
             tokens: out.tokens.reduce((a, b) => a + b, 0),
             paddedTokens: out.paddedTokens,
             ms: out.ms,
+            bySource,
           });
           const done: Entry[] = [];
           items.forEach((item, k) => {
