@@ -60,6 +60,8 @@ export interface Keys {
   cooldown(model: string): string;
   /** STRING: tokens a remote model spent on one UTC day (`budgetTokensPerDay`). */
   tokenBudget(model: string, day: number): string;
+  /** STRING with EX: why the provider last refused a remote model (401/403/404), for `status`. */
+  providerRefused(model: string): string;
 }
 
 export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GROUP): Keys {
@@ -115,5 +117,6 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     rateLimit: (model) => `${prefix}:ratelimit:${model}`,
     cooldown: (model) => `${prefix}:cooldown:${model}`,
     tokenBudget: (model, day) => `${prefix}:token-budget:${model}:${day}`,
+    providerRefused: (model) => `${prefix}:provider-refused:${model}`,
   };
 }

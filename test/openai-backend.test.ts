@@ -113,14 +113,30 @@ describe('remote backend', () => {
     const err = await backend.embed('m3', ['z']).result.catch((e: Error) => e);
     expect(err).toMatchObject({ code: 'provider_refused' });
     expect(backend.reasons().join(' ')).toMatch(/model m3: provider refused \(HTTP 401\)/);
+    // ...and `streambed status` says it for the fleet (read from Redis).
+    const refused = await gatherSample(redis, { keys: k, models: ['m3'], pendingSample: 1 });
+    expect(refused.models[0]?.provider?.refused).toMatch(/HTTP 401.*Incorrect API key/);
     const states = await backend.states();
     expect(states[0]).toMatchObject({ model: 'm3' });
     expect(JSON.stringify([states, backend.reasons(), String(err)])).not.toMatch(/secret/);
     env.SB_KEY = 'secret-right';
     await backend.embed('m3', ['z']).result;
     expect(backend.reasons()).toEqual([]);
+    expect(await redis.exists(k.providerRefused('m3'))).toBe(0);
     delete env.SB_KEY;
     await expect(backend.embed('m3', ['z']).result).rejects.toThrow(/env var SB_KEY/);
+  });
+
+  it('reads JSON floats from a server that ignores encoding_format, and asks floats with encoding=float', async () => {
+    const { provider, spec, make } = await setup('m5', '', { dim: 5, alwaysFloat: true });
+    const backend = make();
+    await backend.load(spec);
+    const out = await backend.embed('m5', ['a', 'b']).result;
+    expect(Array.from(out.data.subarray(5))).toEqual(Array.from(fakeVector('b', 5)));
+    const floats = await setup('m6', 'encoding=float;dimensions=3', { dim: 5 });
+    const b2 = floats.make();
+    expect((await b2.load(floats.spec)).dim).toBe(3);
+    expect(provider.requests).toHaveLength(2);
   });
 
   it('a spent daily budget pauses the model and says until when', async () => {

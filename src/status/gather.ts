@@ -91,11 +91,11 @@ export async function gatherSample(redis: Redis, o: GatherOptions): Promise<Samp
   const plans = [...models].map(([model, bulkSources]) => ({
     model,
     dlq: queueLength(p, o.keys.dlq(model)),
-    provider: queueProvider(
-      p,
-      o.keys.cooldown(model),
-      o.keys.tokenBudget(model, Math.floor(Date.now() / 86_400_000)),
-    ),
+    provider: queueProvider(p, {
+      cooldown: o.keys.cooldown(model),
+      budget: o.keys.tokenBudget(model, Math.floor(Date.now() / 86_400_000)),
+      refused: o.keys.providerRefused(model),
+    }),
     streams: [
       queueStream(p, o, 'interactive', null, o.keys.request(model)),
       ...[PLAIN_BULK_MEMBER, ...bulkSources].map((s) =>

@@ -137,23 +137,27 @@ export function queueLength(p: ChainableCommander, key: string): Parser<number> 
 export interface ProviderSample {
   cooldownUntilMs: number | null;
   tokensToday: number | null;
+  /** Why the provider last refused the model (401/403/404), within the hour; null when it did not. */
+  refused: string | null;
 }
 
 export function queueProvider(
   p: ChainableCommander,
-  cooldownKey: string,
-  budgetKey: string,
+  keys: { cooldown: string; budget: string; refused: string },
 ): Parser<ProviderSample | null> {
   const at = p.length;
-  p.get(cooldownKey);
-  p.get(budgetKey);
+  p.get(keys.cooldown);
+  p.get(keys.budget);
+  p.get(keys.refused);
   return (replies) => {
-    const until = ok<string | null>(replies[at] as Reply, null);
-    const spent = ok<string | null>(replies[at + 1] as Reply, null);
-    if (until === null && spent === null) return null;
+    const [until, spent, refused] = [0, 1, 2].map((i) =>
+      ok<string | null>(replies[at + i] as Reply, null),
+    );
+    if (until === null && spent === null && refused === null) return null;
     return {
-      cooldownUntilMs: until === null ? null : Number(until),
-      tokensToday: spent === null ? null : Number(spent),
+      cooldownUntilMs: until == null ? null : Number(until),
+      tokensToday: spent == null ? null : Number(spent),
+      refused: refused ?? null,
     };
   };
 }

@@ -74,6 +74,7 @@ function providerRows(m: ModelStatus, atMs: number): string[] {
   if (p.cooldownUntilMs !== null && p.cooldownUntilMs > atMs)
     parts.push(`cooling down ${((p.cooldownUntilMs - atMs) / 1000).toFixed(1)} s (Retry-After)`);
   if (p.tokensToday !== null) parts.push(`${count(p.tokensToday)} tokens spent today (UTC)`);
+  if (p.refused !== null) parts.push(`refused: ${p.refused}`);
   return parts.length ? [`  provider: ${parts.join('; ')}`] : [];
 }
 

@@ -212,7 +212,7 @@ export class OpenAiBackend implements EmbedBackend {
       const after = retryAfterMs(res.headers);
       if (res.status === 429 || after !== undefined)
         await remote.limiter.coolDown(after ?? DEFAULT_COOLDOWN_MS);
-      if (outcome === 'refused') remote.refused = error.message;
+      if (outcome === 'refused') await this.refuse(remote, error.message);
       throw error;
     }
     let answer;
@@ -224,11 +224,11 @@ export class OpenAiBackend implements EmbedBackend {
     }
     if (remote.dim !== undefined && answer.dim !== remote.dim) {
       // The provider now serves another model under this name: nothing can be answered.
-      remote.refused = `provider answered dim ${answer.dim}, loaded with ${remote.dim}`;
+      await this.refuse(remote, `provider answered dim ${answer.dim}, loaded with ${remote.dim}`);
       report('malformed', { status: res.status });
       throw new StreambedError('provider_refused', `model ${spec.name}: ${remote.refused}`);
     }
-    remote.refused = undefined;
+    if (remote.refused !== undefined) await this.refuse(remote, undefined);
     const tokens = answer.tokens ?? estimate;
     report('ok', { status: res.status, tokens });
     if (answer.tokens !== undefined)
@@ -248,6 +248,25 @@ export class OpenAiBackend implements EmbedBackend {
     };
   }
 
+  /**
+   * Record (or, `why` undefined, clear) a refusal: in this process for /readyz,
+   * and in Redis for `streambed status` (an hour at most: a fleet that stopped
+   * asking should not show it forever). Best effort: Redis down must not hide
+   * the provider's answer.
+   */
+  private async refuse(remote: Remote, why: string | undefined): Promise<void> {
+    remote.refused = why;
+    const key = this.deps.keys.providerRefused(remote.spec.name);
+    await (
+      why === undefined ? this.deps.redis.del(key) : this.deps.redis.set(key, why, 'EX', 3600)
+    ).catch((err: Error) =>
+      this.deps.log.warn(
+        { model: remote.spec.name, err: err.message },
+        'cannot record provider state',
+      ),
+    );
+  }
+
   private headers(remote: Remote): Record<string, string> {
     const h: Record<string, string> = { 'content-type': 'application/json' };
     const name = remote.opts.apiKeyEnv;
@@ -255,6 +274,7 @@ export class OpenAiBackend implements EmbedBackend {
       const key = (this.deps.env ?? process.env)[name];
       // The variable's name is safe to show; its value never is.
       if (!key) {
+        // Only this process lacks it: said in its /readyz, not recorded for the fleet.
         remote.refused = `env var ${name} (apiKeyEnv) is not set`;
         throw new StreambedError('provider_refused', remote.refused);
       }
