@@ -104,10 +104,9 @@ export class OpenAiBackend implements EmbedBackend {
       const out = await this.embed(spec.name, [PROBE_TEXT]).result;
       remote.dim = out.dim;
     } catch (err) {
+      // The worker names the model in its log and /readyz ("model X failed to load: ...").
       const e = toStreambedError(err);
-      throw new StreambedError('model_load_failed', `model ${spec.name}: ${e.message}`, {
-        cause: e,
-      });
+      throw new StreambedError('model_load_failed', e.message, { cause: e });
     }
     return {
       spec,
