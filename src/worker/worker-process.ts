@@ -1,7 +1,7 @@
 /**
- * One worker process: connects to Redis, loads the model table into the
- * thread pool, creates the groups, then runs the read loop, the reclaimer and the trimmer
- * until stopped. `stop()` is the graceful drain of guarantee 5.
+ * One worker process: connects to Redis, loads the model table into its
+ * backends (threads, remote providers: backends/registry.ts), creates the
+ * groups, then runs the read loop, the reclaimer and the trimmer until stopped. `stop()` is the graceful drain of guarantee 5.
  */
 import type { Redis } from 'ioredis';
 
@@ -86,9 +86,9 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     log,
   });
   // One backend per kind of model ref (backends/registry.ts); threads only if a model needs them.
-  const pool = createBackend({ config, redis, keys, events, log }, specs);
+  const backend = createBackend({ config, redis, keys, events, log }, specs);
   // Batches at once: the pool's threads plus the remote models' requests in flight.
-  const threads = pool.threads;
+  const threads = backend.threads;
   const maxBatches = resolveInFlight(config, threads);
   // A remote model's batch is its provider's maxInputs; the read window is sized for the largest.
   const batchSize = Math.max(config.batchSize, ...specs.map((s) => s.remote?.maxInputs ?? 0));
@@ -129,7 +129,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         })
       : undefined;
   const inFlight = new InFlight({
-    pool,
+    pool: backend,
     models,
     writer,
     decode: envelopeDecoder({
@@ -283,7 +283,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   async function loadModel(spec: (typeof specs)[number]): Promise<void> {
     for (let attempt = 0; !stopping; attempt++) {
       try {
-        const m = await pool.load(spec);
+        const m = await backend.load(spec);
         // The sink table's dimension comes from the loaded model (guarantee 7).
         await sinkClient?.ensureTable({ model: spec.name, modelRef: modelRef(spec), dim: m.dim });
         models.set(spec.name, m);
@@ -368,7 +368,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   }
 
   async function close(clean: boolean): Promise<boolean> {
-    await pool.close();
+    await backend.close();
     await sinkClient
       ?.close()
       .catch((err: Error) => log.warn({ err: err.message }, 'sink close failed'));
@@ -400,7 +400,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       const refused = writer.refusedBy();
       if (refused) reasons.push(`redis refuses result writes: ${refused}`);
       if (sink && !sink.healthy()) reasons.push('sink unavailable');
-      reasons.push(...pool.reasons());
+      reasons.push(...backend.reasons());
       for (const s of specs) {
         if (models.has(s.name)) continue;
         const err = loadErrors.get(s.name);
@@ -411,11 +411,11 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     stats: () => ({
       held: inFlight.size,
       batchesInFlight: inFlight.batchesInFlight,
-      poolUtilization: pool.utilization,
-      poolQueue: pool.queueSize,
+      poolUtilization: backend.utilization,
+      poolQueue: backend.queueSize,
       threads,
     }),
-    providers: () => pool.providerStates(),
+    providers: () => backend.providerStates(),
     stop,
     forceStop,
     sinkClient,
