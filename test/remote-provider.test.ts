@@ -154,16 +154,22 @@ describe('two worker processes against a rate-limited provider', () => {
       expect(fake.computed.size - (fake.computed.has(PROBE) ? 1 : 0)).toBe(N);
       expect(fake.requests.every((r) => r.inputs.length <= maxInputs)).toBe(true);
 
-      // No request inside a Retry-After window the fleet was told about (100 ms for
-      // requests already on the wire when the 429 was answered).
+      // No request inside a Retry-After window once the fleet knew of it. Requests granted
+      // before the 429 reached its worker may still land early in the window: at most one
+      // per request slot of the fleet (2 workers x concurrency 3), and, even on a loaded
+      // 2-core machine (load average ~15 measured), within 500 ms of the 429.
       const limited = fake.requests.filter((r) => r.retryAfterMs !== undefined);
       expect(limited).toHaveLength(2);
+      const earlyMs: number[] = [];
       for (const r of limited) {
-        const inside = fake.requests.filter(
-          (q) => q.at > r.at + 100 && q.at < r.at + (r.retryAfterMs as number),
+        const end = r.at + (r.retryAfterMs as number);
+        const early = fake.requests.filter((q) => q.n > r.n && q.at < end);
+        earlyMs.push(...early.map((q) => q.at - r.at));
+        expect(early.length, `requests early in the window of request ${r.n}`).toBeLessThanOrEqual(
+          6,
         );
         expect(
-          inside.map((q) => q.n),
+          early.filter((q) => q.at > r.at + 500).map((q) => `${q.n} at +${q.at - r.at} ms`),
           `inside the window of request ${r.n}`,
         ).toEqual([]);
       }
@@ -179,7 +185,8 @@ describe('two worker processes against a rate-limited provider', () => {
       console.log(
         `remote fleet: ${N} entries in ${seconds.toFixed(1)} s, ${fake.requests.length} requests ` +
           `(${fake.requests.filter((r) => r.status === 429).length} x 429, ` +
-          `${fake.requests.filter((r) => r.status === 503).length} x 503)`,
+          `${fake.requests.filter((r) => r.status === 503).length} x 503); ` +
+          `already sent when a 429 came: +${earlyMs.join(', +') || 'none'} ms`,
       );
     } finally {
       await client.close();
