@@ -70,7 +70,7 @@ describe('remote backend', () => {
     const { provider, spec, make } = await setup('m2', '', {
       dim: 4,
       latencyMs: 150,
-      rateLimitAt: new Map([[3, 800]]),
+      rateLimitAt: new Map([[3, 1_500]]),
     });
     const a = make();
     const b = make();
@@ -96,7 +96,7 @@ describe('remote backend', () => {
     await run.result;
     const limited = provider.requests.find((r) => r.status === 429)!;
     const next = provider.requests.find((r) => r.n > limited.n)!;
-    expect(next.at - limited.at).toBeGreaterThanOrEqual(800 - 20);
+    expect(next.at - limited.at).toBeGreaterThanOrEqual(1_500 - 20);
   });
 
   it('a key refused after load makes the model say why, and an answer clears it', async () => {

@@ -26,7 +26,7 @@ export const RATE_LIMIT_LUA = `
 -- take:   ARGV[2] rpm (0 = none) ARGV[3] tpm (0 = none) ARGV[4] tokens ARGV[5] budget/day (0 = none)
 -- settle: ARGV[2] rpm ARGV[3] tpm ARGV[4] token delta (usage - estimate) ARGV[5] budget/day
 -- cool:   ARGV[2] ms
--- Reply: {granted 0|1, wait ms, reason: '' | 'cooldown' | 'budget' | 'rpm' | 'tpm'}
+-- Reply: {granted 0|1, wait ms, reason: '' | 'cooldown' | 'budget' | 'rpm' | 'tpm', Redis time ms}
 local mode = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -34,7 +34,7 @@ local DAY = 86400000
 if mode == 'cool' then
   local ms = tonumber(ARGV[2])
   if redis.call('PTTL', KEYS[2]) < ms then redis.call('SET', KEYS[2], now + ms, 'PX', ms) end
-  return {1, 0, ''}
+  return {1, 0, '', now}
 end
 local rpm, tpm, tokens, budget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local function burst(limit) return math.ceil(limit / 60) end
@@ -57,12 +57,12 @@ if mode == 'settle' then
   if tpm > 0 then tl = math.min(burst(tpm), tl - tokens) end
   save()
   spend(tokens)
-  return {1, 0, ''}
+  return {1, 0, '', now}
 end
 local cooling = redis.call('PTTL', KEYS[2])
-if cooling > 0 then return {0, cooling, 'cooldown'} end
+if cooling > 0 then return {0, cooling, 'cooldown', now} end
 if budget > 0 and (tonumber(redis.call('GET', KEYS[3])) or 0) >= budget then
-  return {0, DAY - now % DAY, 'budget'}
+  return {0, DAY - now % DAY, 'budget', now}
 end
 local wait, reason = 0, ''
 if rpm > 0 and rl < 1 then wait, reason = (1 - rl) / rate(rpm), 'rpm' end
@@ -70,12 +70,12 @@ if tpm > 0 then
   local need = math.min(tokens, burst(tpm))
   if tl < need and (need - tl) / rate(tpm) > wait then wait, reason = (need - tl) / rate(tpm), 'tpm' end
 end
-if wait > 0 then return {0, math.ceil(wait), reason} end
+if wait > 0 then return {0, math.ceil(wait), reason, now} end
 if rpm > 0 then rl = rl - 1 end
 if tpm > 0 then tl = tl - tokens end
 save()
 spend(tokens)
-return {1, 0, ''}
+return {1, 0, '', now}
 `;
 
 export type LimitReason = '' | 'cooldown' | 'budget' | 'rpm' | 'tpm';
@@ -94,7 +94,7 @@ export interface Limits {
 }
 
 interface WithRateLimit {
-  rateLimit(...args: (string | number)[]): Promise<[number, number, string]>;
+  rateLimit(...args: (string | number)[]): Promise<[number, number, string, number]>;
 }
 
 function define(redis: Redis): WithRateLimit {
@@ -113,8 +113,8 @@ export async function takeSlot(
   k: LimitKeys,
   limits: Limits,
   tokens: number,
-): Promise<{ granted: boolean; waitMs: number; reason: LimitReason }> {
-  const [granted, waitMs, reason] = await call(
+): Promise<{ granted: boolean; waitMs: number; reason: LimitReason; atMs: number }> {
+  const [granted, waitMs, reason, atMs] = await call(
     redis,
     k,
     'take',
@@ -123,7 +123,7 @@ export async function takeSlot(
     Math.max(0, Math.round(tokens)),
     limits.budgetTokensPerDay ?? 0,
   );
-  return { granted: granted === 1, waitMs, reason: reason as LimitReason };
+  return { granted: granted === 1, waitMs, reason: reason as LimitReason, atMs };
 }
 
 /** Reconcile the estimate with the provider's `usage` (delta = actual - estimated). */
