@@ -34,6 +34,8 @@ export interface FakeProviderOptions {
   rejects?: (text: string) => boolean;
   /** Answer JSON floats even when base64 is asked (servers that ignore encoding_format). */
   alwaysFloat?: boolean;
+  /** Answer 422 to `encoding_format: base64` (servers that only know floats). */
+  refuseBase64?: boolean;
 }
 
 export interface ProviderRequest {
@@ -115,6 +117,8 @@ export async function startFakeProvider(opts: FakeProviderOptions = {}): Promise
         });
       }
       if (opts.unavailableAt?.has(num)) return error(503, 'overloaded');
+      if (opts.refuseBase64 && body.encoding_format === 'base64')
+        return error(422, 'unknown variant `base64`, expected `float`');
       if (opts.maxInputs !== undefined && input.length > opts.maxInputs)
         return error(400, `too many inputs: ${input.length} > ${opts.maxInputs}`);
       const bad = input.findIndex((t) => opts.rejects?.(t));

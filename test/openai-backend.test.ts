@@ -137,6 +137,13 @@ describe('remote backend', () => {
     const b2 = floats.make();
     expect((await b2.load(floats.spec)).dim).toBe(3);
     expect(provider.requests).toHaveLength(2);
+    // A server that refuses base64: the probe asks again as floats, and the model keeps floats.
+    const strict = await setup('m7', '', { dim: 5, refuseBase64: true });
+    const b3 = strict.make();
+    await b3.load(strict.spec);
+    const got = await b3.embed('m7', ['c']).result;
+    expect(Array.from(got.data)).toEqual(Array.from(fakeVector('c', 5)));
+    expect(strict.provider.requests.map((r) => r.status)).toEqual([422, 200, 200]);
   });
 
   it('a spent daily budget pauses the model and says until when', async () => {

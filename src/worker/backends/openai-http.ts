@@ -56,6 +56,8 @@ interface Remote {
   providerModel: string;
   slots: Slots;
   limiter: FleetLimiter;
+  /** As configured, or `float` once the probe found the server refuses base64. */
+  encoding: 'base64' | 'float';
   dim?: number;
   refused?: string;
 }
@@ -87,6 +89,7 @@ export class OpenAiBackend implements EmbedBackend {
         providerModel: spec.ref.slice(spec.ref.indexOf(':') + 1),
         slots: new Slots(opts.concurrency),
         limiter,
+        encoding: opts.encoding,
       });
     }
   }
@@ -101,8 +104,7 @@ export class OpenAiBackend implements EmbedBackend {
     if (!remote) throw new StreambedError('internal', `model ${spec.name} is not a remote model`);
     const started = performance.now();
     try {
-      const out = await this.embed(spec.name, [PROBE_TEXT]).result;
-      remote.dim = out.dim;
+      remote.dim = (await this.probe(remote)).dim;
     } catch (err) {
       // The worker names the model in its log and /readyz ("model X failed to load: ...").
       const e = toStreambedError(err);
@@ -120,6 +122,26 @@ export class OpenAiBackend implements EmbedBackend {
         requestCostTokens: remote.opts.maxRequestTokens,
       },
     };
+  }
+
+  /**
+   * One fixed short text: a 400/422 to it is about the request, not a page.
+   * Asked as base64 and refused, it is asked again as floats, and the model
+   * keeps floats (servers that only know `encoding_format: float`).
+   */
+  private async probe(remote: Remote): Promise<EmbedTaskResult> {
+    try {
+      return await this.embed(remote.spec.name, [PROBE_TEXT]).result;
+    } catch (err) {
+      if (remote.encoding !== 'base64' || (err as StreambedError).code !== 'model_error') throw err;
+      remote.encoding = 'float';
+      const out = await this.embed(remote.spec.name, [PROBE_TEXT]).result;
+      this.deps.log.warn(
+        { model: remote.spec.name },
+        'provider refused base64 vectors; asking for floats (set encoding=float to skip the retry)',
+      );
+      return out;
+    }
   }
 
   embed(model: string, input: string[] | TokenizedBatch): BatchRun {
@@ -196,7 +218,10 @@ export class OpenAiBackend implements EmbedBackend {
       res = await fetch(`${opts.baseUrl.replace(/\/$/, '')}/embeddings`, {
         method: 'POST',
         headers,
-        body: requestBody(remote.providerModel, input, opts),
+        body: requestBody(remote.providerModel, input, {
+          dimensions: opts.dimensions,
+          encoding: remote.encoding,
+        }),
         signal: AbortSignal.any([AbortSignal.timeout(opts.timeoutMs), this.abort.signal]),
       });
     } catch (err) {
