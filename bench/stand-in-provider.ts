@@ -1,18 +1,19 @@
 /**
  * A stand-in embeddings provider on loopback speaking the OpenAI protocol
  * (`POST /v1/embeddings`), for tests (test/helpers/fake-provider.ts) and
- * `bench/remote.ts`: deterministic vectors
- * from a hash of each text, base64 or JSON floats as asked, `usage` tokens,
- * a bearer key check (401), a limit on inputs per request (400 above it),
- * texts it rejects (400), 429s with `Retry-After` on a schedule (and 429 to
- * anything arriving inside a window it announced, as a real provider would),
- * a few 503s, a fixed latency. It records every request: arrival time,
- * status, and a hash of each input (never the text).
+ * `bench/remote.ts`: deterministic vectors from a hash of each text, base64
+ * or JSON floats as asked, `usage` tokens, a bearer key check (401), a limit
+ * on inputs per request (400 above it), texts it rejects (400), 429s with
+ * `Retry-After` on a schedule (and 429 to anything arriving inside a window
+ * it announced, as a real provider would), a few 503s, a refusal of base64
+ * (422) as float-only servers do, a fixed latency. It records every request:
+ * arrival time, status, and a hash of each input (never the text).
  *
  * What it does not cover: real tokenisation (usage is ~4 characters a token),
  * a provider's own rate-limit algorithm (its 429s come from the schedule, not
  * from counting), HTTP/2, compression, streaming or slow bodies, gateways that
- * answer HTML, partial answers, and how a provider bills a timed-out request.
+ * answer HTML, partial answers, timeouts, and how a provider bills a
+ * timed-out request.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
