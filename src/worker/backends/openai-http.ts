@@ -229,13 +229,24 @@ export class OpenAiBackend implements EmbedBackend {
       report(outcome);
       throw error;
     }
+    // The fleet learns of a Retry-After from the headers, before the body is read:
+    // until the cooldown is in Redis, other workers keep sending.
+    const after = res.ok ? undefined : retryAfterMs(res.headers);
+    const cooling =
+      res.status === 429 || after !== undefined
+        ? remote.limiter
+            .coolDown(after ?? DEFAULT_COOLDOWN_MS)
+            // Handled at once (no unhandled rejection while the body is read); the batch
+            // fails transient anyway, so Redis refusing the cooldown only costs this warning.
+            .catch((err: Error) =>
+              this.deps.log.warn({ model: spec.name, err: err.message }, 'cannot record cooldown'),
+            )
+        : undefined;
     const text = await res.text().catch(() => '');
     if (!res.ok) {
       const { error, outcome } = classifyStatus(res.status, errorMessage(text));
       report(outcome, { status: res.status });
-      const after = retryAfterMs(res.headers);
-      if (res.status === 429 || after !== undefined)
-        await remote.limiter.coolDown(after ?? DEFAULT_COOLDOWN_MS);
+      await cooling;
       if (outcome === 'refused') await this.refuse(remote, error.message);
       throw error;
     }
