@@ -219,16 +219,29 @@ function checkKeda(objects: K8sObject[], w: Workload): Json[] {
   const so = only(objects, 'ScaledObject');
   expect(so.spec.scaleTargetRef.name).toBe(w.deployment.metadata.name);
   expect(w.deployment.spec.replicas, 'KEDA owns the replica count').toBeUndefined();
-  const triggers: Json[] = so.spec.triggers;
-  for (const t of triggers) {
-    expect(t.type).toBe('redis-streams');
-    expect(t.metadata.consumerGroup).toBe(w.config.group);
+  const all: Json[] = so.spec.triggers;
+  for (const t of all) {
+    expect(['redis-streams', 'redis']).toContain(t.type);
     expect(t.metadata.address).toMatch(/^[^:/]+:\d+$/);
     if (t.authenticationRef) {
       const auth = named(objects, 'TriggerAuthentication', t.authenticationRef.name);
       expect(auth, `TriggerAuthentication ${t.authenticationRef.name}`).toBeDefined();
     }
   }
+  // One backlog list per model, as the SDK and the publish script name it (src/keys.ts).
+  const k = keys(w.config.keyPrefix, w.config.group);
+  const lists = all.filter((t) => t.type === 'redis');
+  expect(lists.map((t) => t.metadata.listName).sort()).toEqual(
+    parseModelTable(w.config.models)
+      .map((m) => k.bulkBacklog(m.name))
+      .sort(),
+  );
+  for (const t of lists) {
+    expect(Number(t.metadata.listLength)).toBeGreaterThan(0);
+    expect(t.metadata.activationListLength).toBe('0');
+  }
+  const triggers = all.filter((t) => t.type === 'redis-streams');
+  for (const t of triggers) expect(t.metadata.consumerGroup).toBe(w.config.group);
   const lag = triggers.filter((t) => t.metadata.lagCount !== undefined);
   // Exactly the worker's streams: one lag trigger per model and lane, no strays.
   expect(lag.map((t) => t.metadata.stream).sort()).toEqual(expectedStreams(w.config).sort());
@@ -329,6 +342,10 @@ describe('helm chart', () => {
     const held = String(maxHeldEntries(w.config, w.config.threads!));
     const pending = triggers.filter((t) => t.metadata.pendingEntriesCount !== undefined);
     expect(new Set(pending.map((t) => t.metadata.pendingEntriesCount))).toEqual(new Set([held]));
+    const so = only(objects, 'ScaledObject');
+    const lists = so.spec.triggers.filter((t: Json) => t.type === 'redis');
+    expect(new Set(lists.map((t: Json) => t.metadata.listLength))).toEqual(new Set([held]));
+    for (const t of lists) expect(t.authenticationRef).toEqual(triggers[0].authenticationRef);
     const auth = only(objects, 'TriggerAuthentication');
     const params = Object.fromEntries(auth.spec.secretTargetRef.map((r: Json) => [r.parameter, r]));
     expect(Object.keys(params).sort()).toEqual(['ca', 'password', 'tls', 'username']);

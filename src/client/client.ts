@@ -93,7 +93,8 @@ export class StreambedClient {
    * in page order. Waits (or fails) while the stream's backlog is above maxBacklog.
    * Bulk pages go to `{p}:req:{model}:bulk:{source}` and their sources into
    * the fair scheduler, in one MULTI per chunk: a source can never be dropped
-   * from the schedule between its XADD and its ZADD.
+   * from the schedule between its XADD and its ZADD, and each page's backlog
+   * token (`bulkBacklog`) is pushed with its XADD.
    */
   /** The request stream `submit` writes a page to. */
   requestStream(page: Pick<Page, 'source'>, model: string, lane: Lane = 'interactive'): string {
@@ -132,6 +133,9 @@ export class StreambedClient {
         // NX -1: a source already scheduled keeps its place; a new one is placed by the scheduler.
         batch.zadd(this.keys.bulkSchedule(model), 'NX', ...scheduled.flatMap((s) => [-1, s]));
         batch.sadd(this.keys.bulkSources(model), ...scheduled);
+        // One token per page, popped when its entry is acked: the backlog KEDA reads (LLEN).
+        const tokens = scheduled.reduce((n, s) => n + (perSource.get(s) ?? 0), 0);
+        batch.rpush(this.keys.bulkBacklog(model), ...Array<string>(tokens).fill('1'));
       }
       if (options.submittedSet !== undefined)
         batch.sadd(options.submittedSet, ...part.map(pageKey));
