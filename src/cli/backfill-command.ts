@@ -9,6 +9,7 @@ import { listCorpus } from '../backfill/corpus.js';
 import { type BackfillReport, runBackfill } from '../backfill/run.js';
 import { checkJobName, defaultJobName } from '../backfill/state.js';
 import { loadConfig } from '../config/load.js';
+import { REDIS_SETTINGS } from '../config/settings.js';
 import { openCliConnection } from './client-connection.js';
 import { warnUnlessServed } from './fleet-check.js';
 import { ProgressBar } from './progress-bar.js';
@@ -45,13 +46,7 @@ export function backfillCommand(): Command {
       'time between progress lines when stderr is not a terminal',
       '5000',
     );
-  addSettingOptions(cmd, [
-    'redisUrl',
-    'redisTlsCaFile',
-    'keyPrefix',
-    'group',
-    'backfillMaxInFlight',
-  ]);
+  addSettingOptions(cmd, [...REDIS_SETTINGS, 'keyPrefix', 'group', 'backfillMaxInFlight']);
   cmd.action(async (input: string, o: Record<string, unknown>) => {
     const config = loadConfig(process.env, o);
     const job = checkJobName((o.job as string | undefined) ?? defaultJobName(input));

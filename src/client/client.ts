@@ -10,6 +10,7 @@ import { Packr } from 'msgpackr';
 import { decodeResult } from '../codec/result.js';
 import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys, type Lane } from '../keys.js';
+import { connectRedis, type RedisTarget } from '../redis/connect.js';
 import type { EmbedResult, Page } from '../types.js';
 import { Backlog } from './backlog.js';
 import { ReplyReader } from './reply-reader.js';
@@ -17,8 +18,11 @@ import { ReplyReader } from './reply-reader.js';
 const packr = new Packr({ useRecords: false });
 
 export interface ClientOptions {
-  /** A Redis URL or an ioredis instance (not closed by `close()` when passed in). */
-  redis: string | Redis;
+  /**
+   * A Redis URL, a target (a URL with REDIS_SENTINELS' sentinels: `redisTarget(config)`),
+   * or an ioredis instance (not closed by `close()` when passed in).
+   */
+  redis: string | RedisTarget | Redis;
   prefix?: string;
   group?: string;
   /** Most unprocessed entries (lag + pending) on a request stream before submit waits or fails. */
@@ -73,11 +77,13 @@ export class StreambedClient {
   private readonly clientId = randomUUID();
 
   constructor(options: ClientOptions) {
-    this.owned = typeof options.redis === 'string';
+    this.owned = !(options.redis instanceof Redis);
     this.redis =
       typeof options.redis === 'string'
         ? new Redis(options.redis, { maxRetriesPerRequest: null })
-        : options.redis;
+        : options.redis instanceof Redis
+          ? options.redis
+          : connectRedis({ ...options.redis, name: 'streambed-client' });
     this.keys = buildKeys(options.prefix, options.group);
     this.backlog = new Backlog(
       this.redis,

@@ -46,6 +46,7 @@ export function loadSettings<K extends SettingKey>(
 }
 
 function redact(key: SettingKey, raw: unknown): unknown {
+  if (key === 'redisSentinelPassword') return '***';
   return key === 'redisUrl' && typeof raw === 'string' ? redactUrl(raw) : raw;
 }
 
