@@ -40,7 +40,14 @@ const EXTRA_ENVS = new Set(['POD_NAME', 'NODE_OPTIONS']);
 const LANES: Lane[] = ['interactive', 'bulk'];
 
 const CI_DIR = join(CHART_DIR, 'ci');
-const VALUE_SETS = ['default', 'keda-on', 'hpa-on', 'postgres-sink-on', 'existing-secrets'];
+const VALUE_SETS = [
+  'default',
+  'keda-on',
+  'hpa-on',
+  'postgres-sink-on',
+  'existing-secrets',
+  'sentinel',
+];
 const ciFile = (set: string) => join(CI_DIR, `${set}-values.yaml`);
 const renders = new Map<string, K8sObject[]>();
 /** helm template with one ci values file, rendered once per test file. */
@@ -220,9 +227,14 @@ function checkKeda(objects: K8sObject[], w: Workload): Json[] {
   expect(so.spec.scaleTargetRef.name).toBe(w.deployment.metadata.name);
   expect(w.deployment.spec.replicas, 'KEDA owns the replica count').toBeUndefined();
   const all: Json[] = so.spec.triggers;
+  // Sentinel mode: the same triggers as their redis-sentinel kinds, on the sentinels' addresses.
+  const kind = w.config.redisSentinels ? 'redis-sentinel' : 'redis';
   for (const t of all) {
-    expect(['redis-streams', 'redis']).toContain(t.type);
-    expect(t.metadata.address).toMatch(/^[^:/]+:\d+$/);
+    expect([`${kind}-streams`, kind]).toContain(t.type);
+    if (w.config.redisSentinels) {
+      expect(t.metadata.addresses).toBe(w.config.redisSentinels);
+      expect(t.metadata.sentinelMaster).toBe(w.config.redisSentinelName);
+    } else expect(t.metadata.address).toMatch(/^[^:/]+:\d+$/);
     if (t.authenticationRef) {
       const auth = named(objects, 'TriggerAuthentication', t.authenticationRef.name);
       expect(auth, `TriggerAuthentication ${t.authenticationRef.name}`).toBeDefined();
@@ -230,7 +242,7 @@ function checkKeda(objects: K8sObject[], w: Workload): Json[] {
   }
   // One backlog list per model, as the SDK and the publish script name it (src/keys.ts).
   const k = keys(w.config.keyPrefix, w.config.group);
-  const lists = all.filter((t) => t.type === 'redis');
+  const lists = all.filter((t) => t.type === kind);
   expect(lists.map((t) => t.metadata.listName).sort()).toEqual(
     parseModelTable(w.config.models)
       .map((m) => k.bulkBacklog(m.name))
@@ -240,7 +252,7 @@ function checkKeda(objects: K8sObject[], w: Workload): Json[] {
     expect(Number(t.metadata.listLength)).toBeGreaterThan(0);
     expect(t.metadata.activationListLength).toBe('0');
   }
-  const triggers = all.filter((t) => t.type === 'redis-streams');
+  const triggers = all.filter((t) => t.type === `${kind}-streams`);
   for (const t of triggers) expect(t.metadata.consumerGroup).toBe(w.config.group);
   const lag = triggers.filter((t) => t.metadata.lagCount !== undefined);
   // Exactly the worker's streams: one lag trigger per model and lane, no strays.
@@ -362,6 +374,30 @@ describe('helm chart', () => {
     expect(ca).toBeDefined();
     const mount = w.worker.volumeMounts.find((m: Json) => ca.startsWith(`${m.mountPath}/`));
     expect(mount, 'REDIS_TLS_CA_FILE is on a mounted volume').toBeDefined();
+  });
+
+  it('Sentinel: the worker and KEDA find the master through the sentinels', () => {
+    const objects = render('sentinel');
+    const w = checkWorkload(objects);
+    expect(w.config.redisSentinels).toBe(
+      [0, 1, 2].map((i) => `redis-node-${i}.redis-headless:26379`).join(','),
+    );
+    expect(w.config.redisSentinelName).toBe('mymaster');
+    const ref = w.worker.env.find((e: Json) => e.name === 'REDIS_SENTINEL_PASSWORD');
+    expect(ref.valueFrom.secretKeyRef).toEqual({
+      name: 'redis-sentinel',
+      key: 'sentinel-password',
+    });
+    const triggers = checkKeda(objects, w);
+    for (const t of triggers) expect(t.metadata.databaseIndex).toBe('1');
+    const auth = only(objects, 'TriggerAuthentication');
+    const params = Object.fromEntries(auth.spec.secretTargetRef.map((r: Json) => [r.parameter, r]));
+    expect(Object.keys(params).sort()).toEqual(['password', 'sentinelPassword', 'username']);
+    expect(params.sentinelPassword).toEqual({
+      parameter: 'sentinelPassword',
+      name: 'redis-sentinel',
+      key: 'sentinel-password',
+    });
   });
 
   it('existing Secrets: the chart renders no Secret and reads the ones named in values', () => {

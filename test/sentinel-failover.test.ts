@@ -16,6 +16,8 @@ import { StreambedClient } from '../src/client/client.js';
 import { keys } from '../src/keys.js';
 import { connectRedis, type RedisTarget } from '../src/redis/connect.js';
 import type { Page } from '../src/types.js';
+import { helmTemplate, valuesFile } from './helpers/helm.js';
+import { activeNames, readTriggers, type Trigger } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import { replicaCaughtUp, type SentinelSetup, sentinelSetup } from './helpers/sentinel.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
@@ -48,6 +50,25 @@ afterAll(async () => {
   await Promise.all(children.map((c) => c.exited));
   await setup?.stop();
 });
+
+/** The chart's ScaledObject triggers for this setup (KEDA on, Sentinel mode). */
+function renderedTriggers(): Trigger[] {
+  const values = valuesFile({
+    models: [{ name: 'fx', ref: 'fixture:8' }],
+    worker: { keyPrefix: prefix },
+    redis: {
+      url: target.url,
+      sentinel: { hosts: setup.sentinels.split(','), masterName: setup.name },
+    },
+    autoscaling: { keda: { enabled: true, minReplicas: 0 } },
+  });
+  try {
+    const so = helmTemplate([values.path]).find((o) => o.kind === 'ScaledObject');
+    return so?.spec.triggers as Trigger[];
+  } finally {
+    values.dispose();
+  }
+}
 
 interface Seen {
   /** Result entry ids per page id, in the order the reader saw them. */
@@ -105,6 +126,16 @@ describe('Redis Sentinel', () => {
     await client.close();
     // Submitted entries are durable before the failover: the test measures results, not submissions.
     await replicaCaughtUp(setup);
+    // KEDA in Sentinel mode asks the sentinels for the master and reads the same keys there.
+    const triggers = renderedTriggers();
+    expect(new Set(triggers.map((t) => t.type))).toEqual(
+      new Set(['redis-sentinel-streams', 'redis-sentinel']),
+    );
+    const viaSentinels = connectRedis({ ...target, name: 'keda' });
+    expect(activeNames(await readTriggers(viaSentinels, triggers))).toEqual(
+      [`lag ${k.request('fx')}`, `list ${k.bulkBacklog('fx')}`].sort(),
+    );
+    viaSentinels.disconnect();
 
     const reader = tail();
     const env = {
@@ -198,6 +229,9 @@ describe('Redis Sentinel', () => {
         expect(Number(pending), stream).toBe(0);
       }
       expect(await onNew.llen(k.bulkBacklog('fx'))).toBe(0);
+      const readings = await readTriggers(onNew, triggers);
+      expect(readings.filter((r) => r.error)).toEqual([]);
+      expect(activeNames(readings)).toEqual([]); // KEDA may scale the fleet to zero again
     } finally {
       onNew.disconnect();
     }

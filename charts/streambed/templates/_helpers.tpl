@@ -259,7 +259,7 @@ host:port, not a URL, and cannot read the worker's REDIS_URL.
 {{- fail "modelCache.readOnly needs modelCache.allowRemoteModels: false (downloads could not be written)" -}}
 {{- end -}}
 {{- if .Values.autoscaling.keda.enabled -}}
-{{- if and .Values.redis.existingSecret (not .Values.autoscaling.keda.redis.address) -}}
+{{- if and .Values.redis.existingSecret (not .Values.autoscaling.keda.redis.address) (not .Values.redis.sentinel.hosts) -}}
 {{- fail "autoscaling.keda.redis.address (host:port) is required with redis.existingSecret: KEDA cannot read the URL from the Secret" -}}
 {{- end -}}
 {{- $auth := .Values.autoscaling.keda.redis.auth -}}
