@@ -8,7 +8,8 @@
  * (and their acks) that the old master had acknowledged: the test measures
  * what a reader tailing the reply stream through the failover saw (answered
  * once, duplicated, never) and checks that every duplicate is explained by a
- * result lost with the old master or a second result on the new one.
+ * result lost with the old master or a second result on the new one. KEDA's
+ * sentinel triggers and `streambed status` read the new master too.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -16,6 +17,7 @@ import { StreambedClient } from '../src/client/client.js';
 import { keys } from '../src/keys.js';
 import { connectRedis, type RedisTarget } from '../src/redis/connect.js';
 import type { Page } from '../src/types.js';
+import { runCli } from './helpers/cli.js';
 import { helmTemplate, valuesFile } from './helpers/helm.js';
 import { activeNames, readTriggers, type Trigger } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
@@ -232,6 +234,15 @@ describe('Redis Sentinel', () => {
       const readings = await readTriggers(onNew, triggers);
       expect(readings.filter((r) => r.error)).toEqual([]);
       expect(activeNames(readings)).toEqual([]); // KEDA may scale the fleet to zero again
+      // The CLI takes the same settings: status reads the new master through the sentinels.
+      const status = await runCli(['status', '--json', '--key-prefix', prefix], {
+        REDIS_URL: target.url,
+        REDIS_SENTINELS: setup.sentinels,
+        REDIS_SENTINEL_NAME: setup.name,
+        REDIS_SENTINEL_PASSWORD: sentinelPassword,
+      });
+      expect(status.code, status.stderr).toBe(0);
+      expect(status.stdout).toContain(k.request('fx'));
     } finally {
       onNew.disconnect();
     }
