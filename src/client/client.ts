@@ -4,12 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 
 import { decodeResult } from '../codec/result.js';
 import { StreambedError } from '../errors.js';
-import { type Keys, keys as buildKeys, type Lane } from '../keys.js';
+import { DEFAULT_PREFIX, type Keys, keys as buildKeys, type Lane } from '../keys.js';
 import { connectRedis, type RedisTarget } from '../redis/connect.js';
 import type { EmbedResult, Page } from '../types.js';
 import { Backlog } from './backlog.js';
@@ -77,14 +77,20 @@ export class StreambedClient {
   private readonly clientId = randomUUID();
 
   constructor(options: ClientOptions) {
-    this.owned = !(options.redis instanceof Redis);
+    const target = isTarget(options.redis) ? options.redis : undefined;
+    this.owned = typeof options.redis === 'string' || target !== undefined;
     this.redis =
       typeof options.redis === 'string'
         ? new Redis(options.redis, { maxRetriesPerRequest: null })
-        : options.redis instanceof Redis
-          ? options.redis
-          : connectRedis({ ...options.redis, name: 'streambed-client' });
-    this.keys = buildKeys(options.prefix, options.group);
+        : target
+          ? connectRedis({ ...target, name: 'streambed-client' })
+          : (options.redis as Redis);
+    // Redis Cluster: the fleet's keys share the hash tag {prefix}, as the worker's config has it.
+    const prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.keys = buildKeys(
+      target?.cluster && !prefix.startsWith('{') ? `{${prefix}}` : prefix,
+      options.group,
+    );
     this.backlog = new Backlog(
       this.redis,
       this.keys.group,
@@ -227,6 +233,11 @@ export class StreambedClient {
     await this.replies?.close();
     if (this.owned) await this.redis.quit();
   }
+}
+
+/** A target to connect to, as opposed to a connection (a Redis, or a Cluster typed as one). */
+function isTarget(r: ClientOptions['redis']): r is RedisTarget {
+  return typeof r === 'object' && !(r instanceof Redis) && !(r instanceof Cluster) && 'url' in r;
 }
 
 function envelopeOf(page: Page, replyTo?: string): Record<string, unknown> {

@@ -63,6 +63,12 @@ export const SETTINGS = {
     undefined,
     "Redis Sentinel: the sentinels' own password (`requirepass` in sentinel.conf), when they have one; the master and replicas take REDIS_URL's.",
   ),
+  redisCluster: setting(
+    'REDIS_CLUSTER',
+    bool,
+    false,
+    'Redis Cluster: REDIS_URL is a seed node. Every key is then under the hash tag `{KEY_PREFIX}` (one slot per fleet, so each script and transaction stays on one node), and REPLY_TO_PATTERN must begin with it.',
+  ),
   keyPrefix: setting(
     'KEY_PREFIX',
     z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
@@ -290,6 +296,7 @@ export const REDIS_SETTINGS = [
   'redisSentinels',
   'redisSentinelName',
   'redisSentinelPassword',
+  'redisCluster',
 ] as const satisfies readonly SettingKey[];
 export type Config = { [K in SettingKey]: z.output<(typeof SETTINGS)[K]['schema']> };
 

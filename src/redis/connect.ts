@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import { isIP } from 'node:net';
 
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 
 import { type Config, redactUrl } from '../config/load.js';
 import type { REDIS_SETTINGS } from '../config/settings.js';
@@ -25,6 +25,8 @@ export interface RedisTarget {
   sentinels?: string | undefined;
   sentinelName?: string | undefined;
   sentinelPassword?: string | undefined;
+  /** Redis Cluster: `url` is a seed node (REDIS_CLUSTER). */
+  cluster?: boolean | undefined;
 }
 
 /** The target of a loaded configuration (every command that connects loads REDIS_SETTINGS). */
@@ -35,6 +37,7 @@ export function redisTarget(config: Pick<Config, (typeof REDIS_SETTINGS)[number]
     sentinels: config.redisSentinels,
     sentinelName: config.redisSentinelName,
     sentinelPassword: config.redisSentinelPassword,
+    cluster: config.redisCluster,
   };
 }
 
@@ -103,9 +106,11 @@ export function connectRedis(opts: ConnectOptions): Redis {
     },
     ...(tls && { tls: tlsOptions }),
   };
-  const redis = opts.sentinels
-    ? new Redis({ ...options, ...sentinelOptions(opts, url, tls && tlsOptions) })
-    : new Redis(opts.url, options);
+  const redis = opts.cluster
+    ? clusterClient(opts, url, options)
+    : opts.sentinels
+      ? new Redis({ ...options, ...sentinelOptions(opts, url, tls && tlsOptions) })
+      : new Redis(opts.url, options);
   // ioredis emits 'error' on every failed attempt (and prints it when nobody
   // listens); retryStrategy reports the outage, commands report their own failure.
   redis.on('error', (err: Error) => {
@@ -175,6 +180,37 @@ function sentinelOptions(
     ...(tlsOptions && { enableTLSForSentinelMode: true, sentinelTLS: tlsOptions }),
     reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
   };
+}
+
+/**
+ * Cluster mode: a Cluster seeded from the URL, typed as a Redis because the
+ * code only uses what both have (commands, pipelines and MULTI on one slot,
+ * scripts, events); what differs (SCAN per node) goes through `eachNode`.
+ * Every key is under one hash tag (config/load.ts), so each command, script
+ * and transaction has one slot and one node.
+ */
+function clusterClient(opts: ConnectOptions, url: URL, options: RedisOptions): Redis {
+  const { retryStrategy, maxRetriesPerRequest, enableOfflineQueue, ...node } = options;
+  const cluster = new Cluster(
+    [{ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) }],
+    {
+      clusterRetryStrategy: retryStrategy,
+      enableOfflineQueue,
+      redisOptions: {
+        ...node,
+        ...(url.username && { username: decodeURIComponent(url.username) }),
+        ...(url.password && { password: decodeURIComponent(url.password) }),
+        maxRetriesPerRequest,
+      },
+    },
+  );
+  if (opts.log) opts.log.debug({ seed: redactUrl(opts.url) }, 'redis cluster mode');
+  return cluster as unknown as Redis;
+}
+
+/** The connections a key scan must visit: every master of a Cluster, else the one server. */
+export function eachNode(redis: Redis): Redis[] {
+  return redis instanceof Cluster ? (redis as Cluster).nodes('master') : [redis];
 }
 
 /** `ECONNREFUSED` rather than ioredis's `connect ECONNREFUSED 127.0.0.1:1`, when it has a code. */

@@ -1,0 +1,134 @@
+/**
+ * Issue 15, part 3: Redis Cluster. Three `--cluster-enabled` nodes on
+ * loopback joined with `redis-cli --cluster create`; REDIS_CLUSTER=true puts
+ * every key of the fleet under the hash tag {KEY_PREFIX}, so each script and
+ * transaction touches one slot. Two fixture workers (one SIGKILLed mid-run,
+ * so the other reclaims) answer interactive and per-source bulk entries
+ * submitted through the SDK: every entry gets exactly one result, a poisoned
+ * one is dead-lettered, status and dlq list read the cluster, acknowledged
+ * history is trimmed, and no worker ever saw CROSSSLOT.
+ */
+import { spawnSync } from 'node:child_process';
+
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { StreambedClient } from '../src/client/client.js';
+import { keys } from '../src/keys.js';
+import type { Page } from '../src/types.js';
+import { runCli } from './helpers/cli.js';
+import { until } from './helpers/redis.js';
+import { type PrivateRedis, privateRedis } from './helpers/redis-server.js';
+import { type ChildWorker, spawnWorker } from './helpers/worker.js';
+
+const nodes: PrivateRedis[] = [];
+const children: ChildWorker[] = [];
+let seed: string;
+let cluster: Cluster;
+const PREFIX = 'sbt-cluster';
+const k = keys(`{${PREFIX}}`);
+const reply = `${k.prefix}:reply:run`;
+
+beforeAll(async () => {
+  for (let i = 0; i < 3; i++) {
+    nodes.push(
+      await privateRedis([
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--cluster-node-timeout',
+        '2000',
+      ]),
+    );
+  }
+  const create = spawnSync(
+    'redis-cli',
+    [
+      '--cluster',
+      'create',
+      ...nodes.map((n) => `127.0.0.1:${n.port}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ],
+    { encoding: 'utf8' },
+  );
+  expect(create.status, create.stdout + create.stderr).toBe(0);
+  seed = nodes[0]!.url;
+  cluster = new Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }]);
+  cluster.on('error', () => undefined);
+  await until('cluster ok', async () => /cluster_state:ok/.test(await cluster.cluster('INFO')));
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of children) c.proc.kill('SIGKILL');
+  await Promise.all(children.map((c) => c.exited));
+  cluster?.disconnect();
+  await Promise.all(nodes.map((n) => n.stop()));
+});
+
+describe('Redis Cluster', () => {
+  it('answers every entry once, reclaims, dead-letters and trims with all keys in one slot', async () => {
+    const client = new StreambedClient({ redis: { url: seed, cluster: true }, prefix: PREFIX });
+    expect(client.keys.prefix).toBe(`{${PREFIX}}`);
+    const pages = (source: string, n: number): Page[] =>
+      Array.from({ length: n }, (_, i) => ({
+        id: `${source}-${i}`,
+        source,
+        text: `${source} ${i} @@slow:3`,
+      }));
+    const bulk = [...pages('a', 300), ...pages('b', 300)];
+    const interactive = [...pages('web', 300), { id: 'poison', source: 'web', text: 'x @@throw' }];
+    await client.submit(bulk, { model: 'fx', lane: 'bulk', replyTo: reply });
+    await client.submit(interactive, { model: 'fx', replyTo: reply });
+    const total = bulk.length + interactive.length;
+
+    const env = {
+      REDIS_URL: seed,
+      REDIS_CLUSTER: 'true',
+      MODELS: 'fx=fixture:8',
+      THREADS: 1,
+      CLAIM_IDLE_MS: 1000,
+      CLAIM_INTERVAL_MS: 200,
+      TRIM_INTERVAL_MS: 300,
+      LOG_LEVEL: 'info',
+    };
+    const victim = spawnWorker(PREFIX, env);
+    const survivor = spawnWorker(PREFIX, env);
+    children.push(victim, survivor);
+    await until('some answered', async () => (await cluster.xlen(reply)) >= 200, 30_000, 20);
+    victim.proc.kill('SIGKILL');
+    await victim.exited;
+
+    await until(
+      'every entry answered',
+      async () => (await cluster.xlen(reply)) >= total,
+      40_000,
+      100,
+    );
+    const results = await cluster.xrange(reply, '-', '+');
+    const ids = results.map(([, f]) => f[f.indexOf('id') + 1]);
+    expect(ids).toHaveLength(total);
+    expect(new Set(ids).size).toBe(total); // exactly one result per entry
+    const poison = results.find(([, f]) => f[f.indexOf('id') + 1] === 'poison');
+    expect(poison?.[1][poison[1].indexOf('status') + 1]).toBe('error');
+    expect(await cluster.xlen(k.dlq('fx'))).toBe(1);
+    expect(await cluster.llen(k.bulkBacklog('fx'))).toBe(0);
+    // The survivor took over what the victim held.
+    expect(survivor.output()).toContain('reclaimed idle entries');
+    // Acknowledged history is trimmed on the request streams.
+    await until('trimmed', async () => (await cluster.xlen(k.request('fx'))) <= 1, 15_000, 100);
+
+    const cli = { REDIS_URL: seed, REDIS_CLUSTER: 'true', KEY_PREFIX: PREFIX };
+    const status = await runCli(['status', '--json'], cli);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(k.bulkSource('fx', 'a'));
+    const dlq = await runCli(['dlq', 'list', '--json'], cli);
+    expect(dlq.code, dlq.stderr).toBe(0);
+    expect(dlq.stdout).toContain('poison');
+
+    for (const w of [victim, survivor]) expect(w.output()).not.toMatch(/CROSSSLOT|MOVED|ASK /);
+    await client.close();
+  }, 90_000);
+});
