@@ -6,7 +6,8 @@
  * so the other reclaims) answer interactive and per-source bulk entries
  * submitted through the SDK: every entry gets exactly one result, a poisoned
  * one is dead-lettered, status and dlq list read the cluster, acknowledged
- * history is trimmed, and no worker ever saw CROSSSLOT.
+ * history is trimmed, no worker ever saw CROSSSLOT, and the chart's
+ * redis-cluster triggers see the backlog and then none.
  */
 import { spawnSync } from 'node:child_process';
 
@@ -14,9 +15,12 @@ import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
+import { loadConfig } from '../src/config/load.js';
 import { keys } from '../src/keys.js';
 import type { Page } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
+import { helmTemplate, valuesFile } from './helpers/helm.js';
+import { activeNames, readTriggers, type Trigger } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import { type PrivateRedis, privateRedis } from './helpers/redis-server.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
@@ -68,7 +72,35 @@ afterAll(async () => {
   await Promise.all(nodes.map((n) => n.stop()));
 });
 
+/** The chart's triggers in Cluster mode, as KEDA's cluster client would read them. */
+function renderedTriggers(): Trigger[] {
+  const values = valuesFile({
+    models: [{ name: 'fx', ref: 'fixture:8' }],
+    worker: { keyPrefix: PREFIX },
+    redis: { url: seed, cluster: { enabled: true } },
+    autoscaling: { keda: { enabled: true, minReplicas: 0 } },
+  });
+  try {
+    const so = helmTemplate([values.path]).find((o) => o.kind === 'ScaledObject');
+    return so?.spec.triggers as Trigger[];
+  } finally {
+    values.dispose();
+  }
+}
+
 describe('Redis Cluster', () => {
+  it('puts every key under the hash tag {KEY_PREFIX}; a reply pattern outside it is refused', () => {
+    const env = { REDIS_CLUSTER: 'true', KEY_PREFIX: 'emb' };
+    expect(loadConfig(env).keyPrefix).toBe('{emb}');
+    expect(loadConfig({ ...env, REPLY_TO_PATTERN: '{emb}:out:*' }).replyToPattern).toBe(
+      '{emb}:out:*',
+    );
+    expect(() => loadConfig({ ...env, REPLY_TO_PATTERN: 'app:reply:*' })).toThrow(
+      /REPLY_TO_PATTERN.*must begin with "\{emb\}:"/,
+    );
+    expect(loadConfig({ KEY_PREFIX: 'emb' }).keyPrefix).toBe('emb'); // not in Cluster mode
+  });
+
   it('answers every entry once, reclaims, dead-letters and trims with all keys in one slot', async () => {
     const client = new StreambedClient({ redis: { url: seed, cluster: true }, prefix: PREFIX });
     expect(client.keys.prefix).toBe(`{${PREFIX}}`);
@@ -83,6 +115,15 @@ describe('Redis Cluster', () => {
     await client.submit(bulk, { model: 'fx', lane: 'bulk', replyTo: reply });
     await client.submit(interactive, { model: 'fx', replyTo: reply });
     const total = bulk.length + interactive.length;
+    const triggers = renderedTriggers();
+    expect(new Set(triggers.map((t) => t.type))).toEqual(
+      new Set(['redis-cluster-streams', 'redis-cluster']),
+    );
+    const before = await readTriggers(cluster as never, triggers);
+    // No worker has created the groups yet: KEDA's XPENDING errors (NOGROUP) count as inactive.
+    expect(activeNames(before)).toEqual(
+      [`lag ${k.request('fx')}`, `list ${k.bulkBacklog('fx')}`].sort(),
+    );
 
     const env = {
       REDIS_URL: seed,
@@ -129,6 +170,9 @@ describe('Redis Cluster', () => {
     expect(dlq.stdout).toContain('poison');
 
     for (const w of [victim, survivor]) expect(w.output()).not.toMatch(/CROSSSLOT|MOVED|ASK /);
+    const readings = await readTriggers(cluster as never, triggers);
+    expect(readings.filter((r) => r.error)).toEqual([]);
+    expect(activeNames(readings)).toEqual([]);
     await client.close();
   }, 90_000);
 });

@@ -47,6 +47,7 @@ const VALUE_SETS = [
   'postgres-sink-on',
   'existing-secrets',
   'sentinel',
+  'cluster',
 ];
 const ciFile = (set: string) => join(CI_DIR, `${set}-values.yaml`);
 const renders = new Map<string, K8sObject[]>();
@@ -228,13 +229,17 @@ function checkKeda(objects: K8sObject[], w: Workload): Json[] {
   expect(w.deployment.spec.replicas, 'KEDA owns the replica count').toBeUndefined();
   const all: Json[] = so.spec.triggers;
   // Sentinel mode: the same triggers as their redis-sentinel kinds, on the sentinels' addresses.
-  const kind = w.config.redisSentinels ? 'redis-sentinel' : 'redis';
+  const kind = w.config.redisSentinels
+    ? 'redis-sentinel'
+    : w.config.redisCluster
+      ? 'redis-cluster'
+      : 'redis';
   for (const t of all) {
     expect([`${kind}-streams`, kind]).toContain(t.type);
     if (w.config.redisSentinels) {
       expect(t.metadata.addresses).toBe(w.config.redisSentinels);
       expect(t.metadata.sentinelMaster).toBe(w.config.redisSentinelName);
-    } else expect(t.metadata.address).toMatch(/^[^:/]+:\d+$/);
+    } else expect(t.metadata.address ?? t.metadata.addresses).toMatch(/^[^:/]+:\d+$/);
     if (t.authenticationRef) {
       const auth = named(objects, 'TriggerAuthentication', t.authenticationRef.name);
       expect(auth, `TriggerAuthentication ${t.authenticationRef.name}`).toBeDefined();
@@ -398,6 +403,16 @@ describe('helm chart', () => {
       name: 'redis-sentinel',
       key: 'sentinel-password',
     });
+  });
+
+  it('Cluster: triggers of the cluster kinds on the keys under the hash tag {keyPrefix}', () => {
+    const objects = render('cluster');
+    const w = checkWorkload(objects);
+    expect(w.config.redisCluster).toBe(true);
+    expect(w.config.keyPrefix).toBe('{sb}');
+    const triggers = checkKeda(objects, w);
+    expect(triggers.map((t) => t.metadata.stream)).toContain('{sb}:req:minilm');
+    expect(triggers[0].metadata.addresses).toBe('redis-cluster:6379');
   });
 
   it('existing Secrets: the chart renders no Secret and reads the ones named in values', () => {

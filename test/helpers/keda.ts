@@ -39,10 +39,11 @@ return redis.error_reply('ERR unsupported key type: ' .. t)
 
 async function value(redis: Redis, t: Trigger): Promise<number> {
   const m = t.metadata;
-  if (t.type === 'redis' || t.type === 'redis-sentinel') {
+  // Plain, Sentinel and Cluster kinds read the same keys: they differ only in how they connect.
+  if (/^redis(-sentinel|-cluster)?$/.test(t.type)) {
     return Number(await redis.eval(LIST_LENGTH_LUA, 1, m.listName as string));
   }
-  if (t.type !== 'redis-streams' && t.type !== 'redis-sentinel-streams')
+  if (!/^redis(-sentinel|-cluster)?-streams$/.test(t.type))
     throw new Error(`not a Redis trigger: ${t.type}`);
   const stream = m.stream as string;
   if (!m.consumerGroup) return redis.xlen(stream);

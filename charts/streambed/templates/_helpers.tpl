@@ -249,6 +249,9 @@ host:port, not a URL, and cannot read the worker's REDIS_URL.
 {{- if and .Values.redis.tls.existingSecret (not .Values.redis.existingSecret) (not (hasPrefix "rediss://" .Values.redis.url)) -}}
 {{- fail "redis.tls.existingSecret is set but redis.url is not rediss://; the CA would be ignored" -}}
 {{- end -}}
+{{- if and .Values.redis.cluster.enabled .Values.redis.sentinel.hosts -}}
+{{- fail "redis.cluster.enabled and redis.sentinel.hosts are both set: Redis Cluster does its own failover; choose one" -}}
+{{- end -}}
 {{- if and .Values.postgres.enabled (not .Values.postgres.existingSecret) (not .Values.postgres.url) -}}
 {{- fail "postgres.enabled needs postgres.url or postgres.existingSecret" -}}
 {{- end -}}
