@@ -19,8 +19,7 @@ import { loadConfig } from '../src/config/load.js';
 import { keys } from '../src/keys.js';
 import type { Page } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
-import { helmTemplate, valuesFile } from './helpers/helm.js';
-import { activeNames, readTriggers, type Trigger } from './helpers/keda.js';
+import { activeNames, chartTriggers, readTriggers } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import { type PrivateRedis, privateRedis } from './helpers/redis-server.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
@@ -72,22 +71,6 @@ afterAll(async () => {
   await Promise.all(nodes.map((n) => n.stop()));
 });
 
-/** The chart's triggers in Cluster mode, as KEDA's cluster client would read them. */
-function renderedTriggers(): Trigger[] {
-  const values = valuesFile({
-    models: [{ name: 'fx', ref: 'fixture:8' }],
-    worker: { keyPrefix: PREFIX },
-    redis: { url: seed, cluster: { enabled: true } },
-    autoscaling: { keda: { enabled: true, minReplicas: 0 } },
-  });
-  try {
-    const so = helmTemplate([values.path]).find((o) => o.kind === 'ScaledObject');
-    return so?.spec.triggers as Trigger[];
-  } finally {
-    values.dispose();
-  }
-}
-
 describe('Redis Cluster', () => {
   it('puts every key under the hash tag {KEY_PREFIX}; a reply pattern outside it is refused', () => {
     const env = { REDIS_CLUSTER: 'true', KEY_PREFIX: 'emb' };
@@ -115,7 +98,7 @@ describe('Redis Cluster', () => {
     await client.submit(bulk, { model: 'fx', lane: 'bulk', replyTo: reply });
     await client.submit(interactive, { model: 'fx', replyTo: reply });
     const total = bulk.length + interactive.length;
-    const triggers = renderedTriggers();
+    const triggers = chartTriggers(PREFIX, { url: seed, cluster: { enabled: true } });
     expect(new Set(triggers.map((t) => t.type))).toEqual(
       new Set(['redis-cluster-streams', 'redis-cluster']),
     );

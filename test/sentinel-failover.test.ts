@@ -1,8 +1,9 @@
 /**
  * Issue 15, part 2: Redis Sentinel. A master, a replica and three sentinels
  * on loopback (an ACL user on the data nodes, a password on the sentinels,
- * each given as streambed's settings say); the SDK submits 3,000 entries through the sentinels (and the
- * test waits until the replica has them), two fixture workers answer them,
+ * each given as streambed's settings say); the SDK submits 3,000 entries
+ * through the sentinels (and the test waits until the replica has them),
+ * two fixture workers answer them,
  * and the master is SIGKILLed mid-run. The workers follow the promoted
  * replica and every entry is answered. Async replication may lose results
  * (and their acks) that the old master had acknowledged: the test measures
@@ -18,8 +19,7 @@ import { keys } from '../src/keys.js';
 import { connectRedis, type RedisTarget } from '../src/redis/connect.js';
 import type { Page } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
-import { helmTemplate, valuesFile } from './helpers/helm.js';
-import { activeNames, readTriggers, type Trigger } from './helpers/keda.js';
+import { activeNames, chartTriggers, readTriggers } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import { replicaCaughtUp, type SentinelSetup, sentinelSetup } from './helpers/sentinel.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
@@ -52,25 +52,6 @@ afterAll(async () => {
   await Promise.all(children.map((c) => c.exited));
   await setup?.stop();
 });
-
-/** The chart's ScaledObject triggers for this setup (KEDA on, Sentinel mode). */
-function renderedTriggers(): Trigger[] {
-  const values = valuesFile({
-    models: [{ name: 'fx', ref: 'fixture:8' }],
-    worker: { keyPrefix: prefix },
-    redis: {
-      url: target.url,
-      sentinel: { hosts: setup.sentinels.split(','), masterName: setup.name },
-    },
-    autoscaling: { keda: { enabled: true, minReplicas: 0 } },
-  });
-  try {
-    const so = helmTemplate([values.path]).find((o) => o.kind === 'ScaledObject');
-    return so?.spec.triggers as Trigger[];
-  } finally {
-    values.dispose();
-  }
-}
 
 interface Seen {
   /** Result entry ids per page id, in the order the reader saw them. */
@@ -129,7 +110,10 @@ describe('Redis Sentinel', () => {
     // Submitted entries are durable before the failover: the test measures results, not submissions.
     await replicaCaughtUp(setup);
     // KEDA in Sentinel mode asks the sentinels for the master and reads the same keys there.
-    const triggers = renderedTriggers();
+    const triggers = chartTriggers(prefix, {
+      url: target.url,
+      sentinel: { hosts: setup.sentinels.split(','), masterName: setup.name },
+    });
     expect(new Set(triggers.map((t) => t.type))).toEqual(
       new Set(['redis-sentinel-streams', 'redis-sentinel']),
     );

@@ -14,6 +14,8 @@
  */
 import type { Redis } from 'ioredis';
 
+import { helmTemplate, valuesFile } from './helm.js';
+
 export interface Trigger {
   type: string;
   metadata: Record<string, string>;
@@ -97,4 +99,20 @@ export function activeNames(readings: Reading[]): string[] {
     .filter((r) => r.active)
     .map((r) => triggerName(r.trigger))
     .sort();
+}
+
+/** The ScaledObject triggers the chart renders for one model `fx` (a fixture core), KEDA on, scale to zero. */
+export function chartTriggers(prefix: string, redis: Record<string, unknown>): Trigger[] {
+  const values = valuesFile({
+    models: [{ name: 'fx', ref: 'fixture:8' }],
+    worker: { keyPrefix: prefix },
+    redis,
+    autoscaling: { keda: { enabled: true, minReplicas: 0 } },
+  });
+  try {
+    const so = helmTemplate([values.path]).find((o) => o.kind === 'ScaledObject');
+    return so?.spec.triggers as Trigger[];
+  } finally {
+    values.dispose();
+  }
 }
