@@ -5,11 +5,14 @@
  * transaction touches one slot. Two fixture workers (one SIGKILLed mid-run,
  * so the other reclaims) answer interactive and per-source bulk entries
  * submitted through the SDK: every entry gets exactly one result, a poisoned
- * one is dead-lettered, status and dlq list read the cluster, acknowledged
- * history is trimmed, no worker ever saw CROSSSLOT, and the chart's
+ * one is dead-lettered, status, dlq list, dlq replay and backfill work on
+ * the cluster, acknowledged history is trimmed, no worker ever saw CROSSSLOT, and the chart's
  * redis-cluster triggers see the backlog and then none.
  */
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,6 +156,22 @@ describe('Redis Cluster', () => {
     expect(dlq.stdout).toContain('poison');
 
     for (const w of [victim, survivor]) expect(w.output()).not.toMatch(/CROSSSLOT|MOVED|ASK /);
+    // A backfill (submitted set + per-source streams + backlog list in one MULTI) and a DLQ
+    // replay (one script over the DLQ, the request stream, the schedule) in the same slot.
+    const corpus = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-cluster-'));
+    for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(corpus, `p${i}.md`), `page ${i}`);
+    const bf = await runCli(['backfill', corpus, '-m', 'fx', '--wait'], cli);
+    fs.rmSync(corpus, { recursive: true, force: true });
+    expect(bf.code, bf.stderr).toBe(0);
+    expect(bf.stderr).toMatch(/20\/20 answered/);
+    const replay = await runCli(['dlq', 'replay', '-m', 'fx'], cli);
+    expect(replay.code, replay.stderr).toBe(0);
+    await until(
+      'the replayed entry dead-lettered again',
+      async () =>
+        (await cluster.xlen(k.dlq('fx'))) === 1 && (await cluster.xlen(k.dlqReplayed('fx'))) === 1,
+    );
+
     const readings = await readTriggers(cluster as never, triggers);
     expect(readings.filter((r) => r.error)).toEqual([]);
     expect(activeNames(readings)).toEqual([]);
