@@ -1,8 +1,8 @@
 /**
  * Redis connections: `redis://` or `rediss://` URLs with ACL user/password,
  * an optional CA file for TLS, Redis Sentinel (the URL then gives only the
- * credentials, database and TLS; the sentinels name the master), and
- * reconnection with capped, jittered backoff so a fleet that loses Redis
+ * credentials, database and TLS; the sentinels name the master), Redis
+ * Cluster (the URL is a seed), and reconnection with capped, jittered backoff so a fleet that loses Redis
  * neither crash-loops nor stampedes it on return. Workers retry for ever (one
  * warning per outage); command-line clients retry a few times and then fail,
  * so a person is told within seconds.
@@ -43,6 +43,7 @@ export function redisTarget(config: Pick<Config, (typeof REDIS_SETTINGS)[number]
 
 /** How a person or a log line names the target, without its passwords. */
 export function describeTarget(t: RedisTarget): string {
+  if (t.cluster) return `cluster seeded from ${redactUrl(t.url)}`;
   if (!t.sentinels) return redactUrl(t.url);
   return `master ${t.sentinelName ?? 'mymaster'} of sentinels ${t.sentinels}`;
 }
@@ -82,8 +83,8 @@ export function connectRedis(opts: ConnectOptions): Redis {
     ...(opts.tlsCaFile && { ca: fs.readFileSync(opts.tlsCaFile) }),
     // SNI takes host names only (RFC 6066): for an IP, Node checks the certificate
     // against the address itself and would warn (DEP0123) if given it as servername.
-    // Behind sentinels the host is whatever they announce: no servername.
-    ...(isIP(host) === 0 && !opts.sentinels && { servername: host }),
+    // Behind sentinels or in a cluster the hosts are whatever the nodes announce: none.
+    ...(isIP(host) === 0 && !opts.sentinels && !opts.cluster && { servername: host }),
   };
   const options: RedisOptions = {
     ...(opts.name && { connectionName: opts.name }),
@@ -204,7 +205,7 @@ function clusterClient(opts: ConnectOptions, url: URL, options: RedisOptions): R
       },
     },
   );
-  if (opts.log) opts.log.debug({ seed: redactUrl(opts.url) }, 'redis cluster mode');
+  opts.log?.debug({ redis: describeTarget(opts) }, 'redis cluster mode');
   return cluster as unknown as Redis;
 }
 
