@@ -479,6 +479,16 @@ describe('helm chart', () => {
       ));
     it('HPA and KEDA together', () =>
       rejects({ autoscaling: { hpa: { enabled: true }, keda: { enabled: true } } }, /enable one/));
+    it('Cluster with a reply pattern outside the fleet slot', () =>
+      rejects(
+        { redis: { cluster: { enabled: true } }, worker: { replyToPattern: 'app:reply:*' } },
+        /must begin with "\{sb\}:"/,
+      ));
+    it('Cluster and Sentinel together', () =>
+      rejects(
+        { redis: { cluster: { enabled: true }, sentinel: { hosts: ['s:26379'] } } },
+        /choose one/,
+      ));
   });
 
   it('accepts every model option value the schema allows (the worker parses them)', () => {

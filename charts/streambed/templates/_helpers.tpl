@@ -249,6 +249,10 @@ host:port, not a URL, and cannot read the worker's REDIS_URL.
 {{- if and .Values.redis.tls.existingSecret (not .Values.redis.existingSecret) (not (hasPrefix "rediss://" .Values.redis.url)) -}}
 {{- fail "redis.tls.existingSecret is set but redis.url is not rediss://; the CA would be ignored" -}}
 {{- end -}}
+{{- $tag := printf "{%s}:" .Values.worker.keyPrefix -}}
+{{- if and .Values.redis.cluster.enabled .Values.worker.replyToPattern (not (hasPrefix $tag .Values.worker.replyToPattern)) -}}
+{{- fail (printf "worker.replyToPattern must begin with %q with redis.cluster.enabled: reply streams share the fleet's slot" $tag) -}}
+{{- end -}}
 {{- if and .Values.redis.cluster.enabled .Values.redis.sentinel.hosts -}}
 {{- fail "redis.cluster.enabled and redis.sentinel.hosts are both set: Redis Cluster does its own failover; choose one" -}}
 {{- end -}}
