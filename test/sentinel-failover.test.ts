@@ -19,6 +19,7 @@ import { keys } from '../src/keys.js';
 import { connectRedis, type RedisTarget } from '../src/redis/connect.js';
 import type { Page } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
+import { account, tailReplies } from './helpers/failover.js';
 import { activeNames, chartTriggers, readTriggers } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import { replicaCaughtUp, type SentinelSetup, sentinelSetup } from './helpers/sentinel.js';
@@ -53,44 +54,6 @@ afterAll(async () => {
   await setup?.stop();
 });
 
-interface Seen {
-  /** Result entry ids per page id, in the order the reader saw them. */
-  byPage: Map<string, string[]>;
-  stop(): Promise<void>;
-}
-
-/** A reader tailing the reply stream through the sentinels, across the failover. */
-function tail(): Seen {
-  const redis = connectRedis({ ...target, name: 'tail' });
-  const byPage = new Map<string, string[]>();
-  let last = '0';
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      try {
-        const got = (await redis.xread('COUNT', 1000, 'BLOCK', 200, 'STREAMS', reply, last)) ?? [];
-        for (const [, entries] of got) {
-          for (const [id, fields] of entries) {
-            last = id;
-            const page = fields[fields.indexOf('id') + 1] as string;
-            byPage.set(page, [...(byPage.get(page) ?? []), id]);
-          }
-        }
-      } catch {
-        await new Promise((r) => setTimeout(r, 100)); // failover under way: read again
-      }
-    }
-  })();
-  return {
-    byPage,
-    async stop() {
-      running = false;
-      await loop;
-      redis.disconnect();
-    },
-  };
-}
-
 describe('Redis Sentinel', () => {
   it('workers follow a failover (master SIGKILLed mid-run): every entry answered, losses counted', async () => {
     const client = new StreambedClient({ redis: target, prefix });
@@ -123,7 +86,7 @@ describe('Redis Sentinel', () => {
     );
     viaSentinels.disconnect();
 
-    const reader = tail();
+    const reader = tailReplies(connectRedis({ ...target, name: 'tail' }), reply);
     const env = {
       REDIS_URL: target.url,
       REDIS_SENTINELS: setup.sentinels,
@@ -163,51 +126,24 @@ describe('Redis Sentinel', () => {
       await until('the reader caught up', async () => reader.byPage.size >= TOTAL, 10_000, 50);
       await reader.stop();
 
-      const final = await onNew.xrange(reply, '-', '+');
-      const finalIds = new Set(final.map(([id]) => id));
-      const finalPerPage = new Map<string, number>();
-      for (const [, f] of final) {
-        const page = f[f.indexOf('id') + 1] as string;
-        finalPerPage.set(page, (finalPerPage.get(page) ?? 0) + 1);
-      }
       const all = [...pages('a', 1000), ...pages('b', 1000), ...pages('web', 1000)].map(
         (p) => p.id,
       );
-      let once = 0;
-      let duplicated = 0;
-      let lost = 0;
-      let lostResults = 0;
-      const unexplained: string[] = [];
-      for (const page of all) {
-        const seen = reader.byPage.get(page) ?? [];
-        const gone = seen.filter((id) => !finalIds.has(id)).length;
-        lostResults += gone;
-        if (seen.length === 0) lost++;
-        else if (seen.length === 1) once++;
-        else {
-          duplicated++;
-          // A second answer needs a cause: the first one lost with the old master, or two on the new.
-          if (gone === 0 && (finalPerPage.get(page) ?? 0) < 2) unexplained.push(page);
-        }
-      }
-      const twiceOnNew = [...finalPerPage.values()].filter((n) => n > 1).length;
+      const counts = account(all, reader.byPage, await onNew.xrange(reply, '-', '+'));
       const report = {
         total: TOTAL,
-        answeredOnce: once,
-        duplicated,
-        lost,
+        ...counts,
+        unexplained: counts.unexplained.length,
         answeredBeforeKill: answeredBefore,
-        resultsLostWithOldMaster: lostResults,
-        pagesTwiceOnNewMaster: twiceOnNew,
         promotedMs,
         allAnsweredMs: doneMs,
       };
       console.log(`sentinel failover: ${JSON.stringify(report)}`);
 
-      expect(once + duplicated + lost).toBe(TOTAL); // exact accounting
-      expect(all.every((p) => (finalPerPage.get(p) ?? 0) >= 1)).toBe(true); // every entry answered
-      expect(finalPerPage.size).toBe(TOTAL);
-      expect(unexplained).toEqual([]);
+      // Exact accounting: every page once, duplicated or lost as the reader saw it.
+      expect(counts.answeredOnce + counts.duplicated + counts.lost).toBe(TOTAL);
+      expect(counts.answeredOnNewMaster).toBe(TOTAL); // every entry answered
+      expect(counts.unexplained).toEqual([]);
       expect(await setup.masterPort()).toBe(setup.replica.port);
       // Nothing is left for anyone: no lag, nothing pending, no backlog token.
       for (const stream of [k.request('fx'), k.bulkSource('fx', 'a'), k.bulkSource('fx', 'b')]) {
