@@ -9,7 +9,6 @@
  * the cluster, acknowledged history is trimmed, no worker ever saw CROSSSLOT, and the chart's
  * redis-cluster triggers see the backlog and then none.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,56 +21,31 @@ import { loadConfig } from '../src/config/load.js';
 import { keys } from '../src/keys.js';
 import type { Page } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
+import { startCluster } from './helpers/cluster.js';
 import { activeNames, chartTriggers, readTriggers } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
-import { type PrivateRedis, privateRedis } from './helpers/redis-server.js';
+import type { PrivateRedis } from './helpers/redis-server.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
 
-const nodes: PrivateRedis[] = [];
 const children: ChildWorker[] = [];
 let seed: string;
-let cluster: Cluster;
 const PREFIX = 'sbt-cluster';
 const k = keys(`{${PREFIX}}`);
 const reply = `${k.prefix}:reply:run`;
 
+let nodes: PrivateRedis[] = [];
+let cluster: Cluster;
+let stopCluster: () => Promise<void>;
+
 beforeAll(async () => {
-  for (let i = 0; i < 3; i++) {
-    nodes.push(
-      await privateRedis([
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        'nodes.conf',
-        '--cluster-node-timeout',
-        '2000',
-      ]),
-    );
-  }
-  const create = spawnSync(
-    'redis-cli',
-    [
-      '--cluster',
-      'create',
-      ...nodes.map((n) => `127.0.0.1:${n.port}`),
-      '--cluster-replicas',
-      '0',
-      '--cluster-yes',
-    ],
-    { encoding: 'utf8' },
-  );
-  expect(create.status, create.stdout + create.stderr).toBe(0);
+  ({ nodes, cluster, stop: stopCluster } = await startCluster(3, 0));
   seed = nodes[0]!.url;
-  cluster = new Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }]);
-  cluster.on('error', () => undefined);
-  await until('cluster ok', async () => /cluster_state:ok/.test(await cluster.cluster('INFO')));
-}, 30_000);
+}, 40_000);
 
 afterAll(async () => {
   for (const c of children) c.proc.kill('SIGKILL');
   await Promise.all(children.map((c) => c.exited));
-  cluster?.disconnect();
-  await Promise.all(nodes.map((n) => n.stop()));
+  await stopCluster?.();
 });
 
 describe('Redis Cluster', () => {

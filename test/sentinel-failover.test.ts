@@ -17,9 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreambedClient } from '../src/client/client.js';
 import { keys } from '../src/keys.js';
 import { connectRedis, type RedisTarget } from '../src/redis/connect.js';
-import type { Page } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
-import { account, tailReplies } from './helpers/failover.js';
+import { settle, submitLoad, tailReplies, verdict } from './helpers/failover.js';
 import { activeNames, chartTriggers, readTriggers } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import { replicaCaughtUp, type SentinelSetup, sentinelSetup } from './helpers/sentinel.js';
@@ -57,19 +56,7 @@ afterAll(async () => {
 describe('Redis Sentinel', () => {
   it('workers follow a failover (master SIGKILLed mid-run): every entry answered, losses counted', async () => {
     const client = new StreambedClient({ redis: target, prefix });
-    const pages = (source: string, n: number): Page[] =>
-      Array.from({ length: n }, (_, i) => ({
-        id: `${source}-${i}`,
-        source,
-        text: `${source} ${i} @@slow:4`,
-      }));
-    await client.submit([...pages('a', 1000), ...pages('b', 1000)], {
-      model: 'fx',
-      lane: 'bulk',
-      replyTo: reply,
-    });
-    await client.submit(pages('web', 1000), { model: 'fx', replyTo: reply });
-    await client.close();
+    const ids = await submitLoad(client, reply);
     // Submitted entries are durable before the failover: the test measures results, not submissions.
     await replicaCaughtUp(setup);
     // KEDA in Sentinel mode asks the sentinels for the master and reads the same keys there.
@@ -113,37 +100,17 @@ describe('Redis Sentinel', () => {
     const promotedMs = Date.now() - killedAt;
     const onNew = connectRedis({ ...target, name: 'check' });
     try {
-      await until(
-        'every entry answered on the new master',
-        async () => {
-          const results = await onNew.xrange(reply, '-', '+');
-          return new Set(results.map(([, f]) => f[f.indexOf('id') + 1])).size >= TOTAL;
-        },
-        50_000,
-        250,
-      );
-      const doneMs = Date.now() - killedAt;
-      await until('the reader caught up', async () => reader.byPage.size >= TOTAL, 10_000, 50);
-      await reader.stop();
-
-      const all = [...pages('a', 1000), ...pages('b', 1000), ...pages('web', 1000)].map(
-        (p) => p.id,
-      );
-      const counts = account(all, reader.byPage, await onNew.xrange(reply, '-', '+'));
-      const report = {
-        total: TOTAL,
-        ...counts,
-        unexplained: counts.unexplained.length,
-        answeredBeforeKill: answeredBefore,
-        promotedMs,
-        allAnsweredMs: doneMs,
-      };
-      console.log(`sentinel failover: ${JSON.stringify(report)}`);
-
-      // Exact accounting: every page once, duplicated or lost as the reader saw it.
-      expect(counts.answeredOnce + counts.duplicated + counts.lost).toBe(TOTAL);
-      expect(counts.answeredOnNewMaster).toBe(TOTAL); // every entry answered
-      expect(counts.unexplained).toEqual([]);
+      const counts = await settle({
+        label: 'sentinel failover',
+        check: onNew,
+        reply,
+        reader,
+        pages: ids,
+        killedAt,
+        extra: { answeredBeforeKill: answeredBefore, promotedMs },
+      });
+      // Exact accounting (once + duplicated + lost), every entry answered, duplicates explained.
+      expect(verdict(counts, TOTAL)).toEqual({ exact: true, allAnswered: true, unexplained: [] });
       expect(await setup.masterPort()).toBe(setup.replica.port);
       // Nothing is left for anyone: no lag, nothing pending, no backlog token.
       for (const stream of [k.request('fx'), k.bulkSource('fx', 'a'), k.bulkSource('fx', 'b')]) {

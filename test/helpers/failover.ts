@@ -7,6 +7,10 @@
  */
 import type { Redis } from 'ioredis';
 
+import type { StreambedClient } from '../../src/client/client.js';
+import type { Page } from '../../src/types.js';
+import { until } from './redis.js';
+
 export interface Seen {
   /** Result entry ids per page id, in the order the reader saw them. */
   byPage: Map<string, string[]>;
@@ -92,4 +96,65 @@ export function account(
     }
   }
   return out;
+}
+
+/**
+ * After the kill: wait until `check` (on the new master) holds a result for
+ * every page and the reader has seen them all, stop the reader, and count.
+ * Prints the numbers with `label`.
+ */
+export async function settle(o: {
+  label: string;
+  check: Redis;
+  reply: string;
+  reader: Seen;
+  pages: string[];
+  killedAt: number;
+  extra: Record<string, number>;
+}): Promise<Accounting> {
+  const answered = async () => {
+    const results = await o.check.xrange(o.reply, '-', '+');
+    return new Set(results.map(([, f]) => f[f.indexOf('id') + 1])).size >= o.pages.length;
+  };
+  await until('every entry answered on the new master', answered, 50_000, 250);
+  const allAnsweredMs = Date.now() - o.killedAt;
+  await until('the reader caught up', () => o.reader.byPage.size >= o.pages.length, 10_000, 50);
+  await o.reader.stop();
+  const counts = account(o.pages, o.reader.byPage, await o.check.xrange(o.reply, '-', '+'));
+  const report = {
+    total: o.pages.length,
+    ...counts,
+    unexplained: counts.unexplained.length,
+    ...o.extra,
+    allAnsweredMs,
+  };
+  console.log(`${o.label}: ${JSON.stringify(report)}`);
+  return counts;
+}
+
+/** What a test expects of the counts: exact, everything answered, every duplicate explained. */
+export function verdict(counts: Accounting, total: number) {
+  return {
+    exact: counts.answeredOnce + counts.duplicated + counts.lost === total,
+    allAnswered: counts.answeredOnNewMaster === total,
+    unexplained: counts.unexplained,
+  };
+}
+
+/**
+ * The load of a failover test, submitted (and the client closed): 1,000 bulk
+ * pages for each of two sources, 1,000 interactive. Returns the page ids.
+ */
+export async function submitLoad(client: StreambedClient, replyTo: string): Promise<string[]> {
+  const pages = (source: string): Page[] =>
+    Array.from({ length: 1000 }, (_, i) => ({
+      id: `${source}-${i}`,
+      source,
+      text: `${source} ${i} @@slow:4`,
+    }));
+  const bulk = [...pages('a'), ...pages('b')];
+  await client.submit(bulk, { model: 'fx', lane: 'bulk', replyTo });
+  await client.submit(pages('web'), { model: 'fx', replyTo });
+  await client.close();
+  return [...bulk.map((p) => p.id), ...pages('web').map((p) => p.id)];
 }
