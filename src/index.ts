@@ -16,4 +16,5 @@ export {
   StreambedError,
 } from './errors.js';
 export { DEFAULT_GROUP, DEFAULT_PREFIX, type Keys, keys, type Lane } from './keys.js';
+export { type RedisTarget } from './redis/connect.js';
 export type { EmbedResult, Envelope, ErrorPayload, OkPayload, Page, ReplyMode } from './types.js';

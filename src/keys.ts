@@ -49,6 +49,12 @@ export interface Keys {
   bulkWeights(model: string): string;
   /** SET: every source that has a per-source bulk stream (the reclaimer and trimmer walk it). */
   bulkSources(model: string): string;
+  /**
+   * LIST: one element per per-source bulk entry not yet acknowledged (pushed in the
+   * producer's MULTI, popped by the publish-and-ack script), so KEDA's `redis` scaler
+   * sees every source's backlog with one LLEN.
+   */
+  bulkBacklog(model: string): string;
   /** Result stream of a `streambed backfill` job. */
   backfillReply(job: string): string;
   /** SET of `source/id` of the pages a backfill job has submitted (jobs of streambed <= 0.1; now only deleted). */
@@ -123,6 +129,7 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     bulkClock: (model) => `${prefix}:sched:${model}:clock`,
     bulkWeights: (model) => `${prefix}:weights:${model}`,
     bulkSources: (model) => `${prefix}:bulk-sources:${model}`,
+    bulkBacklog: (model) => `${prefix}:bulk-backlog:${model}`,
     backfillReply: (job) => `${prefix}:reply:backfill:${job}`,
     backfillSubmitted: (job) => `${prefix}:backfill:${job}:submitted`,
     backfillJob: (job) => `${prefix}:backfill:${job}`,

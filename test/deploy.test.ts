@@ -50,6 +50,8 @@ const VALUE_SETS = [
   'existing-secrets',
   'gateway-on',
   'remote-provider',
+  'sentinel',
+  'cluster',
 ];
 const ciFile = (set: string) => join(CI_DIR, `${set}-values.yaml`);
 const renders = new Map<string, K8sObject[]>();
@@ -169,16 +171,38 @@ function checkKeda(objects: K8sObject[], w: Workload): Json[] {
   const so = only(objects, 'ScaledObject');
   expect(so.spec.scaleTargetRef.name).toBe(w.deployment.metadata.name);
   expect(w.deployment.spec.replicas, 'KEDA owns the replica count').toBeUndefined();
-  const triggers: Json[] = so.spec.triggers;
-  for (const t of triggers) {
-    expect(t.type).toBe('redis-streams');
-    expect(t.metadata.consumerGroup).toBe(w.config.group);
-    expect(t.metadata.address).toMatch(/^[^:/]+:\d+$/);
+  const all: Json[] = so.spec.triggers;
+  // Sentinel mode: the same triggers as their redis-sentinel kinds, on the sentinels' addresses.
+  const kind = w.config.redisSentinels
+    ? 'redis-sentinel'
+    : w.config.redisCluster
+      ? 'redis-cluster'
+      : 'redis';
+  for (const t of all) {
+    expect([`${kind}-streams`, kind]).toContain(t.type);
+    if (w.config.redisSentinels) {
+      expect(t.metadata.addresses).toBe(w.config.redisSentinels);
+      expect(t.metadata.sentinelMaster).toBe(w.config.redisSentinelName);
+    } else expect(t.metadata.address ?? t.metadata.addresses).toMatch(/^[^:/]+:\d+$/);
     if (t.authenticationRef) {
       const auth = named(objects, 'TriggerAuthentication', t.authenticationRef.name);
       expect(auth, `TriggerAuthentication ${t.authenticationRef.name}`).toBeDefined();
     }
   }
+  // One backlog list per model, as the SDK and the publish script name it (src/keys.ts).
+  const k = keys(w.config.keyPrefix, w.config.group);
+  const lists = all.filter((t) => t.type === kind);
+  expect(lists.map((t) => t.metadata.listName).sort()).toEqual(
+    parseModelTable(w.config.models)
+      .map((m) => k.bulkBacklog(m.name))
+      .sort(),
+  );
+  for (const t of lists) {
+    expect(Number(t.metadata.listLength)).toBeGreaterThan(0);
+    expect(t.metadata.activationListLength).toBe('0');
+  }
+  const triggers = all.filter((t) => t.type === `${kind}-streams`);
+  for (const t of triggers) expect(t.metadata.consumerGroup).toBe(w.config.group);
   const lag = triggers.filter((t) => t.metadata.lagCount !== undefined);
   // Exactly the worker's streams: one lag trigger per model and lane, no strays.
   expect(lag.map((t) => t.metadata.stream).sort()).toEqual(expectedStreams(w.config).sort());
@@ -279,6 +303,10 @@ describe('helm chart', () => {
     const held = String(maxHeldEntries(w.config, w.config.threads!));
     const pending = triggers.filter((t) => t.metadata.pendingEntriesCount !== undefined);
     expect(new Set(pending.map((t) => t.metadata.pendingEntriesCount))).toEqual(new Set([held]));
+    const so = only(objects, 'ScaledObject');
+    const lists = so.spec.triggers.filter((t: Json) => t.type === 'redis');
+    expect(new Set(lists.map((t: Json) => t.metadata.listLength))).toEqual(new Set([held]));
+    for (const t of lists) expect(t.authenticationRef).toEqual(triggers[0].authenticationRef);
     const auth = only(objects, 'TriggerAuthentication');
     const params = Object.fromEntries(auth.spec.secretTargetRef.map((r: Json) => [r.parameter, r]));
     expect(Object.keys(params).sort()).toEqual(['ca', 'password', 'tls', 'username']);
@@ -295,6 +323,40 @@ describe('helm chart', () => {
     expect(ca).toBeDefined();
     const mount = w.worker.volumeMounts.find((m: Json) => ca.startsWith(`${m.mountPath}/`));
     expect(mount, 'REDIS_TLS_CA_FILE is on a mounted volume').toBeDefined();
+  });
+
+  it('Sentinel: the worker and KEDA find the master through the sentinels', () => {
+    const objects = render('sentinel');
+    const w = checkWorkload(objects);
+    expect(w.config.redisSentinels).toBe(
+      [0, 1, 2].map((i) => `redis-node-${i}.redis-headless:26379`).join(','),
+    );
+    expect(w.config.redisSentinelName).toBe('mymaster');
+    const ref = w.worker.env.find((e: Json) => e.name === 'REDIS_SENTINEL_PASSWORD');
+    expect(ref.valueFrom.secretKeyRef).toEqual({
+      name: 'redis-sentinel',
+      key: 'sentinel-password',
+    });
+    const triggers = checkKeda(objects, w);
+    for (const t of triggers) expect(t.metadata.databaseIndex).toBe('1');
+    const auth = only(objects, 'TriggerAuthentication');
+    const params = Object.fromEntries(auth.spec.secretTargetRef.map((r: Json) => [r.parameter, r]));
+    expect(Object.keys(params).sort()).toEqual(['password', 'sentinelPassword', 'username']);
+    expect(params.sentinelPassword).toEqual({
+      parameter: 'sentinelPassword',
+      name: 'redis-sentinel',
+      key: 'sentinel-password',
+    });
+  });
+
+  it('Cluster: triggers of the cluster kinds on the keys under the hash tag {keyPrefix}', () => {
+    const objects = render('cluster');
+    const w = checkWorkload(objects);
+    expect(w.config.redisCluster).toBe(true);
+    expect(w.config.keyPrefix).toBe('{sb}');
+    const triggers = checkKeda(objects, w);
+    expect(triggers.map((t) => t.metadata.stream)).toContain('{sb}:req:minilm');
+    expect(triggers[0].metadata.addresses).toBe('redis-cluster:6379');
   });
 
   it('existing Secrets: the chart renders no Secret and reads the ones named in values', () => {
@@ -361,6 +423,16 @@ describe('helm chart', () => {
       ));
     it('HPA and KEDA together', () =>
       rejects({ autoscaling: { hpa: { enabled: true }, keda: { enabled: true } } }, /enable one/));
+    it('Cluster with a reply pattern outside the fleet slot', () =>
+      rejects(
+        { redis: { cluster: { enabled: true } }, worker: { replyToPattern: 'app:reply:*' } },
+        /must begin with "\{sb\}:"/,
+      ));
+    it('Cluster and Sentinel together', () =>
+      rejects(
+        { redis: { cluster: { enabled: true }, sentinel: { hosts: ['s:26379'] } } },
+        /choose one/,
+      ));
   });
 
   it('gives a remote model its key from a Secret, named in MODELS only by its env var', () => {

@@ -212,15 +212,18 @@ describe('dlq', () => {
     ];
     const reply = await redis.eval(
       REPLAY_LUA,
-      4,
+      6,
       dlqKey,
       target,
       logKey,
       progress,
+      k.bulkSchedule('tiny'),
+      k.bulkBacklog('tiny'),
       ids[0]!,
       '1',
       '10',
       '1',
+      '',
       'id',
       'x',
     );

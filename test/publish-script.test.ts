@@ -75,6 +75,22 @@ describe('publish-and-ack', () => {
     expect(await pendingOwners()).toEqual([]);
   });
 
+  it("pops a per-source entry's backlog token with its ack, once: not when fenced, not on a resend", async () => {
+    const source = k.bulkSource('m', 'crawl');
+    await redis.xgroup('CREATE', source, k.group, '0', 'MKSTREAM');
+    await redis.rpush(k.bulkBacklog('m'), '1', '1');
+    const [mine, theirs] = [await deliver('a', source), await deliver('a', source)];
+    await redis.xclaim(source, k.group, 'b', 0, theirs);
+    const bulk = (id: string) => entry(id, { requestStream: source, backlog: k.bulkBacklog('m') });
+    expect((await publish('a', bulk(theirs)))[0]).toBe(0); // fenced: token kept
+    expect(await redis.llen(k.bulkBacklog('m'))).toBe(2);
+    expect((await publish('a', bulk(mine)))[0]).toBe(1);
+    expect((await publish('a', bulk(mine)))[0]).toBe(2); // a resend: acked already
+    expect(await redis.llen(k.bulkBacklog('m'))).toBe(1);
+    expect((await publish('b', bulk(theirs)))[0]).toBe(1);
+    expect(await redis.llen(k.bulkBacklog('m'))).toBe(0);
+  });
+
   it('is fenced when another consumer has claimed the entry: nothing written, nothing acked', async () => {
     const id = await deliver('a');
     await redis.xclaim(stream, k.group, 'b', 0, id);

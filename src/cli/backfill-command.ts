@@ -9,6 +9,7 @@ import { countPages, readCorpus } from '../backfill/corpus.js';
 import { type BackfillReport, runBackfill } from '../backfill/run.js';
 import { checkJobName, defaultJobName, forgetJob, jobKeys } from '../backfill/state.js';
 import { loadConfig } from '../config/load.js';
+import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
 import type { ReplyMode } from '../types.js';
 import { openCliConnection } from './client-connection.js';
@@ -49,8 +50,7 @@ export function backfillCommand(): Command {
       '5000',
     );
   addSettingOptions(cmd, [
-    'redisUrl',
-    'redisTlsCaFile',
+    ...REDIS_SETTINGS,
     'keyPrefix',
     'group',
     'backfillMaxInFlight',

@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 
 import { StreambedClient } from '../client/client.js';
 import type { Config } from '../config/load.js';
-import { connectClient } from '../redis/connect.js';
+import { connectClient, redisTarget } from '../redis/connect.js';
 
 export interface CliConnection {
   redis: Redis;
@@ -17,8 +17,7 @@ export interface CliConnection {
 
 export async function openCliConnection(config: Config, name: string): Promise<CliConnection> {
   const redis = await connectClient({
-    url: config.redisUrl,
-    tlsCaFile: config.redisTlsCaFile,
+    ...redisTarget(config),
     name,
   });
   const client = new StreambedClient({ redis, prefix: config.keyPrefix, group: config.group });

@@ -7,13 +7,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Redis } from 'ioredis';
 
 import { type Config, loadConfig } from '../config/load.js';
+import { REDIS_SETTINGS } from '../config/settings.js';
 import { purgeDlq } from '../dlq/purge.js';
 import { type DlqSummary, summarize } from '../dlq/record.js';
 import { HOPELESS_REASONS, replayDlq } from '../dlq/replay.js';
 import { checkFilter, type DlqFilter, selectDlq } from '../dlq/select.js';
 import { RESULT_ERROR_CODES, StreambedError } from '../errors.js';
 import { keys as buildKeys } from '../keys.js';
-import { connectClient } from '../redis/connect.js';
+import { connectClient, redisTarget } from '../redis/connect.js';
 import { addSettingOptions } from './settings-options.js';
 
 function positiveInteger(value: string): number {
@@ -38,7 +39,7 @@ function withFilters(cmd: Command, defaultLimit?: number): Command {
         .default(defaultLimit),
     )
     .option('--json', 'print JSON instead of a table');
-  return addSettingOptions(cmd, ['redisUrl', 'redisTlsCaFile', 'keyPrefix', 'group']);
+  return addSettingOptions(cmd, [...REDIS_SETTINGS, 'keyPrefix', 'group']);
 }
 
 type Flags = Record<string, unknown>;
@@ -58,8 +59,7 @@ function filterOf(o: Flags): DlqFilter {
 /** Connect (failing within seconds when Redis is not there), run, disconnect. */
 async function withRedis<T>(config: Config, fn: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = await connectClient({
-    url: config.redisUrl,
-    tlsCaFile: config.redisTlsCaFile,
+    ...redisTarget(config),
     name: 'streambed-dlq',
   });
   try {

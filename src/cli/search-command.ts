@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
 
 import { loadConfig, redactUrl } from '../config/load.js';
+import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
 import { createSink } from '../sink/index.js';
 import { openCliConnection } from './client-connection.js';
@@ -27,8 +28,7 @@ export function searchCommand(): Command {
     .option('--timeout-ms <ms>', 'how long to wait for the fleet to embed the query', '30000')
     .option('--json', 'print JSON');
   addSettingOptions(cmd, [
-    'redisUrl',
-    'redisTlsCaFile',
+    ...REDIS_SETTINGS,
     'keyPrefix',
     'group',
     'sink',

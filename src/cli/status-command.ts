@@ -8,9 +8,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 
 import { loadSettings } from '../config/load.js';
+import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
 import { keys as buildKeys } from '../keys.js';
-import { connectRedis } from '../redis/connect.js';
+import { connectRedis, redisTarget } from '../redis/connect.js';
 import { type GatherOptions, gatherSample, type Sample } from '../status/gather.js';
 import { FailureTally } from '../status/jobs.js';
 import { renderText } from '../status/render-text.js';
@@ -91,21 +92,15 @@ export function statusCommand(): Command {
       ms,
       60_000,
     );
-  addSettingOptions(cmd, ['redisUrl', 'redisTlsCaFile', 'keyPrefix', 'group']);
+  addSettingOptions(cmd, [...REDIS_SETTINGS, 'keyPrefix', 'group']);
   cmd.action(async (flags: StatusFlags & Record<string, unknown>) => {
     if (flags.watch && flags.check)
       throw new StreambedError('invalid', '--check takes one sample; drop --watch');
     // Only what status uses: a worker setting (THREADS=abc) in the environment is not its business.
-    const config = loadSettings(process.env, flags, [
-      'redisUrl',
-      'redisTlsCaFile',
-      'keyPrefix',
-      'group',
-    ]);
+    const config = loadSettings(process.env, flags, [...REDIS_SETTINGS, 'keyPrefix', 'group']);
     quietOnClosedPipe();
     const redis = connectRedis({
-      url: config.redisUrl,
-      tlsCaFile: config.redisTlsCaFile,
+      ...redisTarget(config),
       name: 'streambed-status',
     });
     const keys = buildKeys(config.keyPrefix, config.group);

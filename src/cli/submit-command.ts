@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { Command, Option } from 'commander';
 
 import { loadConfig } from '../config/load.js';
+import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
 import type { EmbedResult } from '../types.js';
 import { openCliConnection } from './client-connection.js';
@@ -42,7 +43,7 @@ export function submitCommand(): Command {
       'with --wait, time between progress lines when stderr is not a terminal',
       '5000',
     );
-  addSettingOptions(cmd, ['redisUrl', 'redisTlsCaFile', 'keyPrefix', 'group', 'replyToPattern']);
+  addSettingOptions(cmd, [...REDIS_SETTINGS, 'keyPrefix', 'group', 'replyToPattern']);
   cmd.action(async (texts: string[], o: Record<string, unknown>) => {
     const config = loadConfig(process.env, o);
     const model = o.model as string;

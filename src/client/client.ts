@@ -4,12 +4,13 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 
 import { decodeResult } from '../codec/result.js';
 import { StreambedError } from '../errors.js';
-import { type Keys, keys as buildKeys, type Lane } from '../keys.js';
+import { DEFAULT_PREFIX, type Keys, keys as buildKeys, type Lane } from '../keys.js';
+import { connectRedis, type RedisTarget } from '../redis/connect.js';
 import type { EmbedResult, Page, ReplyMode } from '../types.js';
 import { Backlog } from './backlog.js';
 import { ReplyReader } from './reply-reader.js';
@@ -17,8 +18,11 @@ import { ReplyReader } from './reply-reader.js';
 const packr = new Packr({ useRecords: false });
 
 export interface ClientOptions {
-  /** A Redis URL or an ioredis instance (not closed by `close()` when passed in). */
-  redis: string | Redis;
+  /**
+   * A Redis URL, a target (a URL with REDIS_SENTINELS' sentinels: `redisTarget(config)`),
+   * or an ioredis instance (not closed by `close()` when passed in).
+   */
+  redis: string | RedisTarget | Redis;
   prefix?: string;
   group?: string;
   /** Most unprocessed entries (lag + pending) on a request stream before submit waits or fails. */
@@ -81,12 +85,20 @@ export class StreambedClient {
   private readonly clientId = randomUUID();
 
   constructor(options: ClientOptions) {
-    this.owned = typeof options.redis === 'string';
+    const target = isTarget(options.redis) ? options.redis : undefined;
+    this.owned = typeof options.redis === 'string' || target !== undefined;
     this.redis =
       typeof options.redis === 'string'
         ? new Redis(options.redis, { maxRetriesPerRequest: null })
-        : options.redis;
-    this.keys = buildKeys(options.prefix, options.group);
+        : target
+          ? connectRedis({ ...target, name: 'streambed-client' })
+          : (options.redis as Redis);
+    // Redis Cluster: the fleet's keys share the hash tag {prefix}, as the worker's config has it.
+    const prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.keys = buildKeys(
+      target?.cluster && !prefix.startsWith('{') ? `{${prefix}}` : prefix,
+      options.group,
+    );
     this.backlog = new Backlog(
       this.redis,
       this.keys.group,
@@ -101,7 +113,8 @@ export class StreambedClient {
    * in page order. Waits (or fails) while the stream's backlog is above maxBacklog.
    * Bulk pages go to `{p}:req:{model}:bulk:{source}` and their sources into
    * the fair scheduler, in one MULTI per chunk: a source can never be dropped
-   * from the schedule between its XADD and its ZADD.
+   * from the schedule between its XADD and its ZADD, and each page's backlog
+   * token (`bulkBacklog`) is pushed with its XADD.
    */
   /** The request stream `submit` writes a page to. */
   requestStream(page: Pick<Page, 'source'>, model: string, lane: Lane = 'interactive'): string {
@@ -141,6 +154,9 @@ export class StreambedClient {
         // NX -1: a source already scheduled keeps its place; a new one is placed by the scheduler.
         batch.zadd(this.keys.bulkSchedule(model), 'NX', ...scheduled.flatMap((s) => [-1, s]));
         batch.sadd(this.keys.bulkSources(model), ...scheduled);
+        // One token per page, popped when its entry is acked: the backlog KEDA reads (LLEN).
+        const tokens = scheduled.reduce((n, s) => n + (perSource.get(s) ?? 0), 0);
+        batch.rpush(this.keys.bulkBacklog(model), ...Array<string>(tokens).fill('1'));
       }
       if (options.submittedSet !== undefined)
         batch.sadd(options.submittedSet, ...part.map(pageKey));
@@ -231,6 +247,11 @@ export class StreambedClient {
     await this.replies?.close();
     if (this.owned) await this.redis.quit();
   }
+}
+
+/** A target to connect to, as opposed to a connection (a Redis, or a Cluster typed as one). */
+function isTarget(r: ClientOptions['redis']): r is RedisTarget {
+  return typeof r === 'object' && !(r instanceof Redis) && !(r instanceof Cluster) && 'url' in r;
 }
 
 function envelopeOf(page: Page, o: SubmitOptions): Record<string, unknown> {

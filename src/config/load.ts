@@ -42,10 +42,31 @@ export function loadSettings<K extends SettingKey>(
   if (problems.length) {
     throw new StreambedError('config', `invalid configuration: ${problems.join('; ')}`);
   }
+  if (out.redisCluster === true) clusterLayout(out);
   return out as Pick<Config, K>;
 }
 
+/**
+ * Redis Cluster: every key of the fleet under one hash tag, `{KEY_PREFIX}`,
+ * so each script and MULTI (request stream, reply stream, progress, DLQ,
+ * bulk schedule) touches one slot. A reply stream outside it could not be
+ * written in the publish script: REPLY_TO_PATTERN must start with the tag.
+ */
+function clusterLayout(out: Record<string, unknown>): void {
+  if (typeof out.keyPrefix === 'string' && !out.keyPrefix.startsWith('{'))
+    out.keyPrefix = `{${out.keyPrefix}}`;
+  const pattern = out.replyToPattern;
+  if (typeof pattern === 'string' && typeof out.keyPrefix === 'string') {
+    if (!pattern.startsWith(`${out.keyPrefix}:`))
+      throw new StreambedError(
+        'config',
+        `invalid configuration: REPLY_TO_PATTERN=${JSON.stringify(pattern)}: with REDIS_CLUSTER it must begin with "${out.keyPrefix}:" (reply streams share the fleet's slot)`,
+      );
+  }
+}
+
 function redact(key: SettingKey, raw: unknown): unknown {
+  if (key === 'redisSentinelPassword') return '***';
   return key === 'redisUrl' && typeof raw === 'string' ? redactUrl(raw) : raw;
 }
 

@@ -42,6 +42,33 @@ export const SETTINGS = {
     undefined,
     'PEM file of the CA that signed the Redis server certificate (with `rediss://`).',
   ),
+  redisSentinels: setting(
+    'REDIS_SENTINELS',
+    z
+      .string()
+      .regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'must be host:port[,host:port...]')
+      .optional(),
+    undefined,
+    'Redis Sentinel: the sentinels, `host:port` comma separated. Every connection asks them for the master of REDIS_SENTINEL_NAME and follows a failover; REDIS_URL then gives only the user, password, database and TLS (`rediss://`) of the master and replicas, its host is not used.',
+  ),
+  redisSentinelName: setting(
+    'REDIS_SENTINEL_NAME',
+    z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
+    'mymaster',
+    'Redis Sentinel: the master name the sentinels monitor.',
+  ),
+  redisSentinelPassword: setting(
+    'REDIS_SENTINEL_PASSWORD',
+    optionalString,
+    undefined,
+    "Redis Sentinel: the sentinels' own password (`requirepass` in sentinel.conf), when they have one; the master and replicas take REDIS_URL's.",
+  ),
+  redisCluster: setting(
+    'REDIS_CLUSTER',
+    bool,
+    false,
+    'Redis Cluster: REDIS_URL is a seed node. Every key is then under the hash tag `{KEY_PREFIX}` (one slot per fleet, so each script and transaction stays on one node), and REPLY_TO_PATTERN must begin with it.',
+  ),
   keyPrefix: setting(
     'KEY_PREFIX',
     z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
@@ -297,6 +324,16 @@ export const SETTINGS = {
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;
+
+/** Every setting that says where Redis is and how to log in: each command that connects takes them all. */
+export const REDIS_SETTINGS = [
+  'redisUrl',
+  'redisTlsCaFile',
+  'redisSentinels',
+  'redisSentinelName',
+  'redisSentinelPassword',
+  'redisCluster',
+] as const satisfies readonly SettingKey[];
 export type Config = { [K in SettingKey]: z.output<(typeof SETTINGS)[K]['schema']> };
 
 /** The allowed values of an enum setting (LOG_LEVEL, SINK_INDEX...), for --help and the README table. */

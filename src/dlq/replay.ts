@@ -15,20 +15,27 @@ import { type DlqFilter, selectDlq } from './select.js';
 export const REPLAY_LUA = `
 -- dlq-replay
 -- KEYS[1] DLQ stream   KEYS[2] request stream to re-submit to   KEYS[3] replay log stream
--- KEYS[4] progress hash of the entry's source
+-- KEYS[4] progress hash of the entry's source   KEYS[5] the model's bulk schedule ZSET
+-- KEYS[6] the model's bulk backlog LIST
 -- ARGV[1] DLQ entry id   ARGV[2] '1' to count the replay in KEYS[4] ('replayed'), else '0'
 -- ARGV[3] replay log approximate MAXLEN   ARGV[4] n = number of original field/value pairs
--- ARGV[5 .. 4+2n] original field/value pairs; any ARGV after that: replay log field/value pairs
+-- ARGV[5] the source, when KEYS[2] is its per-source bulk stream ('' otherwise)
+-- ARGV[6 .. 5+2n] original field/value pairs; any ARGV after that: replay log field/value pairs
 -- Reply: {1, new request entry id} re-submitted, removed from the DLQ and logged;
 --        {0} the DLQ entry is gone (replayed or purged meanwhile): nothing done
 if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return {0} end
 local n = tonumber(ARGV[4])
 local add = {'XADD', KEYS[2], '*'}
-for i = 5, 4 + 2 * n do add[#add + 1] = ARGV[i] end
+for i = 6, 5 + 2 * n do add[#add + 1] = ARGV[i] end
 local rid = redis.call(unpack(add))
+-- A per-source entry joins the schedule and the backlog as the SDK's XADD does.
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[5], 'NX', -1, ARGV[5])
+  redis.call('RPUSH', KEYS[6], '1')
+end
 redis.call('XDEL', KEYS[1], ARGV[1])
 local log = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*'}
-for i = 5 + 2 * n, #ARGV do log[#log + 1] = ARGV[i] end
+for i = 6 + 2 * n, #ARGV do log[#log + 1] = ARGV[i] end
 log[#log + 1] = 'new_rid'; log[#log + 1] = rid
 redis.call(unpack(log))
 if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[4], 'replayed', 1) end
@@ -92,7 +99,7 @@ export async function replayDlq(
     return report;
   }
   if (!('dlqReplay' in redis)) {
-    redis.defineCommand('dlqReplay', { numberOfKeys: 4, lua: REPLAY_LUA });
+    redis.defineCommand('dlqReplay', { numberOfKeys: 6, lua: REPLAY_LUA });
   }
   for (let i = 0; i < todo.length; i += CHUNK) {
     const chunk = todo.slice(i, i + CHUNK);
@@ -156,10 +163,13 @@ function queueReplay(pipeline: ChainableCommander, keys: Keys, r: DlqRecord): vo
     r.stream as string,
     keys.dlqReplayed(r.model),
     keys.progress(counted ? (r.source as string) : '_'),
+    keys.bulkSchedule(r.model),
+    keys.bulkBacklog(r.model),
     r.dlqId,
     counted ? '1' : '0',
     String(REPLAY_LOG_MAXLEN),
     String(r.original.length / 2),
+    keys.bulkSourceOf(r.stream as string)?.source ?? '',
     ...r.original,
     ...log,
   );

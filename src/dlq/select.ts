@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import { isResultErrorCode, RESULT_ERROR_CODES, StreambedError } from '../errors.js';
 import type { Keys } from '../keys.js';
 import { MODEL_NAME } from '../models/table.js';
+import { scanKeys } from '../status/scan.js';
 import { type DlqRecord, parseRecord } from './record.js';
 
 export interface DlqFilter {
@@ -55,21 +56,7 @@ export async function dlqStreams(
   model?: string,
 ): Promise<Array<{ stream: string; model: string }>> {
   if (model !== undefined) return [{ stream: keys.dlq(model), model }];
-  const found = new Set<string>();
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(
-      cursor,
-      'MATCH',
-      keys.dlqPattern(),
-      'COUNT',
-      1000,
-      'TYPE',
-      'stream',
-    );
-    cursor = next;
-    for (const key of batch) found.add(key);
-  } while (cursor !== '0');
+  const found = new Set(await scanKeys(redis, keys.dlqPattern(), 'stream'));
   return [...found].sort().flatMap((stream) => {
     const m = keys.dlqModel(stream);
     return m === undefined ? [] : [{ stream, model: m }];

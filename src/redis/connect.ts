@@ -1,22 +1,54 @@
 /**
  * Redis connections: `redis://` or `rediss://` URLs with ACL user/password,
- * an optional CA file for TLS, and reconnection with capped, jittered backoff
- * so a fleet that loses Redis neither crash-loops nor stampedes it on return.
- * Workers retry for ever (one warning per outage); command-line clients retry
- * a few times and then fail, so a person is told within seconds.
+ * an optional CA file for TLS, Redis Sentinel (the URL then gives only the
+ * credentials, database and TLS; the sentinels name the master), Redis
+ * Cluster (the URL is a seed), and reconnection with capped, jittered backoff so a fleet that loses Redis
+ * neither crash-loops nor stampedes it on return. Workers retry for ever (one
+ * warning per outage); command-line clients retry a few times and then fail,
+ * so a person is told within seconds.
  */
 import fs from 'node:fs';
 import { isIP } from 'node:net';
 
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 
-import { redactUrl } from '../config/load.js';
+import { type Config, redactUrl } from '../config/load.js';
+import type { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
 import type { Logger } from '../log.js';
 
-export interface ConnectOptions {
+/** Where Redis is and how to log in: REDIS_URL alone, or with sentinels (REDIS_SENTINELS). */
+export interface RedisTarget {
   url: string;
-  tlsCaFile?: string;
+  tlsCaFile?: string | undefined;
+  /** `host:port,...`: ask these sentinels for the master `sentinelName` (REDIS_SENTINELS). */
+  sentinels?: string | undefined;
+  sentinelName?: string | undefined;
+  sentinelPassword?: string | undefined;
+  /** Redis Cluster: `url` is a seed node (REDIS_CLUSTER). */
+  cluster?: boolean | undefined;
+}
+
+/** The target of a loaded configuration (every command that connects loads REDIS_SETTINGS). */
+export function redisTarget(config: Pick<Config, (typeof REDIS_SETTINGS)[number]>): RedisTarget {
+  return {
+    url: config.redisUrl,
+    tlsCaFile: config.redisTlsCaFile,
+    sentinels: config.redisSentinels,
+    sentinelName: config.redisSentinelName,
+    sentinelPassword: config.redisSentinelPassword,
+    cluster: config.redisCluster,
+  };
+}
+
+/** How a person or a log line names the target, without its passwords. */
+export function describeTarget(t: RedisTarget): string {
+  if (t.cluster) return `cluster seeded from ${redactUrl(t.url)}`;
+  if (!t.sentinels) return redactUrl(t.url);
+  return `master ${t.sentinelName ?? 'mymaster'} of sentinels ${t.sentinels}`;
+}
+
+export interface ConnectOptions extends RedisTarget {
   /** Connection name shown by CLIENT LIST. */
   name?: string;
   log?: Logger;
@@ -47,6 +79,13 @@ export function connectRedis(opts: ConnectOptions): Redis {
   const limit = opts.maxReconnects ?? Infinity;
   let lastError = '';
   let down = false;
+  const tlsOptions = {
+    ...(opts.tlsCaFile && { ca: fs.readFileSync(opts.tlsCaFile) }),
+    // SNI takes host names only (RFC 6066): for an IP, Node checks the certificate
+    // against the address itself and would warn (DEP0123) if given it as servername.
+    // Behind sentinels or in a cluster the hosts are whatever the nodes announce: none.
+    ...(isIP(host) === 0 && !opts.sentinels && !opts.cluster && { servername: host }),
+  };
   const options: RedisOptions = {
     ...(opts.name && { connectionName: opts.name }),
     lazyConnect: false,
@@ -61,21 +100,18 @@ export function connectRedis(opts: ConnectOptions): Redis {
       const level = !down && opts.reportOutage !== false ? 'warn' : 'debug';
       down = true;
       opts.log?.[level](
-        { attempt, waitMs: wait, redis: redactUrl(opts.url), err: lastError },
+        { attempt, waitMs: wait, redis: describeTarget(opts), err: lastError },
         'redis unreachable, retrying',
       );
       return Math.max(wait, 50);
     },
-    ...(tls && {
-      tls: {
-        ...(opts.tlsCaFile && { ca: fs.readFileSync(opts.tlsCaFile) }),
-        // SNI takes host names only (RFC 6066): for an IP, Node checks the certificate
-        // against the address itself and would warn (DEP0123) if given it as servername.
-        ...(isIP(host) === 0 && { servername: host }),
-      },
-    }),
+    ...(tls && { tls: tlsOptions }),
   };
-  const redis = new Redis(opts.url, options);
+  const redis = opts.cluster
+    ? clusterClient(opts, url, options)
+    : opts.sentinels
+      ? new Redis({ ...options, ...sentinelOptions(opts, url, tls && tlsOptions) })
+      : new Redis(opts.url, options);
   // ioredis emits 'error' on every failed attempt (and prints it when nobody
   // listens); retryStrategy reports the outage, commands report their own failure.
   redis.on('error', (err: Error) => {
@@ -84,7 +120,7 @@ export function connectRedis(opts: ConnectOptions): Redis {
   });
   redis.on('ready', () => {
     if (down && opts.reportOutage !== false)
-      opts.log?.info({ redis: redactUrl(opts.url) }, 'redis reachable again');
+      opts.log?.info({ redis: describeTarget(opts) }, 'redis reachable again');
     down = false;
   });
   return redis;
@@ -114,11 +150,68 @@ export async function connectClient(
     return redis;
   } catch (err) {
     redis.disconnect();
-    throw redisFailure(opts.url, lastError || errorText(err as Error), timeoutMs);
+    throw redisFailure(opts, lastError || errorText(err as Error), timeoutMs);
   } finally {
     clearTimeout(timer);
     redis.off('error', onError);
   }
+}
+
+/**
+ * Sentinel mode: the master comes from the sentinels, and the URL gives what
+ * the master and replicas need (user, password, database, TLS). Writes to a
+ * master demoted to a replica fail READONLY: reconnect, asking the sentinels
+ * again, and resend the command (ioredis: reconnectOnError 2).
+ */
+function sentinelOptions(
+  t: RedisTarget,
+  url: URL,
+  tlsOptions: RedisOptions['tls'] | false,
+): RedisOptions {
+  return {
+    sentinels: (t.sentinels ?? '').split(',').map((hp) => {
+      const at = hp.lastIndexOf(':');
+      return { host: hp.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(hp.slice(at + 1)) };
+    }),
+    name: t.sentinelName ?? 'mymaster',
+    ...(url.username && { username: decodeURIComponent(url.username) }),
+    ...(url.password && { password: decodeURIComponent(url.password) }),
+    db: Number(url.pathname.slice(1) || 0),
+    ...(t.sentinelPassword && { sentinelPassword: t.sentinelPassword }),
+    ...(tlsOptions && { enableTLSForSentinelMode: true, sentinelTLS: tlsOptions }),
+    reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+  };
+}
+
+/**
+ * Cluster mode: a Cluster seeded from the URL, typed as a Redis because the
+ * code only uses what both have (commands, pipelines and MULTI on one slot,
+ * scripts, events); what differs (SCAN per node) goes through `eachNode`.
+ * Every key is under one hash tag (config/load.ts), so each command, script
+ * and transaction has one slot and one node.
+ */
+function clusterClient(opts: ConnectOptions, url: URL, options: RedisOptions): Redis {
+  const { retryStrategy, maxRetriesPerRequest, enableOfflineQueue, ...node } = options;
+  const cluster = new Cluster(
+    [{ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) }],
+    {
+      clusterRetryStrategy: retryStrategy,
+      enableOfflineQueue,
+      redisOptions: {
+        ...node,
+        ...(url.username && { username: decodeURIComponent(url.username) }),
+        ...(url.password && { password: decodeURIComponent(url.password) }),
+        maxRetriesPerRequest,
+      },
+    },
+  );
+  opts.log?.debug({ redis: describeTarget(opts) }, 'redis cluster mode');
+  return cluster as unknown as Redis;
+}
+
+/** The connections a key scan must visit: every master of a Cluster, else the one server. */
+export function eachNode(redis: Redis): Redis[] {
+  return redis instanceof Cluster ? (redis as Cluster).nodes('master') : [redis];
 }
 
 /** `ECONNREFUSED` rather than ioredis's `connect ECONNREFUSED 127.0.0.1:1`, when it has a code. */
@@ -130,8 +223,12 @@ function errorText(err: Error): string {
 const AUTH_ERROR = /^(WRONGPASS|NOAUTH|NOPERM)/;
 
 /** The one-line error a person sees for a Redis that cannot be used. */
-export function redisFailure(url: string, why: string, timeoutMs: number): StreambedError {
-  const where = redactUrl(url);
+export function redisFailure(
+  target: RedisTarget | string,
+  why: string,
+  timeoutMs: number,
+): StreambedError {
+  const where = describeTarget(typeof target === 'string' ? { url: target } : target);
   if (AUTH_ERROR.test(why)) {
     return new StreambedError(
       'config',

@@ -18,7 +18,8 @@ export const PUBLISH_AND_ACK_LUA = `
 -- KEYS: every stream and hash the entries touch, each once
 -- ARGV[1] group   ARGV[2] consumer   ARGV[3] result MAXLEN (0 = none)   ARGV[4] now (epoch ms)
 -- then one record per entry: request stream key index, result stream key index,
---   DLQ stream key index (0 = none), progress hash key index (0 = none), request entry id,
+--   DLQ stream key index (0 = none), progress hash key index (0 = none),
+--   bulk backlog list key index (0 = none: not a per-source bulk entry), request entry id,
 --   progress field to increment ('' = none), n, n result field/value pairs,
 --   m, m DLQ record field/value pairs (m = 0: no DLQ record)
 -- Reply: one reply per entry, in order: {1, result id} written and acked;
@@ -45,9 +46,10 @@ end
 local function publish(at)
   local request, result = KEYS[tonumber(ARGV[at])], KEYS[tonumber(ARGV[at + 1])]
   local dlq, progress = KEYS[tonumber(ARGV[at + 2])], KEYS[tonumber(ARGV[at + 3])]
-  local id, field, n = ARGV[at + 4], ARGV[at + 5], tonumber(ARGV[at + 6])
-  local m = tonumber(ARGV[at + 7 + 2 * n])
-  local after = at + 8 + 2 * n + 2 * m
+  local backlog = KEYS[tonumber(ARGV[at + 4])]
+  local id, field, n = ARGV[at + 5], ARGV[at + 6], tonumber(ARGV[at + 7])
+  local m = tonumber(ARGV[at + 8 + 2 * n])
+  local after = at + 9 + 2 * n + 2 * m
   if #redis.call('XPENDING', request, group, id, id, 1, consumer) == 0 then
     if #redis.call('XPENDING', request, group, id, id, 1) == 0 then return {2}, after end
     return {0}, after
@@ -61,7 +63,7 @@ local function publish(at)
     add[#add + 1] = 'MAXLEN'; add[#add + 1] = '~'; add[#add + 1] = maxlen
   end
   add[#add + 1] = '*'
-  for i = at + 7, at + 6 + 2 * n do add[#add + 1] = ARGV[i] end
+  for i = at + 8, at + 7 + 2 * n do add[#add + 1] = ARGV[i] end
   local written = redis.pcall(unpack(add))
   if type(written) == 'table' and written.err then
     -- Only a key of the wrong type is the reply stream's fault. Anything else (OOM: Redis
@@ -71,7 +73,7 @@ local function publish(at)
   end
   if m > 0 then
     local record = {'XADD', dlq, '*'}
-    for i = at + 8 + 2 * n, after - 1 do record[#record + 1] = ARGV[i] end
+    for i = at + 9 + 2 * n, after - 1 do record[#record + 1] = ARGV[i] end
     redis.call(unpack(record))
   end
   if field ~= '' then
@@ -79,6 +81,9 @@ local function publish(at)
     redis.call('HSET', progress, 'last_done_ms', now)
   end
   redis.call('XACK', request, group, id)
+  -- The entry's backlog token goes with its XACK (exactly once, like the ack). pcall: a
+  -- key of the wrong type only blinds the autoscaler, it must not fail the answer.
+  if backlog then redis.pcall('LPOP', backlog) end
   return {1, written}, after
 end
 
@@ -113,6 +118,8 @@ export interface PublishEntry {
   resultFields: (string | Buffer)[];
   progress?: { key: string; field: 'done' | 'failed' | 'deduped' };
   dlq?: { stream: string; fields: (string | Buffer)[] };
+  /** A per-source bulk entry: its model's backlog list (`Keys.bulkBacklog`), popped with the XACK. */
+  backlog?: string;
 }
 
 export type PublishReply = [1, string] | [0] | [2] | [-1, string] | [-2, string] | [-3, string];
@@ -182,6 +189,7 @@ function queueCall(pipeline: ChainableCommander, call: PublishCall, entries: Pub
       index(e.resultStream),
       e.dlq ? index(e.dlq.stream) : '0',
       e.progress ? index(e.progress.key) : '0',
+      e.backlog ? index(e.backlog) : '0',
       e.entryId,
       e.progress?.field ?? '',
       String(e.resultFields.length / 2),

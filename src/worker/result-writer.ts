@@ -1,8 +1,8 @@
 /**
  * Writes answers: one pipelined round trip per batch of answers, through the
- * publish-and-ack script (per entry: result + DLQ record + progress + XACK,
- * atomically, only while we still own the entry; one script call covers many
- * entries, up to the script's per-call limits). Connection failures are
+ * publish-and-ack script (per entry: result + DLQ record + progress + XACK +
+ * bulk backlog token, atomically, only while we still own the entry; one
+ * script call covers many entries, up to the script's per-call limits). Connection failures are
  * retried with backoff until the answers are written or we are told to stop;
  * unwritten entries stay pending and are reclaimed elsewhere, so nothing
  * acknowledged is ever lost.
@@ -169,6 +169,9 @@ export class ResultWriter implements AnswerWriter {
       }),
       ...(failed && {
         dlq: { stream: keys.dlq(a.delivery.model), fields: dlqRecord(a, consumer) },
+      }),
+      ...(keys.bulkSourceOf(a.delivery.stream) && {
+        backlog: keys.bulkBacklog(a.delivery.model),
       }),
     };
   }

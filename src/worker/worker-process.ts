@@ -11,7 +11,7 @@ import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys } from '../keys.js';
 import { createLogger, type Logger, quietInfo } from '../log.js';
 import { modelRef, parseModelTable } from '../models/table.js';
-import { backoffMs, connectRedis } from '../redis/connect.js';
+import { backoffMs, connectRedis, redisTarget } from '../redis/connect.js';
 import { createSink, type Sink } from '../sink/index.js';
 import type { ProviderState } from './backends/openai-http.js';
 import { createBackend } from './backends/registry.js';
@@ -77,14 +77,12 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   const events = new WorkerEvents();
 
   const redis = connectRedis({
-    url: config.redisUrl,
-    tlsCaFile: config.redisTlsCaFile,
+    ...redisTarget(config),
     name: `${consumer}:cmd`,
     log,
   });
   const reader = connectRedis({
-    url: config.redisUrl,
-    tlsCaFile: config.redisTlsCaFile,
+    ...redisTarget(config),
     name: `${consumer}:read`,
     log,
     // The command connection reports an outage; one warning line is enough.

@@ -251,6 +251,13 @@ host:port, not a URL, and cannot read the worker's REDIS_URL.
 {{- if and .Values.redis.tls.existingSecret (not .Values.redis.existingSecret) (not (hasPrefix "rediss://" .Values.redis.url)) -}}
 {{- fail "redis.tls.existingSecret is set but redis.url is not rediss://; the CA would be ignored" -}}
 {{- end -}}
+{{- $tag := printf "{%s}:" .Values.worker.keyPrefix -}}
+{{- if and .Values.redis.cluster.enabled .Values.worker.replyToPattern (not (hasPrefix $tag .Values.worker.replyToPattern)) -}}
+{{- fail (printf "worker.replyToPattern must begin with %q with redis.cluster.enabled: reply streams share the fleet's slot" $tag) -}}
+{{- end -}}
+{{- if and .Values.redis.cluster.enabled .Values.redis.sentinel.hosts -}}
+{{- fail "redis.cluster.enabled and redis.sentinel.hosts are both set: Redis Cluster does its own failover; choose one" -}}
+{{- end -}}
 {{- if and .Values.postgres.enabled (not .Values.postgres.existingSecret) (not .Values.postgres.url) -}}
 {{- fail "postgres.enabled needs postgres.url or postgres.existingSecret" -}}
 {{- end -}}
@@ -261,7 +268,7 @@ host:port, not a URL, and cannot read the worker's REDIS_URL.
 {{- fail "modelCache.readOnly needs modelCache.allowRemoteModels: false (downloads could not be written)" -}}
 {{- end -}}
 {{- if .Values.autoscaling.keda.enabled -}}
-{{- if and .Values.redis.existingSecret (not .Values.autoscaling.keda.redis.address) -}}
+{{- if and .Values.redis.existingSecret (not .Values.autoscaling.keda.redis.address) (not .Values.redis.sentinel.hosts) -}}
 {{- fail "autoscaling.keda.redis.address (host:port) is required with redis.existingSecret: KEDA cannot read the URL from the Secret" -}}
 {{- end -}}
 {{- $auth := .Values.autoscaling.keda.redis.auth -}}
