@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 
 import { backfillCommand } from './backfill-command.js';
+import { consoleCommand } from './console-command.js';
 import { demoCommand } from './demo-command.js';
 import { dlqCommand } from './dlq-command.js';
 import { EXIT_CONFIG, exitWith } from './exit.js';
@@ -28,6 +29,7 @@ const program = new Command('streambed')
   .addCommand(searchCommand())
   .addCommand(dlqCommand())
   .addCommand(statusCommand())
+  .addCommand(consoleCommand())
   .addCommand(demoCommand());
 
 /** A usage mistake (unknown option, missing argument) is a configuration error: exit 2, not 1. */
