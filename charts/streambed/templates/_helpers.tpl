@@ -279,3 +279,20 @@ host:port, not a URL, and cannot read the worker's REDIS_URL.
 {{- fail "autoscaling.hpa.minReplicas is above maxReplicas" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The console's own name label: the workers' selectors (name + instance) never match its pod. */}}
+{{- define "streambed.consoleSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-console" (include "streambed.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "streambed.consoleLabels" -}}
+helm.sh/chart: {{ include "streambed.chart" . }}
+{{ include "streambed.consoleSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: console
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
