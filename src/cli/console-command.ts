@@ -4,6 +4,8 @@
  * every command, when Redis cannot be reached at start; afterwards a lost
  * Redis shows on the page and the console keeps retrying.
  */
+import { once } from 'node:events';
+
 import { Command, InvalidArgumentError } from 'commander';
 
 import { loadSettings } from '../config/load.js';
@@ -42,7 +44,15 @@ export function consoleCommand(): Command {
     // One PING with the CLI's bounded retries, so a wrong REDIS_URL ends here with exit 3;
     // the console's own connection then reconnects for as long as it runs.
     (await connectClient({ ...connection, name: 'streambed-console' })).disconnect();
-    const redis = connectRedis({ ...connection, name: 'streambed-console' });
+    // No offline queue: while Redis is away a sample fails at once and the page says
+    // so, instead of commands piling up behind a reconnect.
+    const redis = connectRedis({
+      ...connection,
+      name: 'streambed-console',
+      offlineQueue: false,
+      log,
+    });
+    await once(redis, 'ready');
     const keys = buildKeys(config.keyPrefix, config.group);
     const sampler = new Sampler(redis, keys, flags.intervalMs, log);
     await sampler.start();

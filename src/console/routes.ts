@@ -26,6 +26,8 @@ import { dlqTexts } from './dlq-text.js';
 import { readJson, sendJson } from './respond.js';
 import type { Sampler } from './sampler.js';
 
+/** ioredis refusing a command while it reconnects (the console's connection has no offline queue). */
+const REDIS_AWAY = /Stream isn't writeable|Connection is closed|ECONNREFUSED|ETIMEDOUT/i;
 const DEFAULT_LIST = 200;
 const MAX_LIST = 1000;
 const MAX_IDS = 1000;
@@ -125,7 +127,9 @@ export async function handleApi(
   } catch (err) {
     const { status, message } = describe(err);
     if (status === 401) res.setHeader('www-authenticate', 'Bearer realm="streambed console"');
-    if (status >= 500) ctx.log.error({ err: message, path: url.pathname }, 'console: API failed');
+    // 503 is Redis away: the sampler logs the outage once, not once per request.
+    if (status >= 500 && status !== 503)
+      ctx.log.error({ err: message, path: url.pathname }, 'console: API failed');
     sendJson(res, status, { error: message });
   }
   return true;
@@ -161,7 +165,10 @@ function describe(err: unknown): { status: number; message: string } {
   if (err instanceof HttpError) return { status: err.status, message: err.message };
   if (err instanceof StreambedError && (err.code === 'invalid' || err.code === 'config'))
     return { status: 400, message: err.message };
-  if (err instanceof StreambedError && err.code === 'redis_unavailable')
-    return { status: 503, message: err.message };
+  if (
+    (err instanceof StreambedError && err.code === 'redis_unavailable') ||
+    REDIS_AWAY.test((err as Error).message)
+  )
+    return { status: 503, message: `Redis unavailable: ${(err as Error).message}` };
   return { status: 500, message: (err as Error).message };
 }

@@ -16,6 +16,9 @@ import { Throughput, type ThroughputSeries } from './throughput.js';
 /** Rates and ETAs are measured over about this long: steady, yet quick to follow a change. */
 const RATE_WINDOW_MS = 15_000;
 
+/** A Redis that accepts commands and does not answer shows as an error after this. */
+const SAMPLE_TIMEOUT_MS = 5_000;
+
 /** The thresholds of `streambed status` (its flag defaults), so both call the same thing stale. */
 export const CONSOLE_THRESHOLDS: Thresholds = {
   maxPendingAgeMs: 300_000,
@@ -79,11 +82,10 @@ export class Sampler {
 
   private async sampleOnce(): Promise<void> {
     try {
-      const now = await gatherSample(this.redis, {
-        keys: this.keys,
-        pendingSample: 10,
-        tally: this.tally,
-      });
+      const now = await withTimeout(
+        gatherSample(this.redis, { keys: this.keys, pendingSample: 10, tally: this.tally }),
+        SAMPLE_TIMEOUT_MS,
+      );
       while (
         this.history.length > 1 &&
         now.atMs - (this.history[0] as Sample).atMs > RATE_WINDOW_MS
@@ -105,5 +107,17 @@ export class Sampler {
       this.failing = true;
       this.state = { ...this.state, error: `status unavailable: ${message}` };
     }
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

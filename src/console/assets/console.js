@@ -421,11 +421,16 @@ async function poll() {
     const f = $('dlq-filter');
     const q = new URLSearchParams();
     for (const k of ['model', 'source', 'reason']) if (f[k].value) q.set(k, f[k].value);
-    const dlq = await api(`/api/dlq?${q}`);
-    lastDlq = dlq.entries;
-    for (const id of shownText.keys())
-      if (!lastDlq.some((e) => e.dlqId === id)) shownText.delete(id);
-    renderDlq(dlq.entries, dlq.more);
+    try {
+      const dlq = await api(`/api/dlq?${q}`);
+      lastDlq = dlq.entries;
+      for (const id of shownText.keys())
+        if (!lastDlq.some((e) => e.dlqId === id)) shownText.delete(id);
+      renderDlq(dlq.entries, dlq.more);
+    } catch (err) {
+      // While Redis is away the status banner already says so.
+      if (!state.error) banner(`dead letters: ${err.message}`);
+    }
   } catch (err) {
     banner(`console unreachable: ${err.message}`);
   }
