@@ -1,7 +1,8 @@
 /**
  * Issue 18, the web console, in a real browser (Debian's chromium driven by
  * playwright-core) against the built CLI, a real Redis and a fixture worker:
- * a slow backfill's progress bar moves through intermediate values to done;
+ * a slow backfill's progress bar moves through intermediate values to done,
+ * with a rate and an ETA while it runs;
  * a dead letter appears without its text, shows its text only when asked
  * with the admin key, and Replay (confirmed) sends it back to fail again
  * under a new id; Purge asks first and cancelling keeps it. A read-only
@@ -94,6 +95,8 @@ describe('streambed console', () => {
     // The bar's value, sampled as a user would watch it: 0 (or little) .. several steps .. done.
     const bar = page.locator('[role=progressbar][data-source="docs"]');
     await bar.waitFor({ timeout: 20_000 });
+    const meta = page.locator('.progress:has([data-source="docs"]) .meta');
+    const metas = new Set<string | null>();
     const seen: number[] = [];
     await until(
       'the docs progress bar to reach done',
@@ -101,6 +104,7 @@ describe('streambed console', () => {
         const now = Number(await bar.getAttribute('aria-valuenow'));
         const max = Number(await bar.getAttribute('aria-valuemax'));
         if (seen.at(-1) !== now) seen.push(now);
+        if (now < PAGES) metas.add(await meta.textContent());
         return max === PAGES && now === PAGES;
       },
       40_000,
@@ -111,6 +115,11 @@ describe('streambed console', () => {
       3,
     );
     expect([...seen].sort((a, b) => a - b)).toEqual(seen); // never moves back
+    // While it runs, the row has a rate and an ETA (from its second sample on).
+    expect(
+      [...metas].some((m) => /rate \d[\d.]*\/s\s*ETA \d/.test(m ?? '')),
+      [...metas].join(' | '),
+    ).toBe(true);
     const done = await run;
     expect(done.code, done.stderr).toBe(1); // one page dead-lettered
     await expect

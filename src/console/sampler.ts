@@ -91,11 +91,15 @@ export class Sampler {
         now.atMs - (this.history[0] as Sample).atMs > RATE_WINDOW_MS
       )
         this.history.shift();
-      const report = buildReport(now, this.history[0], {
+      const ctx = {
         prefix: this.keys.prefix,
         group: this.keys.group,
         thresholds: CONSOLE_THRESHOLDS,
-      });
+      };
+      const report = buildReport(now, this.history[0], ctx);
+      // Oldest first, so each newcomer gets the longest window it has.
+      for (const before of this.history.slice(1))
+        fillNewRates(report, buildReport(now, before, ctx));
       this.history.push(now);
       this.throughput.add(now);
       this.state = { report, throughput: this.throughput.series(now.atMs), error: null };
@@ -120,4 +124,33 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * A source, job or stream that appeared within the rate window has no rate
+ * against the window's oldest sample: give it the one against the oldest
+ * sample that has it, so a backfill shows its rate and ETA from its second
+ * sample, not 15 s later. (A few dozen reports of a few objects each: cheap.)
+ */
+function fillNewRates(report: StatusReport, recent: StatusReport): void {
+  const fill = <T extends { ratePerSec: number | null; etaSec?: number | null }>(
+    list: T[],
+    from: T[],
+    key: (x: T) => string,
+  ) => {
+    const byKey = new Map(from.map((x) => [key(x), x]));
+    for (const x of list) {
+      const r = byKey.get(key(x));
+      if (x.ratePerSec !== null || !r) continue;
+      x.ratePerSec = r.ratePerSec;
+      if ('etaSec' in x) x.etaSec = r.etaSec ?? null;
+    }
+  };
+  fill(report.sources, recent.sources, (s) => s.source);
+  fill(report.jobs, recent.jobs, (j) => j.job);
+  fill(
+    report.models.flatMap((m) => m.streams),
+    recent.models.flatMap((m) => m.streams),
+    (s) => s.stream,
+  );
 }

@@ -86,8 +86,10 @@ function renderModels(report) {
     'models',
     'models-empty',
     report.models.map((m) => {
-      const rate = m.lanes.reduce(
-        (n, l) => (l.ratePerSec === null ? n : (n ?? 0) + l.ratePerSec),
+      // Summed over the streams that have a rate: a lane's sum is unknown while any of its
+      // streams (an empty interactive stream, a new source's) has none.
+      const rate = m.streams.reduce(
+        (n, st) => (st.ratePerSec === null ? n : (n ?? 0) + st.ratePerSec),
         null,
       );
       const eta = rate ? Math.ceil(m.backlog / rate) : null;
@@ -230,7 +232,7 @@ function renderDlq(entries, more) {
         h('td', { class: 'mono' }, e.id ?? '–'),
         h('td', {}, h('span', { class: 'badge dead' }, e.reason ?? '?')),
         h('td', { class: 'num' }, fmt.n(e.deliveries)),
-        h('td', { class: 'num' }, fmt.time(e.failedMs)),
+        h('td', { class: 'tnum' }, fmt.time(e.failedMs)),
         h('td', { class: 'message' }, e.message ?? ''),
         h(
           'td',
