@@ -136,6 +136,15 @@ describe('streambed console', () => {
     expect(listed).toContain(`"id":"p${POISON}"`);
     expect(listed).not.toContain(MARKER);
 
+    // Filters: by reason (none is invalid), then by source.
+    const reason = page.locator('#dlq-filter select[name="reason"]');
+    await reason.selectOption('invalid');
+    await page.locator('#dlq-empty').waitFor();
+    expect(await row.count()).toBe(0);
+    await reason.selectOption('');
+    await page.locator('#dlq-filter select[name="source"]').selectOption('docs');
+    await row.waitFor();
+
     // A read-only console shows the same entry and offers no action.
     const viewer = await open(readOnly.url);
     await viewer.locator(`#dlq tr[data-dlq-id="${firstId}"]`).waitFor();
