@@ -9,12 +9,6 @@ import { once } from 'node:events';
 import { Command, InvalidArgumentError } from 'commander';
 
 import { loadSettings } from '../config/load.js';
-import { readAdminKey } from '../console/admin-key.js';
-import { Sampler } from '../console/sampler.js';
-import { consoleUrl, startConsoleServer } from '../console/server.js';
-import { keys as buildKeys } from '../keys.js';
-import { createLogger } from '../log.js';
-import { connectClient, connectRedis } from '../redis/connect.js';
 import { addSettingOptions } from './settings-options.js';
 
 const USED = [
@@ -38,6 +32,22 @@ export function consoleCommand(): Command {
   addSettingOptions(cmd, USED);
   cmd.action(async (flags: Record<string, unknown> & { intervalMs: number }) => {
     const config = loadSettings(process.env, flags, USED);
+    // Loaded here, not at the top: every other command's start stays as fast as before.
+    const [
+      { readAdminKey },
+      { Sampler },
+      { consoleUrl, startConsoleServer },
+      { keys: buildKeys },
+      { createLogger },
+      { connectClient, connectRedis },
+    ] = await Promise.all([
+      import('../console/admin-key.js'),
+      import('../console/sampler.js'),
+      import('../console/server.js'),
+      import('../keys.js'),
+      import('../log.js'),
+      import('../redis/connect.js'),
+    ]);
     const admin = readAdminKey(config.consoleAdminKeyFile);
     const log = createLogger(config.logLevel, { component: 'console' }, config.logFormat);
     const connection = { url: config.redisUrl, tlsCaFile: config.redisTlsCaFile };
