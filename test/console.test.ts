@@ -199,6 +199,19 @@ describe('streambed console', () => {
     await page.click('#confirm-ok');
     await page.locator('#dlq-empty').waitFor();
     expect(await dlqLength()).toBe(0);
+
+    // Lock forgets the key; a kept key the console no longer takes is dropped on load.
+    await page.click('#lock');
+    expect(await page.locator('body.read-only').count()).toBe(1);
+    await page.evaluate(() =>
+      sessionStorage.setItem('streambed-console-admin-key', 'stale-key-0123456789'),
+    );
+    await page.reload();
+    await page.locator('#unlock-open').waitFor();
+    expect(await page.locator('body.read-only').count()).toBe(1);
+    expect(
+      await page.evaluate(() => sessionStorage.getItem('streambed-console-admin-key')),
+    ).toBeNull();
     await page.close();
 
     expect(cspViolations).toEqual([]);

@@ -335,7 +335,7 @@ async function act(kind, entries) {
 
 function renderAccess() {
   const box = $('access');
-  document.body.classList.toggle('read-only', !adminKey);
+  document.body.classList.toggle('read-only', !adminConfigured || !adminKey);
   if (!adminConfigured)
     return box.replaceChildren(
       h(
@@ -357,9 +357,7 @@ function renderAccess() {
           type: 'button',
           id: 'lock',
           onclick: () => {
-            adminKey = null;
-            sessionStorage.removeItem(KEY_STORE);
-            shownText.clear();
+            forgetKey();
             renderAccess();
             renderDlq(lastDlq, false);
           },
@@ -372,6 +370,12 @@ function renderAccess() {
     ' ',
     h('button', { type: 'button', id: 'unlock-open', onclick: openUnlock }, 'Unlock'),
   );
+}
+
+function forgetKey() {
+  adminKey = null;
+  sessionStorage.removeItem(KEY_STORE);
+  shownText.clear();
 }
 
 function openUnlock() {
@@ -406,6 +410,8 @@ async function poll() {
     pollMs = Math.max(100, state.refreshMs ?? pollMs);
     if (state.adminConfigured !== adminConfigured) {
       adminConfigured = state.adminConfigured;
+      // A key kept from before (the console restarted with another one) is checked once.
+      if (adminConfigured && adminKey) await api('/api/admin').catch(forgetKey);
       renderAccess();
     }
     if (state.report) {
