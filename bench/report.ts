@@ -255,7 +255,7 @@ export function printReport(report: BenchReport): void {
   console.log(`\n${report.mode} run took ${report.seconds} s`);
 }
 
-export async function writeJson(report: BenchReport, name: string): Promise<string> {
+export async function writeJson(report: object, name: string): Promise<string> {
   const dir = path.join(ROOT, 'bench', 'results');
   await fs.mkdir(dir, { recursive: true });
   const file = path.join(dir, `${name}.json`);
@@ -265,10 +265,15 @@ export async function writeJson(report: BenchReport, name: string): Promise<stri
 
 /** Replace this mode's generated section of BENCHMARKS.md (between its markers), keeping the rest. */
 export async function writeMarkdown(report: BenchReport): Promise<string> {
+  return writeBenchSection(report.mode, markdownSection(report));
+}
+
+/** Replace (or append) the section between `<!-- bench:{name}:begin/end -->` in BENCHMARKS.md. */
+export async function writeBenchSection(name: string, markdown: string): Promise<string> {
   const file = path.join(ROOT, 'BENCHMARKS.md');
-  const begin = `<!-- bench:${report.mode}:begin -->`;
-  const end = `<!-- bench:${report.mode}:end -->`;
-  const section = `${begin}\n\n${markdownSection(report)}\n\n${end}`;
+  const begin = `<!-- bench:${name}:begin -->`;
+  const end = `<!-- bench:${name}:end -->`;
+  const section = `${begin}\n\n${markdown}\n\n${end}`;
   let text = await fs.readFile(file, 'utf8').catch(() => '# Benchmarks\n');
   const i = text.indexOf(begin);
   const j = text.indexOf(end);

@@ -16,4 +16,4 @@ export {
   StreambedError,
 } from './errors.js';
 export { DEFAULT_GROUP, DEFAULT_PREFIX, type Keys, keys, type Lane } from './keys.js';
-export type { EmbedResult, Envelope, ErrorPayload, OkPayload, Page } from './types.js';
+export type { EmbedResult, Envelope, ErrorPayload, OkPayload, Page, ReplyMode } from './types.js';

@@ -2,6 +2,9 @@
  * Every Redis key and group name streambed uses is built here and nowhere
  * else, so the layout in docs/design.md has exactly one implementation.
  */
+/** What a source name may be (the envelope rule): no glob characters, no '/'. */
+export const SOURCE_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+
 export type Lane = 'interactive' | 'bulk';
 
 export const DEFAULT_PREFIX = 'sb';
@@ -48,12 +51,22 @@ export interface Keys {
   bulkSources(model: string): string;
   /** Result stream of a `streambed backfill` job. */
   backfillReply(job: string): string;
-  /** SET of `source/id` of the pages a backfill job has submitted. */
+  /** SET of `source/id` of the pages a backfill job has submitted (jobs of streambed <= 0.1; now only deleted). */
   backfillSubmitted(job: string): string;
+  /** HASH: a backfill job's checkpoint (`submitted`, `last`, `read`, `total`, `reply`). */
+  backfillJob(job: string): string;
+  /** STRING bitmap: bit i set once the job's input page i is answered. */
+  backfillAnswered(job: string): string;
+  /** HASH: `source/id` -> error code and message of the job's dead-lettered pages. */
+  backfillFailed(job: string): string;
   /** Fleet-wide dedupe cache: vector bytes of one text (hash covers the model reference and the text). */
   dedupe(model: string, hash: string): string;
   /** Counter of dedupe cache fills in one TTL window (the cache's size bound). */
   dedupeBudget(model: string, window: number): string;
+  /** The one reply stream of a `streambed serve` process (matches the default reply pattern). */
+  gatewayReply(name: string): string;
+  /** Requests of one API key (by its hash prefix) in one minute: the gateway's per-key rate limit. */
+  gatewayRate(keyId: string, minute: number): string;
 }
 
 export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GROUP): Keys {
@@ -104,7 +117,12 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     bulkSources: (model) => `${prefix}:bulk-sources:${model}`,
     backfillReply: (job) => `${prefix}:reply:backfill:${job}`,
     backfillSubmitted: (job) => `${prefix}:backfill:${job}:submitted`,
+    backfillJob: (job) => `${prefix}:backfill:${job}`,
+    backfillAnswered: (job) => `${prefix}:backfill:${job}:answered`,
+    backfillFailed: (job) => `${prefix}:backfill:${job}:failed`,
     dedupe: (model, hash) => `${prefix}:cache:${model}:${hash}`,
     dedupeBudget: (model, window) => `${prefix}:cache-budget:${model}:${window}`,
+    gatewayReply: (name) => `${prefix}:reply:gateway-${name}`,
+    gatewayRate: (keyId, minute) => `${prefix}:gateway-rate:${keyId}:${minute}`,
   };
 }

@@ -15,6 +15,13 @@ export interface Page {
   deadlineMs?: number;
 }
 
+/**
+ * What an ok result carries (envelope field `reply`): `vectors` (the default)
+ * or `status`, the same result without its vectors, for producers whose
+ * vectors go elsewhere (a sink) and who only need to know a page is done.
+ */
+export type ReplyMode = 'vectors' | 'status';
+
 /** A validated request envelope, as the worker sees it. */
 export interface Envelope {
   id: string;
@@ -25,12 +32,14 @@ export interface Envelope {
   replyTo?: string;
   meta?: Record<string, unknown>;
   deadlineMs?: number;
+  /** Set when the producer asked for `reply: status`. */
+  reply?: 'status';
 }
 
 export interface OkPayload {
   model: string;
   dim: number;
-  /** One L2-normalised (when configured) vector per chunk. */
+  /** One L2-normalised (when configured) vector per chunk; empty in a `reply: status` result. */
   vectors: Float32Array[];
   truncated: boolean[];
   hash: string;

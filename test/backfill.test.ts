@@ -4,7 +4,6 @@
  * an answered (or submitted) page again; `--wait` exits non-zero and lists
  * the pages that were dead-lettered.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,14 +12,15 @@ import { unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { keys } from '../src/keys.js';
-import { deletePrefix, randomPrefix, REDIS_URL, redisClient, until } from './helpers/redis.js';
-import { BIN, startTestWorker, stopAllWorkers } from './helpers/worker.js';
+import { cliSpawner } from './helpers/cli.js';
+import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { startTestWorker, stopAllWorkers } from './helpers/worker.js';
 
 const redis = redisClient();
 const prefix = randomPrefix('backfill');
 const k = keys(prefix);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-backfill-'));
-const children: ChildProcess[] = [];
+const cli = cliSpawner(prefix);
 
 beforeAll(async () => {
   // TRIM off: the request stream keeps every entry, so resubmissions would show.
@@ -28,37 +28,25 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  cli.killAll();
   await stopAllWorkers();
   await deletePrefix(redis, prefix);
   redis.disconnect();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-interface Run {
-  proc: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function backfill(args: string[], env: Record<string, string> = {}): Run {
-  const proc = spawn(process.execPath, [BIN, 'backfill', ...args], {
-    env: { ...process.env, REDIS_URL, KEY_PREFIX: prefix, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(proc);
-  let out = '';
-  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  return { proc, output: () => out, exited };
-}
+const backfill = (args: string[], env: Record<string, string> = {}) =>
+  cli.run(['backfill', ...args], env);
 
 /** Page ids in a request stream, from the SDK's msgpack envelopes. */
 async function requestIds(stream: string): Promise<string[]> {
   const entries = (await redis.xrangeBuffer(stream, '-', '+')) as Array<[Buffer, Buffer[]]>;
   return entries.map(([, f]) => (unpack(f[f.length - 1] as Buffer) as { id: string }).id);
 }
+
+/** Pages the job has submitted, from its checkpoint. */
+const submittedOf = async (job: string) =>
+  Number(await redis.hget(k.backfillJob(job), 'submitted'));
 
 async function resultKeys(stream: string): Promise<string[]> {
   const entries = await redis.xrange(stream, '-', '+');
@@ -86,10 +74,7 @@ describe('streambed backfill', () => {
     await until(
       'half answered',
       async () => {
-        const [answered, submitted] = await Promise.all([
-          redis.xlen(reply),
-          redis.scard(k.backfillSubmitted('kill')),
-        ]);
+        const [answered, submitted] = await Promise.all([redis.xlen(reply), submittedOf('kill')]);
         most = Math.max(most, submitted - answered);
         return answered >= 2500;
       },
@@ -99,7 +84,7 @@ describe('streambed backfill', () => {
     first.proc.kill('SIGKILL');
     await first.exited;
     const answeredAtKill = await redis.xlen(reply);
-    const submittedAtKill = await redis.scard(k.backfillSubmitted('kill'));
+    const submittedAtKill = await submittedOf('kill');
     expect(submittedAtKill).toBeLessThan(5000);
     // Backpressure: never more than BACKFILL_MAX_IN_FLIGHT unanswered (one poll of slack).
     expect(most).toBeLessThanOrEqual(1000 + 100);

@@ -5,12 +5,19 @@
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { ComputeLimitCase } from '../bench/cases/compute-limit.js';
+import {
+  closedLoop,
+  combine,
+  rawEmbedder,
+  startGatewayFleet,
+} from '../bench/cases/gateway-load.js';
 import type { RunRecord } from '../bench/cases/types.js';
 import { generateCorpus, loadTokenizer } from '../bench/corpus.js';
 import { machineFacts } from '../bench/machine.js';
 import { parseOptions } from '../bench/options.js';
 import { summarise } from '../bench/report.js';
 import { tinyModel } from './helpers/models.js';
+import { deletePrefix, randomPrefix, REDIS_URL, redisClient } from './helpers/redis.js';
 
 describe('bench harness', () => {
   const running: Array<{ stop(): Promise<unknown> }> = [];
@@ -61,6 +68,25 @@ describe('bench harness', () => {
       [1, 16],
     ]);
     expect(raw).toMatchObject({ texts: 3, batches: 2 });
+  });
+
+  it('drives the gateway case (closed-loop clients, no-op core) for a moment without errors', async () => {
+    const prefix = randomPrefix('benchgw');
+    const fleet = await startGatewayFleet(REDIS_URL, prefix);
+    running.push(fleet.worker, fleet.gateway);
+    const embed = rawEmbedder(fleet.port, 4);
+    const r = await closedLoop(4, 1, async () => {
+      expect(await embed('bench', 'some text')).toHaveLength(384);
+    });
+    expect(r).toMatchObject({ errors: 0, errorSamples: [] });
+    expect(r.requests).toBeGreaterThan(0);
+    expect(r.latency!.p99Ms).toBeGreaterThanOrEqual(r.latency!.p50Ms);
+    expect(combine([r, r]).requests).toBe(2 * r.requests);
+    expect(fleet.gateway.peakRssMb()).toBeGreaterThan(0);
+    expect(await fleet.gateway.stop()).toBe(0);
+    const redis = redisClient();
+    await deletePrefix(redis, prefix);
+    await redis.quit();
   });
 
   it('summarises records into the ratios the issue asks for', () => {

@@ -76,7 +76,11 @@ describe('chaos', () => {
       await new Promise((r) => setTimeout(r, 600 + Math.random() * 600));
       if (await done()) break;
       if (kills >= KILLS) continue;
-      const victim = live[Math.floor(Math.random() * live.length)] as ChildWorker;
+      // Only a worker that is reading holds anything: killing one still starting (a loaded
+      // machine takes seconds to start node) would test nothing.
+      const reading = live.filter((w) => w.output().includes('worker reading'));
+      if (reading.length === 0) continue;
+      const victim = reading[Math.floor(Math.random() * reading.length)] as ChildWorker;
       victim.proc.kill('SIGKILL');
       await victim.exited;
       kills++;

@@ -203,15 +203,15 @@ describe('streambed console', () => {
     // Lock forgets the key; a kept key the console no longer takes is dropped on load.
     await page.click('#lock');
     expect(await page.locator('body.read-only').count()).toBe(1);
-    await page.evaluate(() =>
-      sessionStorage.setItem('streambed-console-admin-key', 'stale-key-0123456789'),
+    // Strings, not functions: they run in the page, where sessionStorage is (Node's types lack it).
+    const STORED = "sessionStorage.getItem('streambed-console-admin-key')";
+    await page.evaluate(
+      "sessionStorage.setItem('streambed-console-admin-key', 'stale-key-0123456789')",
     );
     await page.reload();
     await page.locator('#unlock-open').waitFor();
     expect(await page.locator('body.read-only').count()).toBe(1);
-    expect(
-      await page.evaluate(() => sessionStorage.getItem('streambed-console-admin-key')),
-    ).toBeNull();
+    expect(await page.evaluate(STORED)).toBeNull();
     await page.close();
 
     expect(cspViolations).toEqual([]);

@@ -22,6 +22,7 @@ import {
   CHART_DIR,
   helm,
   helmTemplate,
+  isGatewayObject,
   type K8sObject,
   kustomizeBuild,
   ROOT,
@@ -29,6 +30,7 @@ import {
   yamllint,
   yamllintInstalled,
 } from './helpers/helm.js';
+import { containerEnv, named, only, secretKeys, workerConfig } from './helpers/manifests.js';
 
 // Rendered manifests are untyped JSON; the checks below assert their shape as they read it.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -40,7 +42,14 @@ const EXTRA_ENVS = new Set(['POD_NAME', 'NODE_OPTIONS']);
 const LANES: Lane[] = ['interactive', 'bulk'];
 
 const CI_DIR = join(CHART_DIR, 'ci');
-const VALUE_SETS = ['default', 'keda-on', 'hpa-on', 'postgres-sink-on', 'existing-secrets'];
+const VALUE_SETS = [
+  'default',
+  'keda-on',
+  'hpa-on',
+  'postgres-sink-on',
+  'existing-secrets',
+  'gateway-on',
+];
 const ciFile = (set: string) => join(CI_DIR, `${set}-values.yaml`);
 const renders = new Map<string, K8sObject[]>();
 /** helm template with one ci values file, rendered once per test file. */
@@ -51,80 +60,10 @@ function render(set: string): K8sObject[] {
 const ciValues = (set: string) =>
   (parseYaml(readFileSync(ciFile(set), 'utf8')) ?? {}) as Record<string, unknown>;
 
-function only(objects: K8sObject[], kind: string): K8sObject {
-  const found = objects.filter((o) => o.kind === kind);
-  expect(
-    found.map((o) => o.metadata.name),
-    `one ${kind}`,
-  ).toHaveLength(1);
-  return found[0]!;
-}
-
-function named(objects: K8sObject[], kind: string, name: string): K8sObject | undefined {
-  return objects.find((o) => o.kind === kind && o.metadata.name === name);
-}
-
-function secretKeys(secret: K8sObject): Record<string, string> {
-  const decoded = Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
-  );
-  return { ...decoded, ...(secret.stringData ?? {}) };
-}
-
 /** CPU quantity ("2", 2, "1500m", "0.5") in cores. */
 function cores(q: string | number): number {
   const s = String(q);
   return s.endsWith('m') ? Number(s.slice(0, -1)) / 1000 : Number(s);
-}
-
-/**
- * The env a container gets, as Kubernetes would assemble it from the rendered
- * objects: envFrom ConfigMaps/Secrets and env entries. Values from Secrets that
- * are not rendered (existing Secrets) are `undefined`: present, value unknown.
- */
-function containerEnv(objects: K8sObject[], container: Json): Map<string, string | undefined> {
-  const env = new Map<string, string | undefined>();
-  for (const from of container.envFrom ?? []) {
-    const ref = from.configMapRef ?? from.secretRef;
-    const kind = from.configMapRef ? 'ConfigMap' : 'Secret';
-    const source = named(objects, kind, ref.name);
-    // envFrom an object we cannot see would hide its keys from the settings check.
-    expect(source, `envFrom ${kind} ${ref.name} is rendered`).toBeDefined();
-    const data = kind === 'Secret' ? secretKeys(source!) : (source!.data ?? {});
-    for (const [k, v] of Object.entries(data)) env.set(k, v);
-  }
-  for (const e of container.env ?? []) {
-    if ('value' in e) env.set(e.name, String(e.value));
-    else if (e.valueFrom?.fieldRef) env.set(e.name, 'sb-worker-0');
-    else if (e.valueFrom?.configMapKeyRef) {
-      const { name, key } = e.valueFrom.configMapKeyRef;
-      env.set(e.name, named(objects, 'ConfigMap', name)?.data?.[key]);
-    } else if (e.valueFrom?.secretKeyRef) {
-      const { name, key, optional } = e.valueFrom.secretKeyRef;
-      const secret = named(objects, 'Secret', name);
-      if (secret) {
-        const value = secretKeys(secret)[key];
-        if (!optional) expect(value, `Secret ${name} has key ${key}`).toBeDefined();
-        if (value !== undefined) env.set(e.name, value);
-      } else {
-        env.set(e.name, undefined);
-      }
-    } else {
-      env.set(e.name, undefined);
-    }
-  }
-  return env;
-}
-
-/** What the worker would load from that env (unknown secret values replaced by valid stand-ins). */
-function workerConfig(env: Map<string, string | undefined>): Config {
-  const standIns: Record<string, string> = {
-    REDIS_URL: 'redis://stand-in:6379',
-    PG_URL: 'postgres://stand-in/db',
-  };
-  const plain: NodeJS.ProcessEnv = {};
-  for (const [k, v] of env) plain[k] = v ?? standIns[k] ?? 'stand-in';
-  return loadConfig(plain);
 }
 
 interface Workload {
@@ -135,8 +74,12 @@ interface Workload {
   config: Config;
 }
 
+/** The worker fleet's objects: everything but the gateway's (test/deploy-gateway.test.ts). */
+const workerObjects = (objects: K8sObject[]) => objects.filter((o) => !isGatewayObject(o));
+
 /** The checks every rendering (chart value sets and kustomize base) must pass. */
-function checkWorkload(objects: K8sObject[]): Workload {
+function checkWorkload(all: K8sObject[]): Workload {
+  const objects = workerObjects(all);
   const deployment = only(objects, 'Deployment');
   const pod = deployment.spec.template.spec;
   const worker = pod.containers.find((c: Json) => c.name === 'worker');
@@ -271,7 +214,7 @@ describe('helm chart', () => {
     });
 
     it('autoscales with at most one autoscaler, which owns the replica count', () => {
-      const objects = render(set);
+      const objects = workerObjects(render(set));
       const w = checkWorkload(objects);
       const scalers = objects.filter(
         (o) => o.kind === 'HorizontalPodAutoscaler' || o.kind === 'ScaledObject',

@@ -137,7 +137,17 @@ describe('status of per-source bulk streams', () => {
   });
 
   it('submit --lane bulk names the per-source streams it wrote to', async () => {
-    const r = await cli(['submit', '-m', 'other', '--force', '--lane', 'bulk', '-s', 'newsrc', 'hi']);
+    const r = await cli([
+      'submit',
+      '-m',
+      'other',
+      '--force',
+      '--lane',
+      'bulk',
+      '-s',
+      'newsrc',
+      'hi',
+    ]);
     expect(r.err).toContain(`submitted 1 entries to ${k.bulkSource('other', 'newsrc')}`);
   });
 });

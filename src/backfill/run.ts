@@ -1,17 +1,30 @@
 /**
- * Runs a backfill job: plans from the job's state in Redis (state.ts), then
- * submits the pages never sent through the bulk lane with at most
- * `maxInFlight` unanswered at once, following the answers on the job's reply
- * stream. Safe to kill at any point: a page's XADD and its entry in the
- * submitted set are one MULTI, so a re-run never sends an answered or
- * submitted page again, and waits for those still in the fleet.
+ * Runs a backfill job over an ordered input (corpus.ts): resumes from the
+ * job's checkpoint in Redis (state.ts), then submits the pages never sent
+ * through the bulk lane with at most `maxInFlight` unanswered at once,
+ * recording the answers on the job's reply stream as they come. Safe to kill
+ * at any point: the submitted count moves in the same MULTI as the XADDs,
+ * so a re-run never sends a page twice, and waits for those still in the
+ * fleet. Memory holds the pages in flight, never the corpus.
  */
 import type { Redis } from 'ioredis';
 
 import type { StreambedClient } from '../client/client.js';
-import { readAfter } from '../client/tail-stream.js';
+import { StreambedError } from '../errors.js';
+import type { Page, ReplyMode } from '../types.js';
 import type { CorpusPage } from './corpus.js';
-import { type Answered, parseAnswer, readAnswered, readSubmitted } from './state.js';
+import { ReplyFollower } from './follower.js';
+import {
+  type Answered,
+  AnsweredBits,
+  failureValue,
+  jobKeys,
+  readCheckpoint,
+  readFailures,
+} from './state.js';
+
+/** Dead-lettered pages listed in a report at most; the rest are counted. */
+export const LIST_ERRORS = 50;
 
 export interface BackfillOptions {
   client: StreambedClient;
@@ -19,13 +32,20 @@ export interface BackfillOptions {
   redis: Redis;
   model: string;
   job: string;
-  pages: readonly CorpusPage[];
+  /** The input, in the same order on every run. */
+  pages: AsyncIterable<CorpusPage>;
+  /** Pages in the input (for the plan and progress). */
+  total: number;
   maxInFlight: number;
+  /** What each answer carries: `status` keeps no vectors in Redis (they went to a sink). */
+  reply?: ReplyMode;
+  /** Expire the reply stream this long after the last answer recorded (0 = never). */
+  replyTtlS?: number;
   /** Wait for every answer (else return once everything is submitted). */
   wait: boolean;
   /** Give up waiting after this long (0 = never). */
   timeoutMs?: number;
-  /** Pages per submit call. */
+  /** Pages per submit call (at most 1,000: one MULTI). */
   chunk?: number;
   onPlan?: (plan: BackfillPlan) => void;
   /** One more page of this job answered during this run. */
@@ -48,64 +68,106 @@ export interface BackfillReport extends BackfillPlan {
   answeredNow: number;
   /** Pages still unanswered when the run ended (without --wait, or after a timeout). */
   outstanding: number;
-  /** Every page of the job whose answer is an error (dead-lettered), earlier runs included. */
+  /** Pages of the job whose answer is an error (dead-lettered), earlier runs included. */
+  errorCount: number;
+  /** The first LIST_ERRORS of them. */
   errors: Answered[];
   timedOut: boolean;
 }
 
 export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
-  const { keys } = o.client;
-  const replyTo = keys.backfillReply(o.job);
-  const submittedSet = keys.backfillSubmitted(o.job);
-  const { answered, last } = await readAnswered(o.redis, replyTo);
-  const submitted = await readSubmitted(o.redis, submittedSet);
-  const ours = new Set(o.pages.map((p) => p.key));
-  const errors = [...answered.values()].filter((a) => a.status === 'error' && ours.has(a.key));
-  const outstanding = new Set<string>();
-  const todo: CorpusPage[] = [];
-  let alreadyAnswered = 0;
-  for (const p of o.pages) {
-    if (answered.has(p.key)) alreadyAnswered++;
-    else if (submitted.has(p.key)) outstanding.add(p.key);
-    else todo.push(p);
+  const k = jobKeys(o.client.keys, o.job);
+  const checkpoint = await readCheckpoint(o.redis, k, o.job);
+  await o.redis.hsetnx(k.job, 'started_ms', Date.now());
+  const input = o.pages[Symbol.asyncIterator]();
+  // Pages submitted and not answered, by key: what answers are matched against.
+  const outstanding = new Map<string, number>();
+  const bits = new AnsweredBits(o.redis, k.answered);
+  for (let i = 0; i < checkpoint.submitted; i++) {
+    const next = await input.next();
+    const changed =
+      next.done || (i === checkpoint.submitted - 1 && next.value.key() !== checkpoint.last);
+    if (changed)
+      throw new StreambedError(
+        'config',
+        `the input changed since job ${o.job} submitted its page ${i + 1}: use a new --job, or --restart`,
+      );
+    if (!(await bits.has(i))) outstanding.set(next.value.key(), i);
   }
   const plan: BackfillPlan = {
-    total: o.pages.length,
-    answered: alreadyAnswered,
+    total: o.total,
+    answered: checkpoint.submitted - outstanding.size,
     waiting: outstanding.size,
-    toSubmit: todo.length,
+    toSubmit: Math.max(0, o.total - checkpoint.submitted),
   };
   o.onPlan?.(plan);
 
   let answeredNow = 0;
   let wake: () => void = () => undefined;
-  const follower = new ReplyFollower(o.redis, replyTo, last, (a) => {
-    // Only the first answer of a page we are waiting for counts.
-    if (!outstanding.delete(a.key)) return;
-    answeredNow++;
-    if (a.status === 'error') errors.push(a);
-    o.onAnswer?.(a);
+  const record = async (conn: Redis, answers: Answered[], lastId: string) => {
+    // Only the first answer of a page we wait for counts (a DLQ replay answers again).
+    const mine = new Map<string, Answered>();
+    for (const a of answers) if (outstanding.has(a.key) && !mine.has(a.key)) mine.set(a.key, a);
+    const tx = conn.multi();
+    for (const a of mine.values()) {
+      tx.setbit(k.answered, outstanding.get(a.key) as number, 1);
+      if (a.status === 'error') tx.hset(k.failed, a.key, failureValue(a));
+    }
+    tx.hset(k.job, 'read', lastId);
+    if (o.replyTtlS) tx.expire(k.reply, o.replyTtlS);
+    // Status answers say nothing the bitmap does not: once recorded, nobody needs them.
+    if (o.reply === 'status') tx.xtrim(k.reply, 'MINID', lastId);
+    if (!(await tx.exec())) throw new StreambedError('redis_unavailable', 'checkpoint aborted');
+    // Released only once recorded: the stream then never holds more unrecorded
+    // answers than pages in flight, whatever its MAXLEN.
+    for (const a of mine.values()) {
+      outstanding.delete(a.key);
+      answeredNow++;
+      o.onAnswer?.(a);
+    }
     wake();
-  });
+  };
+  const follower = new ReplyFollower(o.redis, k.reply, checkpoint.read, record);
   const changed = () => new Promise<void>((r) => (wake = r));
   const deadline = o.timeoutMs ? Date.now() + o.timeoutMs : Infinity;
   let submittedNow = 0;
   let timedOut = false;
   try {
-    const chunk = o.chunk ?? 500;
-    for (let at = 0; at < todo.length;) {
+    const chunk = Math.min(o.chunk ?? 500, 1000);
+    let index = checkpoint.submitted;
+    for (let done = false; !done;) {
       const room = o.maxInFlight - outstanding.size;
       if (room <= 0) {
         await Promise.race([changed(), follower.failed]);
         continue;
       }
-      const part = todo.slice(at, at + Math.min(room, chunk));
-      const pages = await Promise.all(part.map((p) => p.load()));
+      const part: CorpusPage[] = [];
+      while (part.length < Math.min(room, chunk)) {
+        const next = await input.next();
+        if (next.done) {
+          done = true;
+          break;
+        }
+        part.push(next.value);
+      }
+      if (part.length === 0) break;
+      const pages: Page[] = await Promise.all(part.map((p) => p.load()));
       // Counted as outstanding before the XADD: an answer can land before submit() returns.
-      for (const p of part) outstanding.add(p.key);
-      await o.client.submit(pages, { model: o.model, lane: 'bulk', replyTo, submittedSet });
+      for (const p of part) {
+        const key = p.key();
+        if (outstanding.has(key))
+          throw new StreambedError('invalid', `page ${key} appears twice in the input`);
+        outstanding.set(key, p.index);
+      }
+      await o.client.submit(pages, {
+        model: o.model,
+        lane: 'bulk',
+        replyTo: k.reply,
+        submittedMark: { hash: k.job, base: index },
+        ...(o.reply !== undefined && { reply: o.reply }),
+      });
+      index += part.length;
       submittedNow += part.length;
-      at += part.length;
     }
     while (o.wait && outstanding.size > 0) {
       const left = deadline - Date.now();
@@ -124,62 +186,14 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
   } finally {
     await follower.close();
   }
+  const failures = await readFailures(o.redis, k.failed, LIST_ERRORS);
   return {
     ...plan,
     submitted: submittedNow,
     answeredNow,
     outstanding: outstanding.size,
-    errors,
+    errorCount: failures.count,
+    errors: failures.first,
     timedOut,
   };
-}
-
-/** Follows the job's reply stream from `last` on its own blocking connection. */
-class ReplyFollower {
-  private closed = false;
-  private readonly conn: Redis;
-  private readonly loop: Promise<void>;
-  /** Rejects if following fails for good (never resolves otherwise). */
-  readonly failed: Promise<never>;
-  private fail: (err: Error) => void = () => undefined;
-
-  constructor(
-    redis: Redis,
-    private readonly stream: string,
-    private last: string,
-    private readonly onAnswer: (a: Answered) => void,
-  ) {
-    this.conn = redis.duplicate();
-    this.failed = new Promise<never>((_, reject) => (this.fail = reject));
-    this.failed.catch(() => undefined);
-    this.loop = this.run();
-  }
-
-  private async run(): Promise<void> {
-    let failures = 0;
-    while (!this.closed) {
-      try {
-        const entries = await readAfter(this.conn, this.stream, this.last);
-        failures = 0;
-        for (const [id, fields] of entries) {
-          this.last = id;
-          this.onAnswer(parseAnswer(fields));
-        }
-      } catch (err) {
-        if (this.closed) return;
-        if (++failures > 20) {
-          this.fail(err as Error);
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 250 * failures));
-      }
-    }
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    // Ends a blocked XREAD at once; the loop sees `closed` and returns.
-    this.conn.disconnect();
-    await this.loop;
-  }
 }

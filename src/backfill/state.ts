@@ -1,9 +1,14 @@
 /**
- * A backfill job's state lives in Redis, nowhere else: its reply stream
- * (`{p}:reply:backfill:{job}`, every answer) and its submitted set
- * (`{p}:backfill:{job}:submitted`, every page whose XADD happened, added in
- * the same MULTI). Reading both tells a re-run what is answered (skip), what
- * is submitted but unanswered (wait for it) and what was never sent.
+ * A backfill job's state lives in Redis, nowhere else, and does not grow
+ * with its results: a checkpoint over the ordered input (state.ts keys,
+ * docs/design.md "Backfill"). `{p}:backfill:{job}` holds how many input pages
+ * were submitted (set in the same MULTI as their XADDs, with the last one's
+ * key to notice a changed input), how far the reply stream was read and
+ * when the job first ran (`started_ms`, for status);
+ * `{p}:backfill:{job}:answered` is a bitmap with bit i set once page i is
+ * answered (1 bit a page: 1.25 MB for 10M pages); `{p}:backfill:{job}:failed`
+ * lists the dead-lettered pages. The reply stream only carries the answers
+ * not recorded yet, so its retention does not matter past the pages in flight.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -13,6 +18,7 @@ import { Packr } from 'msgpackr';
 
 import { pageKey } from '../client/client.js';
 import { StreambedError } from '../errors.js';
+import type { Keys } from '../keys.js';
 
 const unpackr = new Packr({ useRecords: false, mapsAsObjects: true });
 
@@ -58,35 +64,95 @@ export function parseAnswer(fields: Buffer[]): Answered {
   };
 }
 
-/** Every answer so far, oldest first, and the id to continue reading after. */
-export async function readAnswered(
-  redis: Redis,
-  stream: string,
-): Promise<{ answered: Map<string, Answered>; last: string }> {
-  const answered = new Map<string, Answered>();
-  let last = '0-0';
-  for (;;) {
-    const entries = (await redis.xrangeBuffer(stream, `(${last}`, '+', 'COUNT', 2000)) as Array<
-      [Buffer, Buffer[]]
-    >;
-    for (const [id, fields] of entries) {
-      last = id.toString();
-      const a = parseAnswer(fields);
-      // The first answer of a page is its answer (a page has one; this is belt and braces).
-      if (!answered.has(a.key)) answered.set(a.key, a);
+export interface JobKeys {
+  reply: string;
+  job: string;
+  answered: string;
+  failed: string;
+  /** The submitted set of a job started by streambed <= 0.1. */
+  legacySubmitted: string;
+}
+
+export function jobKeys(keys: Keys, job: string): JobKeys {
+  return {
+    reply: keys.backfillReply(job),
+    job: keys.backfillJob(job),
+    answered: keys.backfillAnswered(job),
+    failed: keys.backfillFailed(job),
+    legacySubmitted: keys.backfillSubmitted(job),
+  };
+}
+
+export interface Checkpoint {
+  /** Input pages 0..submitted-1 were submitted. */
+  submitted: number;
+  /** Key of page submitted-1, to notice an input that changed under the job. */
+  last: string | undefined;
+  /** Reply stream entries up to this id are recorded in the bitmap and failed hash. */
+  read: string;
+}
+
+export async function readCheckpoint(redis: Redis, k: JobKeys, job: string): Promise<Checkpoint> {
+  const [h, legacy] = await Promise.all([redis.hgetall(k.job), redis.exists(k.legacySubmitted)]);
+  if (legacy && h.submitted === undefined)
+    throw new StreambedError(
+      'config',
+      `job ${job} was started by an earlier streambed (a submitted set): finish it with that ` +
+        `version, or start it over with --restart`,
+    );
+  return { submitted: Number(h.submitted ?? 0), last: h.last, read: h.read ?? '0-0' };
+}
+
+/** Forget a job: its checkpoint, bitmap, failures and reply stream. */
+export async function forgetJob(redis: Redis, k: JobKeys): Promise<void> {
+  await redis.del(k.reply, k.job, k.answered, k.failed, k.legacySubmitted);
+}
+
+/** Reads the answered bitmap forward in slices, so a 10M-page job is never held whole. */
+export class AnsweredBits {
+  private static readonly SLICE = 1 << 16; // bytes: 524,288 pages a read
+  private at = -1;
+  private bytes: Buffer = Buffer.alloc(0);
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly key: string,
+  ) {}
+
+  async has(index: number): Promise<boolean> {
+    const byte = index >> 3;
+    const slice = Math.floor(byte / AnsweredBits.SLICE);
+    if (slice !== this.at) {
+      const from = slice * AnsweredBits.SLICE;
+      this.bytes = await this.redis.getrangeBuffer(this.key, from, from + AnsweredBits.SLICE - 1);
+      this.at = slice;
     }
-    if (entries.length < 2000) return { answered, last };
+    const b = this.bytes[byte - this.at * AnsweredBits.SLICE] ?? 0;
+    return ((b >> (7 - (index & 7))) & 1) === 1;
   }
 }
 
-/** Keys of every page the job has submitted (SSCAN, so a huge set does not block Redis). */
-export async function readSubmitted(redis: Redis, set: string): Promise<Set<string>> {
-  const out = new Set<string>();
+/** How a failure is kept in the failed hash. */
+export function failureValue(a: Answered): string {
+  return JSON.stringify({ code: a.code, message: a.message });
+}
+
+/** The job's dead-lettered pages: how many, and the first `limit` of them. */
+export async function readFailures(
+  redis: Redis,
+  key: string,
+  limit: number,
+): Promise<{ count: number; first: Answered[] }> {
+  const count = await redis.hlen(key);
+  const first: Answered[] = [];
   let cursor = '0';
   do {
-    const [next, members] = await redis.sscan(set, cursor, 'COUNT', 5000);
+    const [next, kv] = await redis.hscan(key, cursor, 'COUNT', 500);
     cursor = next;
-    for (const m of members) out.add(m);
-  } while (cursor !== '0');
-  return out;
+    for (let i = 0; i + 1 < kv.length && first.length < limit; i += 2) {
+      const v = JSON.parse(kv[i + 1] as string) as { code?: string; message?: string };
+      first.push({ key: kv[i] as string, status: 'error', ...v });
+    }
+  } while (cursor !== '0' && first.length < limit);
+  return { count, first };
 }

@@ -5,17 +5,16 @@
  */
 import { Command } from 'commander';
 
-import { listCorpus } from '../backfill/corpus.js';
+import { countPages, readCorpus } from '../backfill/corpus.js';
 import { type BackfillReport, runBackfill } from '../backfill/run.js';
-import { checkJobName, defaultJobName } from '../backfill/state.js';
+import { checkJobName, defaultJobName, forgetJob, jobKeys } from '../backfill/state.js';
 import { loadConfig } from '../config/load.js';
+import { StreambedError } from '../errors.js';
+import type { ReplyMode } from '../types.js';
 import { openCliConnection } from './client-connection.js';
 import { warnUnlessServed } from './fleet-check.js';
 import { ProgressBar } from './progress-bar.js';
 import { addSettingOptions } from './settings-options.js';
-
-/** Error pages listed in full at most; the rest are counted. */
-const LIST_ERRORS = 50;
 
 export function backfillCommand(): Command {
   const cmd = new Command('backfill')
@@ -38,7 +37,11 @@ export function backfillCommand(): Command {
       'wait for every answer; exit 1 if any page was dead-lettered, listing them',
     )
     .option('--timeout-ms <ms>', 'with --wait, give up after this long (0 = never)', '0')
-    .option('--restart', 'forget the job (its results and submitted set) and start over')
+    .option('--restart', 'forget the job (its results and checkpoint) and start over')
+    .option(
+      '--reply <what>',
+      'what each answer keeps in Redis: vectors, or status (no vectors: for a fleet with a SINK); default status when SINK or PG_URL is set here, else vectors',
+    )
     .option('--force', 'submit even when no worker has ever served the model (no consumer group)')
     .option(
       '--progress-ms <ms>',
@@ -51,25 +54,29 @@ export function backfillCommand(): Command {
     'keyPrefix',
     'group',
     'backfillMaxInFlight',
+    'backfillReplyTtlS',
   ]);
   cmd.action(async (input: string, o: Record<string, unknown>) => {
     const config = loadConfig(process.env, o);
     const job = checkJobName((o.job as string | undefined) ?? defaultJobName(input));
-    const pages = await listCorpus(input, o.source as string);
+    const reply = replyMode(o.reply as string | undefined, config.sink ?? config.pgUrl);
+    const total = await countPages(input);
     const conn = await openCliConnection(config, `streambed-backfill-${job}`);
     const { client, redis } = conn;
     const startedAt = Date.now();
     let bar: ProgressBar | undefined;
     try {
       await warnUnlessServed(conn, o.model as string, Boolean(o.force));
-      if (o.restart)
-        await redis.del(client.keys.backfillReply(job), client.keys.backfillSubmitted(job));
+      if (o.restart) await forgetJob(redis, jobKeys(client.keys, job));
       const report = await runBackfill({
         client,
         redis,
         model: o.model as string,
         job,
-        pages,
+        pages: readCorpus(input, o.source as string),
+        total,
+        reply,
+        replyTtlS: config.backfillReplyTtlS,
         maxInFlight: config.backfillMaxInFlight,
         wait: Boolean(o.wait),
         timeoutMs: Number(o.timeoutMs),
@@ -77,7 +84,7 @@ export function backfillCommand(): Command {
           console.error(
             `backfill ${job}: ${plan.total} pages; ${plan.answered} already answered, ` +
               `${plan.waiting} submitted earlier (waiting), ${plan.toSubmit} to submit ` +
-              `(bulk lane of ${o.model as string})`,
+              `(bulk lane of ${o.model as string}, answers keep ${reply === 'status' ? 'status only' : 'vectors'})`,
           );
           if (plan.waiting + plan.toSubmit === 0) return;
           bar = new ProgressBar({
@@ -88,7 +95,7 @@ export function backfillCommand(): Command {
         onAnswer: (a) => bar?.tick(a.status === 'error'),
       }).finally(() => bar?.finish());
       console.error(summary(job, report, Boolean(o.wait), (Date.now() - startedAt) / 1000));
-      if (o.wait && (report.errors.length > 0 || report.timedOut)) process.exitCode = 1;
+      if (o.wait && (report.errorCount > 0 || report.timedOut)) process.exitCode = 1;
     } finally {
       await conn.close();
     }
@@ -106,12 +113,19 @@ function summary(job: string, r: BackfillReport, waited: boolean, seconds: numbe
   ];
   if (!waited && r.outstanding > 0) lines.push('re-run with --wait to follow them to the end');
   if (r.timedOut) lines.push('timed out waiting; re-run to resume');
-  if (r.errors.length > 0) {
-    lines.push(`${r.errors.length} page(s) dead-lettered (error results; see streambed dlq list):`);
-    for (const e of r.errors.slice(0, LIST_ERRORS))
+  if (r.errorCount > 0) {
+    lines.push(`${r.errorCount} page(s) dead-lettered (error results; see streambed dlq list):`);
+    for (const e of r.errors)
       lines.push(`  ${e.key}: ${e.code ?? 'error'}${e.message ? ` ${e.message}` : ''}`);
-    if (r.errors.length > LIST_ERRORS)
-      lines.push(`  ... and ${r.errors.length - LIST_ERRORS} more`);
+    if (r.errorCount > r.errors.length)
+      lines.push(`  ... and ${r.errorCount - r.errors.length} more`);
   }
   return lines.join('\n');
+}
+
+/** `--reply`, or its default: status only when this environment names a sink (vectors are kept there). */
+function replyMode(flag: string | undefined, sink: string | undefined): ReplyMode {
+  if (flag === undefined) return sink ? 'status' : 'vectors';
+  if (flag === 'status' || flag === 'vectors') return flag;
+  throw new StreambedError('config', `--reply must be status or vectors, not ${flag}`);
 }

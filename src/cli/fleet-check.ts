@@ -7,7 +7,7 @@
 import type { Redis } from 'ioredis';
 
 import { toRecord } from '../client/backlog.js';
-import { globMatcher } from '../codec/glob.js';
+import { replyMatcher } from '../codec/envelope.js';
 import { StreambedError } from '../errors.js';
 import type { Keys } from '../keys.js';
 import type { CliConnection } from './client-connection.js';
@@ -15,8 +15,10 @@ import type { CliConnection } from './client-connection.js';
 /** A consumer that read within this long is a live worker (workers read every BLOCK_MS). */
 export const LIVE_CONSUMER_MS = 60_000;
 
-export function checkReplyTo(replyTo: string, pattern: string): void {
-  if (globMatcher(pattern)(replyTo)) return;
+/** Every page's source must be allowed the stream (a `{source}` pattern binds streams to sources). */
+export function checkReplyTo(replyTo: string, pattern: string, sources: readonly string[]): void {
+  const allowed = replyMatcher(pattern);
+  if (sources.every((source) => allowed(replyTo, source))) return;
   throw new StreambedError(
     'config',
     `--reply-to ${replyTo} does not match the pattern the fleet accepts (${pattern}): ` +

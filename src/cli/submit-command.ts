@@ -70,7 +70,9 @@ export function submitCommand(): Command {
       });
     try {
       if (givenReplyTo !== undefined)
-        checkReplyTo(givenReplyTo, config.replyToPattern ?? client.keys.defaultReplyPattern());
+        checkReplyTo(givenReplyTo, config.replyToPattern ?? client.keys.defaultReplyPattern(), [
+          ...new Set(pages.map((p) => p.source)),
+        ]);
       await warnUnlessServed(conn, model, Boolean(o.force));
       const ids = await client.submit(pages, { model, lane, ...(replyTo && { replyTo }) });
       console.error(

@@ -22,9 +22,12 @@ export class Backlog {
 
   async admit(stream: string, adding: number): Promise<void> {
     for (let waitMs = 50; ; waitMs = Math.min(waitMs * 2, 2_000)) {
-      const backlog = await this.read(stream);
+      const { backlog, at } = await this.read(stream);
       if (backlog + adding <= this.max || backlog === 0) {
-        this.seen.set(stream, { at: Date.now(), backlog: backlog + adding });
+        // Keep the reading's time: counting our own adds onto a cached reading must not
+        // keep it fresh, or a steady producer would never read Redis again and would
+        // count its way up to the limit while the workers keep up.
+        this.seen.set(stream, { at, backlog: backlog + adding });
         return;
       }
       if (this.mode === 'fail') {
@@ -38,9 +41,14 @@ export class Backlog {
     }
   }
 
-  private async read(stream: string): Promise<number> {
+  private async read(stream: string): Promise<{ backlog: number; at: number }> {
     const cached = this.seen.get(stream);
-    if (cached && Date.now() - cached.at < CACHE_MS) return cached.backlog;
+    if (cached && Date.now() - cached.at < CACHE_MS) return cached;
+    const at = Date.now();
+    return { backlog: await this.readRedis(stream), at };
+  }
+
+  private async readRedis(stream: string): Promise<number> {
     const groups = (await this.redis.xinfo('GROUPS', stream).catch((err: Error) => {
       if (err.message.includes('no such key')) return [];
       throw err;

@@ -10,7 +10,7 @@ import { Packr } from 'msgpackr';
 import { decodeResult } from '../codec/result.js';
 import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys, type Lane } from '../keys.js';
-import type { EmbedResult, Page } from '../types.js';
+import type { EmbedResult, Page, ReplyMode } from '../types.js';
 import { Backlog } from './backlog.js';
 import { ReplyReader } from './reply-reader.js';
 
@@ -38,6 +38,14 @@ export interface SubmitOptions {
    * its XADD, so a resumable job knows exactly what it has submitted.
    */
   submittedSet?: string;
+  /**
+   * For a job over an ordered input: a hash whose `submitted` field is set to
+   * `base` + the pages written so far, and `last` to the last one's
+   * `pageKey()`, in the same transaction as each chunk's XADDs.
+   */
+  submittedMark?: { hash: string; base: number };
+  /** What each ok result carries: `vectors` (default) or `status` (no vectors). */
+  reply?: ReplyMode;
   /**
    * Expire each source's progress hash after this many seconds: for a
    * throw-away source (a `streambed search` query) that must not stay listed
@@ -111,7 +119,8 @@ export class StreambedClient {
     for (const page of pages)
       perStream.set(streamOf(page), (perStream.get(streamOf(page)) ?? 0) + 1);
     for (const [stream, n] of perStream) await this.backlog.admit(stream, n);
-    const transactional = bulk || options.submittedSet !== undefined;
+    const transactional =
+      bulk || options.submittedSet !== undefined || options.submittedMark !== undefined;
     const chunk = transactional ? BULK_CHUNK : Math.max(1, pages.length);
     const ids: string[] = [];
     for (let at = 0; at < pages.length; at += chunk) {
@@ -119,7 +128,7 @@ export class StreambedClient {
       const batch = transactional ? this.redis.multi() : this.redis.pipeline();
       const perSource = new Map<string, number>();
       for (const page of part) {
-        batch.xadd(streamOf(page), '*', 'env', packr.pack(envelopeOf(page, options.replyTo)));
+        batch.xadd(streamOf(page), '*', 'env', packr.pack(envelopeOf(page, options)));
         perSource.set(page.source, (perSource.get(page.source) ?? 0) + 1);
       }
       for (const [source, n] of perSource) {
@@ -135,6 +144,11 @@ export class StreambedClient {
       }
       if (options.submittedSet !== undefined)
         batch.sadd(options.submittedSet, ...part.map(pageKey));
+      const mark = options.submittedMark;
+      if (mark !== undefined) {
+        const last = part[part.length - 1] as Page;
+        batch.hset(mark.hash, 'submitted', mark.base + at + part.length, 'last', pageKey(last));
+      }
       const results = await batch.exec();
       if (!results) throw new StreambedError('redis_unavailable', 'submit transaction aborted');
       for (const [err, id] of results.slice(0, part.length)) {
@@ -219,13 +233,14 @@ export class StreambedClient {
   }
 }
 
-function envelopeOf(page: Page, replyTo?: string): Record<string, unknown> {
+function envelopeOf(page: Page, o: SubmitOptions): Record<string, unknown> {
   return {
     id: page.id,
     source: page.source,
     ...(page.texts !== undefined ? { texts: page.texts } : { text: page.text }),
-    ...(replyTo !== undefined && { reply_to: replyTo }),
+    ...(o.replyTo !== undefined && { reply_to: o.replyTo }),
     ...(page.meta !== undefined && { meta: page.meta }),
     ...(page.deadlineMs !== undefined && { deadline_ms: page.deadlineMs }),
+    ...(o.reply === 'status' && { reply: 'status' }),
   };
 }

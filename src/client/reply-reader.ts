@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import { decodeResult } from '../codec/result.js';
 import { StreambedError } from '../errors.js';
 import type { EmbedResult } from '../types.js';
-import { readAfter } from './tail-stream.js';
+import { readAfterOrPause } from './tail-stream.js';
 
 const EXPIRE_S = 3600;
 
@@ -45,15 +45,8 @@ export class ReplyReader {
 
   private async run(): Promise<void> {
     while (!this.closed) {
-      let entries: Array<[string, Buffer[]]>;
-      try {
-        entries = await readAfter(this.conn, this.stream, this.last);
-      } catch {
-        // Connection trouble: ioredis reconnects; try again shortly unless closing.
-        if (this.closed) return;
-        await new Promise((r) => setTimeout(r, 200));
-        continue;
-      }
+      // Connection trouble: ioredis reconnects; the read pauses and the loop tries again.
+      const entries = await readAfterOrPause(this.conn, this.stream, this.last);
       for (const [id, fields] of entries) {
         this.last = id;
         const result = decodeResult(id, fields);

@@ -24,3 +24,23 @@ export async function readAfter(
     entries.map(([id, fields]): [string, Buffer[]] => [id.toString(), fields]),
   );
 }
+
+/**
+ * `readAfter` for a loop that must outlive Redis outages: a failed read
+ * (ioredis is reconnecting) is reported, waited out briefly and returns no
+ * entries, so the loop just goes round again.
+ */
+export async function readAfterOrPause(
+  conn: Redis,
+  stream: string,
+  last: string,
+  onError: (err: Error) => void = () => undefined,
+): Promise<Array<[id: string, fields: Buffer[]]>> {
+  try {
+    return await readAfter(conn, stream, last);
+  } catch (err) {
+    onError(err as Error);
+    await new Promise((r) => setTimeout(r, 200));
+    return [];
+  }
+}

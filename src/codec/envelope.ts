@@ -8,6 +8,7 @@ import { unpack } from 'msgpackr';
 import { z } from 'zod';
 
 import type { ResultErrorCode } from '../errors.js';
+import { SOURCE_NAME } from '../keys.js';
 import type { Envelope } from '../types.js';
 import { globMatcher } from './glob.js';
 import { metaJson, parseJsonExact, rememberPackedMeta } from './meta.js';
@@ -33,6 +34,9 @@ export type DecodeOutcome =
       replyTo?: string;
     };
 
+/** What an ok answer carries: `vectors` (the default) or `status` (everything but the vectors). */
+export const REPLY_MODES = ['vectors', 'status'] as const;
+
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
 
@@ -48,19 +52,49 @@ const shape = z.object({
   reply_to: z.string().min(1).optional(),
   meta: z.record(z.string(), z.unknown()).optional(),
   deadline_ms: z.number().int().nonnegative().optional(),
+  reply: z.enum(REPLY_MODES).optional(),
 });
 type RawEnvelope = z.infer<typeof shape>;
 
 /** Make a decoder bound to one set of limits (the pattern is compiled once). */
 export function envelopeDecoder(limits: EnvelopeLimits) {
-  const replyAllowed = globMatcher(limits.replyToPattern);
+  const replyAllowed = replyMatcher(limits.replyToPattern);
   return (fields: Buffer[]): DecodeOutcome => decodeEntry(fields, limits, replyAllowed);
+}
+
+/** Where `{source}` stands in REPLY_TO_PATTERN, the envelope's own source goes. */
+export const SOURCE_PLACEHOLDER = '{source}';
+
+/**
+ * `reply_to` allow check. A pattern with `{source}` (e.g. `sb:reply:{source}/*`)
+ * binds reply streams to the envelope's source, so one tenant cannot have the
+ * fleet write into another's streams. Sources are `[A-Za-z0-9._:-]`: no glob
+ * character can come in through them, and a separator outside that set (`/`)
+ * keeps source `a` out of source `a:b`'s streams.
+ */
+export function replyMatcher(pattern: string): (key: string, source: unknown) => boolean {
+  if (!pattern.includes(SOURCE_PLACEHOLDER)) {
+    const match = globMatcher(pattern);
+    return (key) => match(key);
+  }
+  const bySource = new Map<string, (key: string) => boolean>();
+  return (key, source) => {
+    if (typeof source !== 'string' || !SOURCE_NAME.test(source)) return false;
+    let match = bySource.get(source);
+    if (!match) {
+      // Bounded: a flood of distinct sources recompiles instead of growing the map.
+      if (bySource.size >= 10_000) bySource.clear();
+      match = globMatcher(pattern.split(SOURCE_PLACEHOLDER).join(source));
+      bySource.set(source, match);
+    }
+    return match(key);
+  };
 }
 
 function decodeEntry(
   fields: Buffer[],
   limits: EnvelopeLimits,
-  replyAllowed: (key: string) => boolean,
+  replyAllowed: (key: string, source: unknown) => boolean,
 ): DecodeOutcome {
   const raw = readRaw(fields);
   if ('error' in raw) {
@@ -110,7 +144,7 @@ function decodeEntry(
       );
     }
   }
-  if (env.reply_to !== undefined && !replyAllowed(env.reply_to)) {
+  if (env.reply_to !== undefined && !replyAllowed(env.reply_to, env.source)) {
     return reject(
       'reply_to_denied',
       `reply_to does not match the allowed pattern ${limits.replyToPattern}`,
@@ -126,6 +160,7 @@ function decodeEntry(
       ...(env.reply_to !== undefined && { replyTo: env.reply_to }),
       ...(env.meta !== undefined && { meta: env.meta }),
       ...(env.deadline_ms !== undefined && { deadlineMs: env.deadline_ms }),
+      ...(env.reply === 'status' && { reply: 'status' as const }),
     },
   };
 }
@@ -141,13 +176,16 @@ function chunksOf(env: RawEnvelope): string[] | string {
 }
 
 /** Pull id, source and an allowed reply_to out of even an invalid entry, to answer it. */
-function salvageRouting(value: Record<string, unknown>, replyAllowed: (key: string) => boolean) {
+function salvageRouting(
+  value: Record<string, unknown>,
+  replyAllowed: (key: string, source: unknown) => boolean,
+) {
   const out: { id?: string; source?: string; replyTo?: string } = {};
   if (typeof value.id === 'string' && byteLength(value.id) <= 256) out.id = value.id;
   if (typeof value.source === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(value.source)) {
     out.source = value.source;
   }
-  if (typeof value.reply_to === 'string' && replyAllowed(value.reply_to))
+  if (typeof value.reply_to === 'string' && replyAllowed(value.reply_to, value.source))
     out.replyTo = value.reply_to;
   return out;
 }

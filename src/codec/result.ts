@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 
 import type { ResultErrorCode } from '../errors.js';
-import type { EmbedResult, ErrorPayload, OkPayload } from '../types.js';
+import type { EmbedResult, ErrorPayload, OkPayload, ReplyMode } from '../types.js';
 import { packedMetaOf } from './meta.js';
 
 // Plain maps (no records extension) so any msgpack library can read results.
@@ -20,15 +20,23 @@ export interface ResultHead {
   rid: string;
 }
 
-/** Field/value list for XADD of a successful result. */
-export function okFields(head: ResultHead, payload: OkPayload): (string | Buffer)[] {
+/**
+ * Field/value list for XADD of a successful result; without `vectors` when
+ * the request asked for `reply: status` (a page answered into a sink: its
+ * vectors would be ~4 x dim bytes per page of Redis nobody reads).
+ */
+export function okFields(
+  head: ResultHead,
+  payload: OkPayload,
+  reply: ReplyMode = 'vectors',
+): (string | Buffer)[] {
   // The producer's own meta bytes when it sent an env: a re-encoding would turn
   // its 3.0 into 3 and its float32 into float64 (JS numbers cannot tell them apart).
   const metaBytes = payload.meta !== undefined ? packedMetaOf(payload.meta) : undefined;
   const res = {
     model: payload.model,
     dim: payload.dim,
-    vectors: payload.vectors.map(float32Bytes),
+    ...(reply === 'vectors' && { vectors: payload.vectors.map(float32Bytes) }),
     truncated: payload.truncated,
     hash: payload.hash,
     ...(payload.meta !== undefined && metaBytes === undefined && { meta: payload.meta }),
@@ -99,7 +107,7 @@ export function decodeResult(resultId: string, fields: Buffer[]): EmbedResult {
   };
   const res = plain.res ? (packr.unpack(plain.res) as Record<string, unknown>) : {};
   if (plain.status?.toString() === 'ok') {
-    const vectors = (res.vectors as Uint8Array[]).map(toFloat32);
+    const vectors = ((res.vectors as Uint8Array[] | undefined) ?? []).map(toFloat32);
     return { ...head, status: 'ok', res: { ...(res as unknown as OkPayload), vectors } };
   }
   return { ...head, status: 'error', res: res as unknown as ErrorPayload };

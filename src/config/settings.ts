@@ -133,7 +133,13 @@ export const SETTINGS = {
     'BACKFILL_MAX_IN_FLIGHT',
     int(1),
     5000,
-    '`streambed backfill`: most pages submitted and not yet answered at once.',
+    '`streambed backfill`: most pages submitted and not yet answered at once. Keep RESULTS_MAXLEN above it: answers not yet recorded by the job wait on its reply stream.',
+  ),
+  backfillReplyTtlS: setting(
+    'BACKFILL_REPLY_TTL_S',
+    int(0),
+    604800,
+    "`streambed backfill`: seconds a job's reply stream lives after the last answer the job recorded (0 = forever).",
   ),
   claimIdleMs: setting(
     'CLAIM_IDLE_MS',
@@ -183,7 +189,7 @@ export const SETTINGS = {
     'REPLY_TO_PATTERN',
     z.string().min(1).optional(),
     undefined,
-    'Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`.',
+    "Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`. `{source}` stands for the envelope's source: `sb:reply:{source}/*` lets each source be answered only into its own streams (docs/acl.md).",
   ),
   resultsMaxLen: setting(
     'RESULTS_MAXLEN',
@@ -214,6 +220,36 @@ export const SETTINGS = {
       .transform((v) => (v ? [...new Set(v.split(','))] : [])),
     '',
     'Sources whose progress counters /metrics exports with a `source` label (comma separated); others get no per-source series.',
+  ),
+  gatewayPort: setting(
+    'GATEWAY_PORT',
+    int(0, 65535),
+    8080,
+    '`streambed serve`: port of the OpenAI-compatible HTTP gateway (`POST /v1/embeddings`, `GET /v1/models`, /metrics, /healthz, /readyz; 0 = any free port).',
+  ),
+  gatewayTimeoutMs: setting(
+    'GATEWAY_TIMEOUT_MS',
+    int(100),
+    30000,
+    '`streambed serve`: how long a request waits for its vectors before a 504; its envelopes carry this as `deadline_ms`, so a worker that reaches them later answers `expired` instead of computing.',
+  ),
+  gatewayMaxBacklog: setting(
+    'GATEWAY_MAX_BACKLOG',
+    int(1),
+    10000,
+    "`streambed serve`: a request is refused 429 (with Retry-After) before anything is queued while its model's stream holds more than this many unprocessed entries (lag + pending, read at most every 250 ms).",
+  ),
+  gatewayKeysFile: setting(
+    'GATEWAY_KEYS_FILE',
+    optionalString,
+    undefined,
+    '`streambed serve`: API keys file (a mounted Secret), one `key source [requests-per-minute]` per line; unset = no authentication, every request counted as GATEWAY_SOURCE.',
+  ),
+  gatewaySource: setting(
+    'GATEWAY_SOURCE',
+    z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must be 1-128 chars of [A-Za-z0-9._:-]'),
+    'gateway',
+    '`streambed serve`: source (tenant) of requests when no keys file is configured.',
   ),
   sink: setting(
     'SINK',

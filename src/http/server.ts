@@ -1,7 +1,8 @@
 /**
  * The operator HTTP surface: /metrics (Prometheus text), /healthz (the
  * process and its event loop answer) and /readyz (Redis reachable, models
- * loaded, not draining; 503 with the reasons otherwise).
+ * loaded, not draining; 503 with the reasons otherwise). A process with an
+ * API of its own (the gateway) passes `routes`, tried before these.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,12 +13,17 @@ export interface HealthSource {
   readiness(): { ready: boolean; reasons: string[] };
 }
 
+/** Handles the request and returns true, or returns false to leave it to the operator routes. */
+export type Routes = (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+
 export async function startHttp(
   port: number,
   health: HealthSource,
   registry: Registry,
+  routes?: Routes,
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {
+    if (routes?.(req, res)) return;
     const url = req.url?.split('?')[0];
     if (url === '/healthz') return send(res, 200, 'ok\n');
     if (url === '/readyz') {

@@ -41,11 +41,20 @@ export function logWorkerEvents(events: WorkerEvents, log: Logger): void {
     ),
   );
   events.on('split', (e) =>
-    log.warn({ model: e.model, texts: e.texts, reason: e.reason }, 'batch failed, splitting it'),
+    log.warn(
+      { model: e.model, batchTexts: e.texts, reason: e.reason },
+      'batch failed, splitting it',
+    ),
   );
   events.on('batch', (e) =>
     log.debug(
-      { model: e.model, texts: e.texts, tokens: e.tokens, paddedTokens: e.paddedTokens, ms: e.ms },
+      {
+        model: e.model,
+        batchTexts: e.texts,
+        tokens: e.tokens,
+        paddedTokens: e.paddedTokens,
+        ms: e.ms,
+      },
       'batch computed',
     ),
   );

@@ -1,7 +1,7 @@
 /**
- * Reads of `streambed backfill` jobs for status. A job is its submitted set
+ * Reads of `streambed backfill` jobs for status. A job is its checkpoint hash
  * and its reply stream (docs/design.md, "Backfill"), so its numbers come from
- * those alone: submitted = SCARD, answered = the reply stream's
+ * those alone: submitted = the checkpoint's count, answered = the reply stream's
  * `entries-added` (every answer ever written, trimmed ones included), failed
  * = answers with `status=error`, counted by a short script so vectors never
  * leave Redis, and only over answers not counted by an earlier sample.
@@ -9,12 +9,12 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 
 import type { Keys } from '../keys.js';
-import { idTimeMs, type Parser, queueSetSize, queueStreamInfo } from './redis-reads.js';
+import { idTimeMs, type Parser, queueHashNumber, queueStreamInfo } from './redis-reads.js';
 import { scanKeys } from './scan.js';
 
 export interface JobSample {
   job: string;
-  /** Pages the job has submitted (its submitted set). */
+  /** Pages the job has submitted (its checkpoint). */
   submitted: number;
   /** Answers on its reply stream, ever (a DLQ replay adds one more for its page). */
   answered: number;
@@ -26,11 +26,11 @@ export interface JobSample {
   lastAnswerMs: number | null;
 }
 
-/** Jobs that have a submitted set, by SCAN. Job names have no ':' (state.ts JOB_NAME). */
+/** Jobs that have a checkpoint, by SCAN. Job names have no ':' (state.ts JOB_NAME). */
 export async function discoverJobs(redis: Redis, keys: Keys): Promise<string[]> {
   // The key around a job name, from keys.ts (a newline never occurs in a key we build).
-  const [head, tail] = keys.backfillSubmitted('\n').split('\n') as [string, string];
-  const found = await scanKeys(redis, keys.backfillSubmitted('*'), 'set');
+  const [head, tail] = keys.backfillJob('\n').split('\n') as [string, string];
+  const found = await scanKeys(redis, keys.backfillJob('*'), 'hash');
   return found
     .map((k) => k.slice(head.length, k.length - tail.length))
     .filter((j) => j && !j.includes(':'))
@@ -40,24 +40,35 @@ export async function discoverJobs(redis: Redis, keys: Keys): Promise<string[]> 
 /** A job's read before its failures are counted. */
 export interface JobRead extends Omit<JobSample, 'failed'> {
   stream: string;
+  /** Dead-lettered pages the job's runner recorded (its failed hash). */
+  recordedFailed: number;
   /** The reply stream's first entry id, or null. */
   firstId: string | null;
 }
 
 export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser<JobRead> {
   const stream = keys.backfillReply(job);
-  const submitted = queueSetSize(p, keys.backfillSubmitted(job));
+  const submitted = queueHashNumber(p, keys.backfillJob(job), 'submitted');
   const info = queueStreamInfo(p, stream);
+  // The job's own record: it outlives the reply stream (trimmed when status-only, or expired).
+  const bits = p.length;
+  p.bitcount(keys.backfillAnswered(job));
+  p.hlen(keys.backfillFailed(job));
+  p.hget(keys.backfillJob(job), 'started_ms');
   return (replies) => {
     const i = info(replies);
     const rid = i?.firstEntry?.fields.rid;
+    // The record's start when it has one: a status-only job's stream keeps only its last answers.
+    const started = replies[bits + 2]?.[1];
+    const streamStart = rid ? idTimeMs(rid) : i?.firstEntry ? idTimeMs(i.firstEntry.id) : null;
     return {
       job,
       stream,
       firstId: i?.firstEntry?.id ?? null,
       submitted: submitted(replies),
-      answered: i?.entriesAdded ?? 0,
-      firstRequestMs: rid ? idTimeMs(rid) : i?.firstEntry ? idTimeMs(i.firstEntry.id) : null,
+      answered: Math.max(i?.entriesAdded ?? 0, Number(replies[bits]?.[1] ?? 0)),
+      recordedFailed: Number(replies[bits + 1]?.[1] ?? 0),
+      firstRequestMs: started ? Number(started) : streamStart,
       lastAnswerMs: i?.lastEntry ? idTimeMs(i.lastEntry.id) : null,
     };
   };
@@ -106,7 +117,7 @@ export class FailureTally {
   private readonly seen = new Map<string, { after: string; read: number; failed: number }>();
 
   async complete(redis: Redis, job: JobRead): Promise<JobSample> {
-    const { stream, firstId, ...rest } = job;
+    const { stream, firstId, recordedFailed, ...rest } = job;
     let t = this.seen.get(stream);
     const restarted =
       t && (job.answered < t.read || (firstId !== null && newerId(firstId, t.after)));
@@ -125,7 +136,7 @@ export class FailureTally {
       }
     }
     this.seen.set(stream, t);
-    return { ...rest, failed: t.failed };
+    return { ...rest, failed: Math.max(t.failed, recordedFailed) };
   }
 }
 

@@ -139,10 +139,11 @@ export function queueMembers(p: ChainableCommander, key: string): Parser<string[
   return (replies) => ok<string[]>(replies[at] as Reply, []);
 }
 
-export function queueSetSize(p: ChainableCommander, key: string): Parser<number> {
+/** A hash field read as a number (0 when absent). */
+export function queueHashNumber(p: ChainableCommander, key: string, field: string): Parser<number> {
   const at = p.length;
-  p.scard(key);
-  return (replies) => Number(ok<number>(replies[at] as Reply, 0));
+  p.hget(key, field);
+  return (replies) => Number(ok<string | null>(replies[at] as Reply, null) ?? 0);
 }
 
 export interface StreamInfo {

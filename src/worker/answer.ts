@@ -26,6 +26,8 @@ export interface Answer {
   replyTo?: string;
   outcome: Outcome;
   ok?: OkPayload;
+  /** The request asked for `reply: status`: the result is written without its vectors. */
+  statusOnly?: boolean;
   /** Per-chunk content hashes, kept when a sink stores the vectors. */
   chunkHashes?: string[];
   error?: { code: ResultErrorCode; message: string };

@@ -22,6 +22,13 @@ export class HeldLedger {
   private readonly held = new Map<string, HeldEntry>();
   /** Room promised to reads in flight: they may bring this many more entries. */
   private reservedCount = 0;
+  /**
+   * Room the reclaimer asked for and did not get: kept from ordinary reads as
+   * it frees, so a busy worker with a backlog still takes over a dead
+   * worker's (older) entries within a sweep or two instead of after the
+   * backlog is drained.
+   */
+  private wantedByReclaim = 0;
   private readonly waiters: Array<() => void> = [];
 
   constructor(readonly maxHeld: number) {}
@@ -34,8 +41,12 @@ export class HeldLedger {
     return this.reservedCount;
   }
 
-  /** Entries a read may still bring without passing `maxHeld`. */
+  /** Entries an ordinary read may still bring without passing `maxHeld` (after what reclaim wants). */
   get free(): number {
+    return Math.max(0, this.freeForReclaim - this.wantedByReclaim);
+  }
+
+  private get freeForReclaim(): number {
     return Math.max(0, this.maxHeld - this.held.size - this.reservedCount);
   }
 
@@ -69,6 +80,17 @@ export class HeldLedger {
   reserve(count: number): number {
     const granted = Math.max(0, Math.min(count, this.free));
     this.reservedCount += granted;
+    return granted;
+  }
+
+  /**
+   * The reclaimer's reservation: it may take room kept for it. What it asked
+   * for and did not get is kept from ordinary reads until its next call.
+   */
+  reserveForReclaim(count: number): number {
+    const granted = Math.max(0, Math.min(count, this.freeForReclaim));
+    this.reservedCount += granted;
+    this.wantedByReclaim = count - granted;
     return granted;
   }
 

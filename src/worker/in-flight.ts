@@ -131,6 +131,11 @@ export class InFlight {
     this.ledger.unreserve(count);
   }
 
+  /** The reclaimer's reservation, ahead of ordinary reads (HeldLedger.reserveForReclaim). */
+  reserveForReclaim(count: number): number {
+    return this.ledger.reserveForReclaim(count);
+  }
+
   /**
    * How many entries to read now: enough to fill the free micro-batch slots
    * (at the texts-per-batch seen lately) plus `lookahead` texts waiting for
@@ -296,7 +301,7 @@ export class InFlight {
           waitedOut = true;
           this.deps.events.emit('overdue', { model, texts: items.length, waiting: true });
           this.deps.log.warn(
-            { model, texts: items.length, batchTimeoutMs: timeoutMs },
+            { model, batchTexts: items.length, batchTimeoutMs: timeoutMs },
             'batch still running in ONNX Runtime past BATCH_TIMEOUT_MS; waiting for it (lower BATCH_SIZE or MAX_BATCH_TOKENS, or raise BATCH_TIMEOUT_MS)',
           );
         }
@@ -376,7 +381,7 @@ export class InFlight {
     if (decision.action === 'retry') {
       if (cls === 'thread') lone.strikes++;
       this.deps.log.warn(
-        { ...where, texts: items.length, strikes: lone.strikes, retryInMs: decision.afterMs },
+        { ...where, batchTexts: items.length, strikes: lone.strikes, retryInMs: decision.afterMs },
         cls === 'thread'
           ? 'text took its thread down; retrying it alone'
           : 'batch failed; retrying',
@@ -415,6 +420,7 @@ export class InFlight {
           source: e.envelope.source,
           ...(e.envelope.replyTo !== undefined && { replyTo: e.envelope.replyTo }),
           outcome: e.deduped ? 'deduped' : 'ok',
+          ...(e.envelope.reply === 'status' && { statusOnly: true }),
           ...(e.hashes && { chunkHashes: e.hashes }),
           ok: {
             model: model.spec.name,

@@ -57,6 +57,8 @@ export class Reclaimer {
 
   /** One pass over every stream; returns how many entries were taken over. */
   async sweep(): Promise<number> {
+    // What the last sweep could not take is asked again below, stream by stream.
+    this.inFlight.reserveForReclaim(0);
     let total = 0;
     for (const stream of await this.options.streams()) {
       try {
@@ -94,11 +96,12 @@ export class Reclaimer {
         '+',
         SCAN_COUNT,
       )) as Array<[string, string, number, number]>;
-      if (rows.length === 0) return total;
+      if (rows.length === 0) break;
       start = `(${rows[rows.length - 1]?.[0]}`;
       const candidates = rows.filter(([id]) => !this.inFlight.holds(stream, id));
       if (candidates.length > 0) {
-        const granted = this.inFlight.reserve(candidates.length);
+        // Ahead of ordinary reads: what is not granted now is kept for the next sweep.
+        const granted = this.inFlight.reserveForReclaim(candidates.length);
         if (granted === 0) return total;
         try {
           total += await this.claim(stream, candidates.slice(0, granted));
@@ -107,8 +110,9 @@ export class Reclaimer {
         }
         if (granted < candidates.length) return total;
       }
-      if (rows.length < SCAN_COUNT || this.periodic.stopped) return total;
+      if (rows.length < SCAN_COUNT || this.periodic.stopped) break;
     }
+    return total;
   }
 
   private async claim(

@@ -154,7 +154,7 @@ export class ResultWriter implements AnswerWriter {
     const failed = a.outcome === 'error';
     const resultFields =
       a.outcome !== 'error' && a.ok
-        ? okFields(head, a.ok)
+        ? okFields(head, a.ok, a.statusOnly ? 'status' : 'vectors')
         : errorFields(head, a.error?.code ?? 'model_error', a.error?.message ?? 'unknown failure');
     return {
       requestStream: a.delivery.stream,

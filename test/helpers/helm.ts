@@ -78,6 +78,11 @@ export function yamllint(args: string[]): RunResult | undefined {
   return yamllintInstalled() ? run('yamllint', args) : undefined;
 }
 
+/** Objects of the gateway (`streambed serve`) rather than the worker fleet. */
+export function isGatewayObject(o: K8sObject): boolean {
+  return o.metadata.labels?.['app.kubernetes.io/component'] === 'gateway';
+}
+
 export function parseManifests(text: string): K8sObject[] {
   return parseAllDocuments(text)
     .map((doc) => {

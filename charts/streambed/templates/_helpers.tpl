@@ -280,7 +280,41 @@ host:port, not a URL, and cannot read the worker's REDIS_URL.
 {{- end -}}
 {{- end -}}
 
-{{/* The console's own name label: the workers' selectors (name + instance) never match its pod. */}}
+{{/*
+The gateway's pods carry their own app.kubernetes.io/name, so the workers'
+selectors (Service, PDB, ServiceMonitor, which select on name + instance)
+never pick them up, and the gateway Service never picks up a worker.
+*/}}
+{{- define "streambed.gatewayName" -}}
+{{- printf "%s-gateway" (include "streambed.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "streambed.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-gateway" (include "streambed.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "streambed.gatewayLabels" -}}
+helm.sh/chart: {{ include "streambed.chart" . }}
+{{ include "streambed.gatewaySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: gateway
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "streambed.gatewayKeysDir" -}}/etc/streambed/gateway-keys{{- end -}}
+
+{{/* Gateway drain + preStop sleep rounded up to seconds, plus the grace for closing connections. */}}
+{{- define "streambed.gatewayGracePeriodSeconds" -}}
+{{- $g := .Values.gateway -}}
+{{- $drainS := div (add (int64 $g.drainTimeoutMs) 999) 1000 -}}
+{{- add $drainS (int64 $g.preStopSleepSeconds) (int64 .Values.drainGraceSeconds) -}}
+{{- end -}}
+
+{{/* The console's own name label, as the gateway's: the workers' selectors (name + instance) never match its pod. */}}
 {{- define "streambed.consoleSelectorLabels" -}}
 app.kubernetes.io/name: {{ printf "%s-console" (include "streambed.name" .) | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/instance: {{ .Release.Name }}

@@ -1,0 +1,195 @@
+/**
+ * The gateway case: many concurrent clients, each sending one request after
+ * the other (a closed loop), against one `streambed serve` and one worker
+ * with the no-op core, so what is measured is the path (HTTP, JSON, Redis,
+ * the reply router), not the model. The same load through the SDK's
+ * `embed` (no HTTP) is the baseline the gateway is compared with.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+
+import { cpuSeconds, peakRssMb } from '../machine.js';
+import { type Latency, latencyOf } from '../stats.js';
+
+/** The CLI, from dist/bench/cases (npm run bench) or from bench/cases (the smoke test under vitest). */
+const BIN = fileURLToPath(
+  new URL(
+    import.meta.url.includes('/dist/') ? '../../../bin/streambed.js' : '../../bin/streambed.js',
+    import.meta.url,
+  ),
+);
+
+export interface LoadResult {
+  requests: number;
+  /** Every request's latency, ms (dropped from the JSON record). */
+  samples: number[];
+  errors: number;
+  /** The first few error messages (all errors are counted). */
+  errorSamples: string[];
+  seconds: number;
+  perSecond: number;
+  latency?: Latency;
+}
+
+/**
+ * `clients` loops call `call` back to back for `seconds`; each call's time
+ * is a latency sample. A failed call counts as an error and the loop goes on.
+ */
+export async function closedLoop(
+  clients: number,
+  seconds: number,
+  call: (client: number, n: number) => Promise<void>,
+): Promise<LoadResult> {
+  const latencies: number[] = [];
+  const errorSamples: string[] = [];
+  let errors = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let n = 0; performance.now() < end; n++) {
+        const t = performance.now();
+        try {
+          await call(c, n);
+          latencies.push(performance.now() - t);
+        } catch (err) {
+          errors++;
+          if (errorSamples.length < 5) errorSamples.push((err as Error).message);
+        }
+      }
+    }),
+  );
+  return summary(latencies, errors, errorSamples, (performance.now() - t0) / 1000);
+}
+
+/** Slices of the same path measured at different times, as one result. */
+export function combine(slices: readonly LoadResult[]): LoadResult {
+  return summary(
+    slices.flatMap((s) => s.samples),
+    slices.reduce((n, s) => n + s.errors, 0),
+    slices.flatMap((s) => s.errorSamples).slice(0, 5),
+    slices.reduce((t, s) => t + s.seconds, 0),
+  );
+}
+
+function summary(samples: number[], errors: number, errorSamples: string[], seconds: number) {
+  const latency = latencyOf(samples);
+  return {
+    requests: samples.length,
+    samples,
+    errors,
+    errorSamples,
+    seconds,
+    perSecond: samples.length / seconds,
+    ...(latency && { latency }),
+  };
+}
+
+/** A `streambed` child process, ready once its log has printed `ready` (a message). */
+export class StreambedProcess {
+  readonly proc: ChildProcess;
+  readonly exited: Promise<number | null>;
+  private output = '';
+
+  constructor(command: string, env: Record<string, string>) {
+    this.proc = spawn(process.execPath, [BIN, command], {
+      env: { ...process.env, LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const onData = (d: Buffer) => (this.output = (this.output + d.toString()).slice(-20_000));
+    this.proc.stdout?.on('data', onData);
+    this.proc.stderr?.on('data', onData);
+    this.exited = new Promise((resolve) => this.proc.on('exit', (code) => resolve(code)));
+  }
+
+  /** Resolves with the regex's first group once the log matches it; fails if the process exits. */
+  async ready(pattern: RegExp, timeoutMs = 60_000): Promise<string> {
+    for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+      const m = pattern.exec(this.output);
+      if (m) return m[1] ?? m[0];
+      if (this.proc.exitCode !== null) throw new Error(`exited: ${this.output.slice(-4000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`not ready within ${timeoutMs} ms: ${this.output.slice(-4000)}`);
+  }
+
+  cpuSeconds(): number | undefined {
+    return cpuSeconds(this.proc.pid ?? -1);
+  }
+
+  peakRssMb(): number | undefined {
+    return peakRssMb(this.proc.pid ?? -1);
+  }
+
+  async stop(): Promise<number | null> {
+    if (this.proc.exitCode === null) this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 30_000);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** One worker (no-op core, model `bench`) and one gateway on a free port, under `prefix`. */
+export async function startGatewayFleet(
+  redisUrl: string,
+  prefix: string,
+): Promise<{ worker: StreambedProcess; gateway: StreambedProcess; port: number }> {
+  const common = { REDIS_URL: redisUrl, KEY_PREFIX: prefix, METRICS_PORT: '0' };
+  const worker = new StreambedProcess('worker', {
+    ...common,
+    MODELS: 'bench=noop:384',
+    ALLOW_REMOTE_MODELS: 'false',
+    // Repeated texts must be computed, not answered from a cache.
+    DEDUPE_TTL_S: '0',
+  });
+  const gateway = new StreambedProcess('serve', {
+    ...common,
+    MODELS: 'bench',
+    GATEWAY_PORT: '0',
+    // The load is the point: never refuse it for backlog.
+    GATEWAY_MAX_BACKLOG: '1000000',
+  });
+  await worker.ready(/"msg":"worker reading"/);
+  const port = Number(await gateway.ready(/"port":(\d+),[^\n]*"msg":"gateway listening"/));
+  return { worker, gateway, port };
+}
+
+/**
+ * POST /v1/embeddings over keep-alive node:http, decoding the base64 vector:
+ * what the openai client does, at a fraction of its CPU, so on a shared
+ * machine the load generator is not what is measured.
+ */
+export function rawEmbedder(port: number, clients: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  return (model: string, input: string): Promise<Float32Array> =>
+    new Promise((resolve, reject) => {
+      const body = JSON.stringify({ model, input, encoding_format: 'base64' });
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/v1/embeddings',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': body.length },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString();
+            if (res.statusCode !== 200) return reject(new Error(`${res.statusCode}: ${text}`));
+            const b = Buffer.from(
+              (JSON.parse(text) as { data: Array<{ embedding: string }> }).data[0]!.embedding,
+              'base64',
+            );
+            resolve(new Float32Array(b.buffer, b.byteOffset, b.length / 4));
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+}

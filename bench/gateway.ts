@@ -1,0 +1,174 @@
+/**
+ * `npm run bench:gateway [-- --quick]`: the OpenAI-compatible gateway under
+ * many concurrent clients (bench/cases/gateway-load.ts). One worker with
+ * the no-op core and one `streambed serve`; the SDK's `embed` (no HTTP) and
+ * the gateway, through a lean keep-alive HTTP client and through the
+ * official `openai` client (whose own CPU per request is several times
+ * the gateway's, so on a shared machine it measures the client), take turns in slices of
+ * SLICE_S seconds (the machine is shared: a burst of someone else's load
+ * then falls on both paths, not on one), the same number of clients, one
+ * input per request. Prints and records requests/s, p50/p99, the
+ * gateway/SDK ratios measured in this run, errors and the gateway's CPU
+ * and peak RSS.
+ */
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { Redis } from 'ioredis';
+import OpenAI from 'openai';
+
+import { StreambedClient } from '../src/client/client.js';
+import {
+  closedLoop,
+  combine,
+  type LoadResult,
+  rawEmbedder,
+  startGatewayFleet,
+} from './cases/gateway-load.js';
+import { deletePrefix } from './cases/redis-util.js';
+import { codeState, loadavg } from './machine.js';
+import { writeBenchSection, writeJson } from './report.js';
+import { round } from './stats.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** Seconds of one turn of one path. */
+const SLICE_S = 5;
+const TEXT = 'a short page of text about nothing in particular, for the no-op core';
+
+async function main(): Promise<void> {
+  const { values: v } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      clients: { type: 'string', default: '200' },
+      seconds: { type: 'string' },
+      'redis-url': { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+      'no-markdown': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const clients = Number(v.clients);
+  const seconds = Number(v.seconds ?? (v.quick ? 8 : 30));
+  if (!(clients >= 1 && seconds > 0)) throw new Error('--clients and --seconds must be positive');
+  const command = `npm run bench:gateway${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  console.log(command);
+
+  const loadBefore = loadavg()[0] ?? 0;
+  const prefix = `sbbench-gw-${randomBytes(3).toString('hex')}`;
+  const redis = new Redis(v['redis-url'], { maxRetriesPerRequest: 3 });
+  const fleet = await startGatewayFleet(v['redis-url'], prefix);
+  const sdk = new StreambedClient({ redis: v['redis-url'], prefix, maxBacklog: 1_000_000 });
+  const api = new OpenAI({
+    baseURL: `http://127.0.0.1:${fleet.port}/v1`,
+    apiKey: 'bench',
+    maxRetries: 0,
+  });
+  const viaSdk = () => sdk.embed([TEXT], { model: 'bench' }).then(() => undefined);
+  const raw = rawEmbedder(fleet.port, clients);
+  const viaGateway = () =>
+    raw('bench', TEXT).then((v) => {
+      if (v.length !== 384) throw new Error('wrong vector length');
+    });
+  const viaOpenai = () =>
+    api.embeddings.create({ model: 'bench', input: TEXT }).then((r) => {
+      if (r.data[0]?.embedding.length !== 384) throw new Error('wrong vector length');
+    });
+  try {
+    // Warm both paths (connections, JIT) before measuring.
+    await closedLoop(clients, 2, viaSdk);
+    await closedLoop(clients, 2, viaGateway);
+    await closedLoop(clients, 2, viaOpenai);
+    const slices = Math.max(1, Math.round(seconds / SLICE_S));
+    const paths = { sdk: viaSdk, gateway: viaGateway, openai: viaOpenai };
+    const runs: Record<keyof typeof paths, LoadResult[]> = { sdk: [], gateway: [], openai: [] };
+    let gwCpu = 0;
+    for (let i = 0; i < slices; i++) {
+      const order = Object.keys(paths) as Array<keyof typeof paths>;
+      for (const path of i % 2 === 0 ? order : order.reverse()) {
+        const cpu0 = fleet.gateway.cpuSeconds() ?? 0;
+        runs[path].push(await closedLoop(clients, seconds / slices, paths[path]));
+        if (path === 'gateway') gwCpu += (fleet.gateway.cpuSeconds() ?? 0) - cpu0;
+      }
+    }
+    const sdkRun = combine(runs.sdk);
+    const gwRun = combine(runs.gateway);
+    const openaiRun = combine(runs.openai);
+    line('sdk embed', sdkRun);
+    line('gateway', gwRun);
+    line('openai', openaiRun);
+    const result = {
+      command,
+      startedAt: new Date().toISOString(),
+      code: codeState(ROOT),
+      machine: { nproc: os.availableParallelism(), loadBefore, loadAfter: loadavg()[0] ?? 0 },
+      clients,
+      seconds,
+      sdk: { ...sdkRun, samples: undefined },
+      gateway: { ...gwRun, samples: undefined },
+      openai: { ...openaiRun, samples: undefined },
+      gatewayCores: round(gwCpu / gwRun.seconds, 2),
+      gatewayPeakRssMb: fleet.gateway.peakRssMb() ?? null,
+      ratios: {
+        throughput: round(gwRun.perSecond / sdkRun.perSecond, 2),
+        p50: round((gwRun.latency?.p50Ms ?? 0) / (sdkRun.latency?.p50Ms ?? 1), 2),
+        p99: round((gwRun.latency?.p99Ms ?? 0) / (sdkRun.latency?.p99Ms ?? 1), 2),
+      },
+    };
+    console.log(
+      `gateway/sdk: throughput ${result.ratios.throughput}, p50 ${result.ratios.p50}, p99 ${result.ratios.p99}; gateway ${result.gatewayCores} cores, peak RSS ${result.gatewayPeakRssMb} MiB`,
+    );
+    const name = v.quick ? 'gateway-quick' : 'gateway';
+    console.log(`wrote ${await writeJson(result, name)}`);
+    if (!v['no-markdown']) console.log(`wrote ${await writeBenchSection(name, markdown(result))}`);
+    if (sdkRun.errors + gwRun.errors + openaiRun.errors > 0) process.exitCode = 1;
+  } finally {
+    await sdk.close();
+    await Promise.all([fleet.gateway.stop(), fleet.worker.stop()]);
+    await deletePrefix(redis, prefix);
+    await redis.quit();
+  }
+}
+
+function line(label: string, r: LoadResult): void {
+  const l = r.latency;
+  console.log(
+    `  ${label.padEnd(10)} ${r.perSecond.toFixed(0).padStart(6)} req/s  p50 ${l?.p50Ms.toFixed(1)} ms  p99 ${l?.p99Ms.toFixed(1)} ms  errors ${r.errors}${r.errorSamples.length ? ` (${r.errorSamples[0]})` : ''}`,
+  );
+}
+
+function markdown(r: {
+  command: string;
+  startedAt: string;
+  code: { commit: string };
+  machine: { nproc: number; loadBefore: number; loadAfter: number };
+  clients: number;
+  seconds: number;
+  sdk: Omit<LoadResult, 'samples'>;
+  gateway: Omit<LoadResult, 'samples'>;
+  openai: Omit<LoadResult, 'samples'>;
+  gatewayCores: number;
+  gatewayPeakRssMb: number | null;
+  ratios: { throughput: number; p50: number; p99: number };
+}): string {
+  const row = (label: string, x: Omit<LoadResult, 'samples'>) =>
+    `| ${label} | ${x.perSecond.toFixed(0)} | ${x.latency?.p50Ms.toFixed(1)} | ${x.latency?.p99Ms.toFixed(1)} | ${x.errors} |`;
+  return [
+    `### Gateway${r.command.includes('--quick') ? ' (quick)' : ''}, ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`,
+    '',
+    `Command: \`${r.command}\` at ${r.code.commit}; ${r.machine.nproc} cores shared by Redis, one worker (\`noop:384\`), the gateway and the load generator (1-min load average ${r.machine.loadBefore} before, ${r.machine.loadAfter} after: other work on the machine). ${r.clients} clients, one input per request, ${r.seconds} s per path in alternating slices of ${SLICE_S} s.`,
+    '',
+    '| path | requests/s | p50 ms | p99 ms | errors |',
+    '| --- | --- | --- | --- | --- |',
+    row('SDK `embed` (no HTTP)', r.sdk),
+    row('gateway (keep-alive HTTP client, base64)', r.gateway),
+    row('gateway (official `openai` client, base64)', r.openai),
+    '',
+    `Gateway / SDK in this run: throughput ${r.ratios.throughput}x, p50 ${r.ratios.p50}x, p99 ${r.ratios.p99}x. Gateway process: ${r.gatewayCores} cores, peak RSS ${r.gatewayPeakRssMb ?? '?'} MiB.`,
+  ].join('\n');
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exit(1);
+});

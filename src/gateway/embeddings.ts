@@ -1,0 +1,145 @@
+/**
+ * One `POST /v1/embeddings`, from a validated request to OpenAI's response.
+ *
+ * Each input becomes its own envelope on the model's stream, all added in
+ * one pipelined round trip (the SDK's `submit`): workers micro-batch across
+ * envelopes by token count, so a request's inputs spread over every thread
+ * and worker of the fleet and pack with other requests' texts, and a crash
+ * costs a reclaim of the inputs that worker held, not the whole request.
+ * The price is one result entry per input instead of one per request.
+ * Envelopes carry `deadline_ms` = the request's timeout, so work the caller
+ * has given up on is answered `expired` instead of computed.
+ */
+import { randomUUID } from 'node:crypto';
+
+import type { StreambedClient } from '../client/client.js';
+import { StreambedError, toStreambedError } from '../errors.js';
+import type { Lane } from '../keys.js';
+import type { EmbedResult } from '../types.js';
+import { REDIS_WAIT_MS, withDeadline } from './deadline.js';
+import type { ModelCatalog } from './model-catalog.js';
+import {
+  badRequest,
+  type EmbeddingsRequest,
+  embeddingsResponse,
+  estimateTokens,
+  GatewayError,
+  modelNotFound,
+} from './openai-shapes.js';
+import type { ReplyRouter } from './reply-router.js';
+
+export interface EmbedDeps {
+  client: StreambedClient;
+  router: ReplyRouter;
+  catalog: ModelCatalog;
+  maxEnvelopeBytes: number;
+  maxChunks: number;
+  timeoutMs: number;
+}
+
+export async function embed(
+  deps: EmbedDeps,
+  req: EmbeddingsRequest,
+  source: string,
+  lane: Lane,
+): Promise<ReturnType<typeof embeddingsResponse>> {
+  const { model, inputs } = req;
+  if (!(await withDeadline(deps.catalog.has(model), REDIS_WAIT_MS))) throw modelNotFound(model);
+  checkLimits(deps, inputs);
+  const known = deps.catalog.dimension(model);
+  if (req.dimensions !== undefined && known !== undefined && req.dimensions !== known)
+    throw unsupportedDimensions(model, known, req.dimensions);
+
+  const base = randomUUID();
+  const ids = inputs.map((_, i) => `gw-${base}-${i}`);
+  const waiting = deps.router.wait(ids, deps.timeoutMs);
+  const deadlineMs = Date.now() + deps.timeoutMs;
+  try {
+    const rids = await withDeadline(
+      deps.client.submit(
+        inputs.map((text, i) => ({ id: ids[i] as string, source, text, deadlineMs })),
+        { model, lane, replyTo: deps.router.stream },
+      ),
+      deps.timeoutMs,
+    );
+    waiting.bind(rids);
+  } catch (err) {
+    waiting.cancel();
+    if (err instanceof GatewayError) throw err;
+    const e = toStreambedError(err);
+    if (e.code === 'backpressure')
+      throw new GatewayError(
+        429,
+        'rate_limit_error',
+        'backlog_full',
+        `model '${model}' has too much queued work; retry later`,
+        null,
+        1,
+      );
+    throw new GatewayError(503, 'server_error', 'unavailable', 'the fleet cannot be reached');
+  }
+
+  let results: EmbedResult[];
+  try {
+    results = await waiting.results;
+  } catch (err) {
+    if (err instanceof StreambedError && err.code === 'timeout')
+      throw new GatewayError(
+        504,
+        'server_error',
+        'timeout',
+        `no answer within ${deps.timeoutMs} ms`,
+      );
+    throw err;
+  }
+  const vectors = results.map((r) => vectorOf(r, model));
+  const dim = vectors[0]?.length ?? 0;
+  deps.catalog.noteDimension(model, dim);
+  if (req.dimensions !== undefined && req.dimensions !== dim)
+    throw unsupportedDimensions(model, dim, req.dimensions);
+  return embeddingsResponse(model, vectors, req.encoding, estimateTokens(inputs));
+}
+
+/** The request's text is what one envelope may carry: MAX_CHUNKS inputs, MAX_ENVELOPE_BYTES in all. */
+function checkLimits(deps: EmbedDeps, inputs: readonly string[]): void {
+  if (inputs.length > deps.maxChunks)
+    throw badRequest(
+      `${inputs.length} inputs exceed the limit of ${deps.maxChunks} per request`,
+      'input',
+      'too_many_inputs',
+    );
+  const bytes = inputs.reduce((n, t) => n + Buffer.byteLength(t, 'utf8'), 0);
+  if (bytes > deps.maxEnvelopeBytes)
+    throw new GatewayError(
+      413,
+      'invalid_request_error',
+      'request_too_large',
+      `input is ${bytes} bytes of text, over the limit of ${deps.maxEnvelopeBytes} per request`,
+      'input',
+    );
+}
+
+function unsupportedDimensions(model: string, dim: number, asked: number): GatewayError {
+  return badRequest(
+    `model '${model}' returns ${dim}-dimensional vectors and cannot return ${asked}; omit dimensions`,
+    'dimensions',
+    'unsupported_dimensions',
+  );
+}
+
+/** A worker's error answer as an HTTP error (the first failed input decides). */
+function vectorOf(r: EmbedResult, model: string): Float32Array {
+  if (r.status === 'ok') return r.res.vectors[0] as Float32Array;
+  const { code, message } = r.res;
+  switch (code) {
+    case 'invalid':
+    case 'too_large':
+      throw badRequest(message, 'input', code);
+    case 'unknown_model':
+      throw modelNotFound(model);
+    case 'expired':
+      throw new GatewayError(504, 'server_error', 'timeout', message);
+    default:
+      throw new GatewayError(500, 'server_error', code, message);
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Which models the gateway offers. With `MODELS` set, exactly its names
+ * (the chart gives the gateway the workers' table, so the two cannot
+ * disagree). Without it, the models the fleet serves: every interactive
+ * request stream `{p}:req:{model}` on which the consumer group exists (a
+ * worker has started on it), found by SCAN and cached CACHE_MS so a
+ * request costs no Redis call. Also remembers each model's vector
+ * dimension once seen, to refuse a `dimensions` it cannot give up front.
+ */
+import type { Redis } from 'ioredis';
+
+import { StreambedError } from '../errors.js';
+import type { Keys } from '../keys.js';
+import { MODEL_NAME } from '../models/table.js';
+
+const CACHE_MS = 5_000;
+
+export class ModelCatalog {
+  private readonly fixed: string[] | undefined;
+  private cached: { at: number; models: string[] } | undefined;
+  private refreshing: Promise<string[]> | undefined;
+  private readonly dims = new Map<string, number>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    modelsSetting: string,
+  ) {
+    const names = modelNames(modelsSetting);
+    this.fixed = names.length > 0 ? names : undefined;
+  }
+
+  async list(): Promise<string[]> {
+    if (this.fixed) return this.fixed;
+    if (this.cached && Date.now() - this.cached.at < CACHE_MS) return this.cached.models;
+    this.refreshing ??= this.discover().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  async has(model: string): Promise<boolean> {
+    if (!MODEL_NAME.test(model)) return false;
+    if ((await this.list()).includes(model)) return true;
+    // A model that appeared since the last scan should not wait CACHE_MS to be served.
+    if (this.fixed) return false;
+    this.cached = undefined;
+    return (await this.list()).includes(model);
+  }
+
+  dimension(model: string): number | undefined {
+    return this.dims.get(model);
+  }
+
+  noteDimension(model: string, dim: number): void {
+    this.dims.set(model, dim);
+  }
+
+  private async discover(): Promise<string[]> {
+    const head = `${this.keys.prefix}:req:`;
+    const found = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, batch] = (await this.redis.call(
+        'SCAN',
+        cursor,
+        'MATCH',
+        `${head}*`,
+        'COUNT',
+        '1000',
+        'TYPE',
+        'stream',
+      )) as [string, string[]];
+      cursor = next;
+      for (const key of batch) {
+        const model = key.slice(head.length);
+        if (MODEL_NAME.test(model)) found.add(model);
+      }
+    } while (cursor !== '0');
+    const models = [...found].sort();
+    const pipe = this.redis.pipeline();
+    for (const m of models) pipe.xinfo('GROUPS', this.keys.request(m));
+    const groups = (await pipe.exec()) ?? [];
+    const served = models.filter((_, i) => {
+      const [err, rows] = groups[i] ?? [];
+      return !err && (rows as unknown[][]).some((g) => g[1] === this.keys.group);
+    });
+    this.cached = { at: Date.now(), models: served };
+    return served;
+  }
+}
+
+/** The names of a MODELS value: `a=ref;opt=v,b` -> [a, b]. */
+function modelNames(table: string): string[] {
+  const names = table
+    .split(',')
+    .map((item) => (item.split(';')[0] ?? '').split('=')[0]?.trim() ?? '')
+    .filter(Boolean);
+  const bad = names.find((n) => !MODEL_NAME.test(n));
+  if (bad)
+    throw new StreambedError(
+      'config',
+      `MODELS: model name "${bad}" must be 1-32 chars of [a-z0-9_-]`,
+    );
+  return [...new Set(names)];
+}

@@ -1,0 +1,139 @@
+/**
+ * The OpenAI embeddings API as the gateway speaks it: the request schema,
+ * the response and error bodies, and the one error type every handler
+ * throws (status + OpenAI error fields), so a route never builds an error
+ * body by hand.
+ */
+import { z } from 'zod';
+
+export type ErrorType =
+  'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
+
+/** An answer other than 200, in OpenAI's error shape; `retryAfterS` sets Retry-After. */
+export class GatewayError extends Error {
+  constructor(
+    readonly status: number,
+    readonly type: ErrorType,
+    readonly code: string,
+    message: string,
+    readonly param: string | null = null,
+    readonly retryAfterS?: number,
+  ) {
+    super(message);
+    this.name = 'GatewayError';
+  }
+
+  body(): { error: { message: string; type: ErrorType; param: string | null; code: string } } {
+    return {
+      error: { message: this.message, type: this.type, param: this.param, code: this.code },
+    };
+  }
+}
+
+export const badRequest = (message: string, param: string | null = null, code = 'invalid_value') =>
+  new GatewayError(400, 'invalid_request_error', code, message, param);
+
+export const modelNotFound = (model: string) =>
+  new GatewayError(
+    404,
+    'invalid_request_error',
+    'model_not_found',
+    `The model '${model}' does not exist (GET /v1/models lists the models the fleet serves)`,
+    'model',
+  );
+
+const requestSchema = z.object({
+  model: z.string().min(1, 'model is required'),
+  input: z.union([
+    z.string(),
+    z.array(z.string()),
+    // Token ids: accepted by the schema only to be refused with a clear message below.
+    z.array(z.number()),
+    z.array(z.array(z.number())),
+  ]),
+  encoding_format: z.enum(['float', 'base64']).optional(),
+  dimensions: z.number().int().positive().optional(),
+  user: z.string().optional(),
+});
+
+export interface EmbeddingsRequest {
+  model: string;
+  inputs: string[];
+  encoding: 'float' | 'base64';
+  dimensions?: number;
+}
+
+/** Validate a parsed JSON body; throws GatewayError 400 naming the parameter. */
+export function parseEmbeddingsRequest(body: unknown): EmbeddingsRequest {
+  const parsed = requestSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const param = issue?.path[0] !== undefined ? String(issue.path[0]) : null;
+    const message =
+      param === 'input'
+        ? 'input must be a string or an array of strings'
+        : `${param ?? 'body'}: ${issue?.message ?? 'invalid'}`;
+    throw badRequest(message, param);
+  }
+  const { model, input, encoding_format, dimensions } = parsed.data;
+  const list: unknown[] = typeof input === 'string' ? [input] : input;
+  if (list.length === 0) throw badRequest('input is empty', 'input');
+  if (list.some((x) => typeof x !== 'string'))
+    throw badRequest(
+      "token-id arrays are not supported: send input as text (a string or an array of strings); each model's workers tokenize with its own tokenizer",
+      'input',
+      'unsupported_input',
+    );
+  const inputs = list as string[];
+  const blank = inputs.findIndex((t) => t.trim().length === 0);
+  if (blank >= 0) throw badRequest(`input[${blank}] is empty`, 'input');
+  return {
+    model,
+    inputs,
+    encoding: encoding_format ?? 'float',
+    ...(dimensions !== undefined && { dimensions }),
+  };
+}
+
+/** A vector as OpenAI returns it: numbers, or base64 of its little-endian float32 bytes. */
+export function encodeVector(v: Float32Array, encoding: 'float' | 'base64'): number[] | string {
+  // float32 -> double is exact and JSON prints the shortest double that reads back the same.
+  if (encoding === 'float') return Array.from(v);
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+}
+
+export function embeddingsResponse(
+  model: string,
+  vectors: readonly Float32Array[],
+  encoding: 'float' | 'base64',
+  promptTokens: number,
+) {
+  return {
+    object: 'list',
+    data: vectors.map((v, index) => ({
+      object: 'embedding',
+      index,
+      embedding: encodeVector(v, encoding),
+    })),
+    model,
+    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+  };
+}
+
+export function modelsResponse(models: readonly string[], created: number) {
+  return {
+    object: 'list',
+    data: models.map((id) => ({ id, object: 'model', created, owned_by: 'streambed' })),
+  };
+}
+
+/**
+ * Tokens are counted by the workers' tokenizers, which do not report them;
+ * `usage` is an estimate of a WordPiece count: words, numbers and each
+ * punctuation mark, plus [CLS] and [SEP] per input.
+ */
+export function estimateTokens(inputs: readonly string[]): number {
+  let n = 0;
+  for (const t of inputs) n += (t.match(/\p{L}+|\p{N}+|[^\s\p{L}\p{N}]/gu)?.length ?? 0) + 2;
+  return n;
+}

@@ -1,0 +1,196 @@
+/**
+ * The gateway's parts on their own: the reply router against a real Redis
+ * stream (a result before its XADD returned, a result with the wrong rid, a
+ * late result after a timeout), the keys file, and the request parser.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { okFields } from '../src/codec/result.js';
+import { bearer, KeyRing, KeysFile } from '../src/gateway/keys-file.js';
+import { estimateTokens, parseEmbeddingsRequest } from '../src/gateway/openai-shapes.js';
+import { ReplyRouter } from '../src/gateway/reply-router.js';
+import { createLogger } from '../src/log.js';
+import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
+
+const prefix = randomPrefix('gwparts');
+let redis: Redis;
+let reader: Redis;
+let router: ReplyRouter;
+
+const answer = (id: string, rid: string, value: number) =>
+  redis.xadd(
+    router.stream,
+    '*',
+    ...okFields(
+      { id, source: 's', rid },
+      {
+        model: 'm',
+        dim: 2,
+        vectors: [new Float32Array([value, value])],
+        truncated: [false],
+        hash: 'h',
+        ms: 1,
+        worker: 'w',
+      },
+    ),
+  );
+
+beforeAll(async () => {
+  redis = redisClient();
+  reader = redisClient();
+  router = new ReplyRouter(redis, reader, `${prefix}:reply:gateway-test`, createLogger('silent'));
+  await router.start();
+});
+
+afterAll(async () => {
+  await router.stop();
+  reader.disconnect();
+  await deletePrefix(redis, prefix);
+  await redis.quit();
+});
+
+describe('ReplyRouter', () => {
+  it('holds a result that arrives before its XADD returned, and checks its rid', async () => {
+    const w = router.wait(['a', 'b'], 10_000);
+    await answer('b', '2-0', 2);
+    await answer('a', '1-0', 1);
+    // Read (the router trims what it read, keeping the last entry) before the rids are known.
+    await until('both read', async () => (await redis.xlen(router.stream)) === 1);
+    expect(router.waiting).toBe(2);
+    expect(router.strays).toBe(0);
+    w.bind(['1-0', '2-0']);
+    const results = await w.results;
+    expect(results.map((r) => r.rid)).toEqual(['1-0', '2-0']);
+    expect(results.map((r) => (r.status === 'ok' ? r.res.vectors[0]![0] : -1))).toEqual([1, 2]);
+    expect(router.waiting).toBe(0);
+  });
+
+  it('never delivers a result whose rid is not the one its XADD returned', async () => {
+    const strays = router.strays;
+    const w = router.wait(['c'], 1_000);
+    w.bind(['3-0']);
+    await answer('c', '9-9', 9);
+    await until('the wrong one is dropped', () => router.strays === strays + 1);
+    await answer('c', '3-0', 3);
+    const [r] = await w.results;
+    expect(r?.rid).toBe('3-0');
+  });
+
+  it('times out, forgets the slot, and drops the late result', async () => {
+    const strays = router.strays;
+    const w = router.wait(['d'], 200);
+    w.bind(['4-0']);
+    await expect(w.results).rejects.toMatchObject({ code: 'timeout' });
+    expect(router.waiting).toBe(0);
+    await answer('d', '4-0', 4);
+    await until('the late result is dropped', () => router.strays === strays + 1);
+  });
+
+  it('keeps its stream trimmed to what it has read, also after a burst ends', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `burst-${i}`);
+    const w = router.wait(ids, 10_000);
+    w.bind(ids.map((_, i) => `${i + 10}-0`));
+    // Sent without waiting, so reads land while a trim is in flight.
+    await Promise.all(ids.map((id, i) => answer(id, `${i + 10}-0`, i)));
+    expect(await w.results).toHaveLength(200);
+    await until('trimmed up to the last read', async () => (await redis.xlen(router.stream)) <= 1);
+    expect(await redis.ttl(router.stream)).toBeGreaterThan(0);
+  });
+});
+
+describe('KeyRing', () => {
+  const ring = KeyRing.parse('# comment\n\nsk-one  alpha\nsk-two beta 30\n', 'keys');
+
+  it('maps keys to sources and limits, and knows no other key', () => {
+    expect(ring.find('sk-one')).toMatchObject({ source: 'alpha' });
+    expect(ring.find('sk-one')?.rpm).toBeUndefined();
+    expect(ring.find('sk-two')).toMatchObject({ source: 'beta', rpm: 30 });
+    expect(ring.find('sk-on')).toBeUndefined();
+    expect(ring.find('')).toBeUndefined();
+    expect(ring.find('sk-one')?.id).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it('reports a bad line by number, never by its content', () => {
+    for (const [text, message] of [
+      ['sk-secret-1', /line 1: expected "key source \[rpm\]"/],
+      ['ok a\nsk-secret-2 bad/source', /line 2: source must be/],
+      ['sk-secret-3 a 0', /line 1: rpm must be a positive integer/],
+      ['# nothing', /holds no keys/],
+    ] as const) {
+      expect(() => KeyRing.parse(text, 'keys')).toThrow(message);
+      try {
+        KeyRing.parse(text, 'keys');
+      } catch (err) {
+        expect((err as Error).message).not.toContain('sk-secret');
+      }
+    }
+  });
+
+  it('follows the file: rotated keys apply, a bad edit keeps the last good ones', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-keys-'));
+    const file = path.join(dir, 'keys');
+    fs.writeFileSync(file, 'sk-old a\n');
+    const keys = new KeysFile(file, createLogger('silent')).follow(20);
+    try {
+      expect(keys.find('sk-old')?.source).toBe('a');
+      // As Kubernetes rotates a Secret: a new file put in place by rename.
+      fs.writeFileSync(`${file}.new`, 'sk-new b 10\n');
+      fs.renameSync(`${file}.new`, file);
+      await until('the new key applies', () => keys.find('sk-new')?.source === 'b');
+      expect(keys.find('sk-old')).toBeUndefined();
+      fs.writeFileSync(file, 'not-a-valid-line\n');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(keys.find('sk-new')?.rpm).toBe(10);
+    } finally {
+      keys.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads Bearer tokens', () => {
+    expect(bearer('Bearer sk-1')).toBe('sk-1');
+    expect(bearer('bearer   sk-1 ')).toBe('sk-1');
+    expect(bearer('Basic abc')).toBeUndefined();
+    expect(bearer(undefined)).toBeUndefined();
+  });
+});
+
+describe('parseEmbeddingsRequest', () => {
+  it('takes a string or strings, float by default for raw HTTP', () => {
+    expect(parseEmbeddingsRequest({ model: 'm', input: 'a' })).toEqual({
+      model: 'm',
+      inputs: ['a'],
+      encoding: 'float',
+    });
+    expect(
+      parseEmbeddingsRequest({ model: 'm', input: ['a', 'b'], encoding_format: 'base64' }),
+    ).toMatchObject({ inputs: ['a', 'b'], encoding: 'base64' });
+  });
+
+  it('names the parameter of what it refuses', () => {
+    const param = (body: unknown) => {
+      try {
+        parseEmbeddingsRequest(body);
+      } catch (err) {
+        return (err as { status: number; param: string | null }).param;
+      }
+      return 'accepted';
+    };
+    expect(param({ input: 'a' })).toBe('model');
+    expect(param({ model: 'm' })).toBe('input');
+    expect(param({ model: 'm', input: [] })).toBe('input');
+    expect(param({ model: 'm', input: [1, 2] })).toBe('input');
+    expect(param({ model: 'm', input: 'a', encoding_format: 'int8' })).toBe('encoding_format');
+    expect(param({ model: 'm', input: 'a', dimensions: 0 })).toBe('dimensions');
+  });
+
+  it('estimates WordPiece-like token counts', () => {
+    expect(estimateTokens(['hello world'])).toBe(4);
+    expect(estimateTokens(['a, b.', 'x'])).toBe(4 + 2 + 3);
+  });
+});

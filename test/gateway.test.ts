@@ -1,0 +1,254 @@
+/**
+ * `streambed serve` through the official `openai` client, against a real
+ * worker process and Redis: the vectors are the stream path's for the same
+ * model (fp32, so batch neighbours do not move them), in float and base64,
+ * and every refusal is the error class an OpenAI client expects.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import type { Redis } from 'ioredis';
+import OpenAI, { type APIError } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { StreambedClient } from '../src/client/client.js';
+import { keys as buildKeys } from '../src/keys.js';
+import { type ChildGateway, spawnGateway } from './helpers/gateway.js';
+import { tinyModel } from './helpers/models.js';
+import { deletePrefix, randomPrefix, REDIS_URL, redisClient, until } from './helpers/redis.js';
+import { type ChildWorker, spawnWorker } from './helpers/worker.js';
+
+const prefix = randomPrefix('gw');
+const k = buildKeys(prefix);
+const KEY = 'sk-alpha-0123456789';
+const LIMITED = 'sk-limited-0123456789';
+let redis: Redis;
+let worker: ChildWorker;
+let gateway: ChildGateway;
+let sdk: StreambedClient;
+let api: OpenAI;
+
+/** The stream path's vectors for the same texts: what the gateway must return. */
+async function expected(texts: string[]): Promise<number[][]> {
+  const vectors = await sdk.embed(texts, { model: 'tiny', timeoutMs: 30_000 });
+  return vectors.map((v) => Array.from(v));
+}
+
+beforeAll(async () => {
+  redis = redisClient();
+  const model = await tinyModel();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-gw-keys-'));
+  const keysFile = path.join(dir, 'keys');
+  fs.writeFileSync(keysFile, `# key source rpm\n${KEY} alpha\n${LIMITED} limited 2\n`);
+  worker = spawnWorker(prefix, { MODELS: `tiny=${model.dir};dtype=fp32` });
+  gateway = await spawnGateway(prefix, {
+    GATEWAY_KEYS_FILE: keysFile,
+    GATEWAY_MAX_BACKLOG: 50,
+    MAX_ENVELOPE_BYTES: 4096,
+    MAX_CHUNKS: 16,
+  });
+  api = gateway.client(KEY);
+  sdk = new StreambedClient({ redis: REDIS_URL, prefix });
+  // No MODELS on the gateway: it offers what the fleet serves (a stream with the group).
+  await until('the gateway lists tiny', async () =>
+    (await api.models.list()).data.some((m) => m.id === 'tiny'),
+  );
+});
+
+afterAll(async () => {
+  expect(await gateway.stop()).toBe(0);
+  worker.proc.kill('SIGTERM');
+  await worker.exited;
+  await sdk.close();
+  await deletePrefix(redis, prefix);
+  await redis.quit();
+});
+
+describe('POST /v1/embeddings', () => {
+  it('returns the stream path vectors for one string, as floats', async () => {
+    const res = await api.embeddings.create({
+      model: 'tiny',
+      input: 'hello gateway',
+      encoding_format: 'float',
+    });
+    expect(res.object).toBe('list');
+    expect(res.model).toBe('tiny');
+    expect(res.data).toHaveLength(1);
+    expect(res.data[0]).toMatchObject({ object: 'embedding', index: 0 });
+    expect(res.data[0]!.embedding).toEqual((await expected(['hello gateway']))[0]);
+    expect(res.usage.prompt_tokens).toBeGreaterThan(0);
+    expect(res.usage.total_tokens).toBe(res.usage.prompt_tokens);
+  });
+
+  it('returns a batch in input order through base64 (the client default)', async () => {
+    const input = ['first page', 'second, longer page of text', 'third', 'fourth page here'];
+    const res = await api.embeddings.create({ model: 'tiny', input });
+    expect(res.data.map((d) => d.index)).toEqual([0, 1, 2, 3]);
+    const want = await expected(input);
+    res.data.forEach((d, i) => expect(d.embedding, input[i]).toEqual(want[i]));
+    expect(res.data[0]!.embedding).toHaveLength(64);
+  });
+
+  it('sends base64 as little-endian float32 bytes', async () => {
+    const r = await fetch(`${gateway.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', input: 'bytes', encoding_format: 'base64' }),
+    });
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { data: Array<{ embedding: string }> };
+    const buf = Buffer.from(body.data[0]!.embedding, 'base64');
+    const floats = Array.from({ length: buf.length / 4 }, (_, i) => buf.readFloatLE(i * 4));
+    expect(floats).toEqual((await expected(['bytes']))[0]);
+  });
+
+  it('accepts dimensions equal to the model dimension and refuses any other', async () => {
+    const ok = await api.embeddings.create({ model: 'tiny', input: 'dims', dimensions: 64 });
+    expect(ok.data[0]!.embedding).toHaveLength(64);
+    const err = await api.embeddings
+      .create({ model: 'tiny', input: 'dims', dimensions: 32 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as APIError).param).toBe('dimensions');
+  });
+
+  it('serves the bulk lane on X-Streambed-Lane: bulk, under the key source', async () => {
+    const res = await api.embeddings.create(
+      { model: 'tiny', input: 'bulk page', encoding_format: 'float' },
+      { headers: { 'X-Streambed-Lane': 'bulk' } },
+    );
+    expect(res.data[0]!.embedding).toEqual((await expected(['bulk page']))[0]);
+    expect(await redis.exists(k.bulkSource('tiny', 'alpha'))).toBe(1);
+    expect(Number(await redis.hget(k.progress('alpha'), 'done'))).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('errors in OpenAI shapes', () => {
+  const fail = (p: Promise<unknown>) =>
+    p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
+  it('unknown model: NotFoundError model_not_found', async () => {
+    const err = await fail(api.embeddings.create({ model: 'nope', input: 'x' }));
+    expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((err as APIError).code).toBe('model_not_found');
+  });
+
+  it('wrong or missing key: AuthenticationError', async () => {
+    for (const key of ['sk-wrong', KEY.slice(0, -1)]) {
+      const err = await fail(gateway.client(key).embeddings.create({ model: 'tiny', input: 'x' }));
+      expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+    }
+    const r = await fetch(`${gateway.url}/v1/models`);
+    expect(r.status).toBe(401);
+    const body = (await r.json()) as { error: Record<string, unknown> };
+    expect(Object.keys(body.error).sort()).toEqual(['code', 'message', 'param', 'type']);
+    // Keys never reach the logs, and with a keys file there is no warning about having none.
+    expect(gateway.output()).not.toContain('GATEWAY_KEYS_FILE is not set');
+    expect(gateway.output()).not.toContain(KEY);
+    expect(gateway.output()).not.toContain('sk-wrong');
+  });
+
+  it('oversize text: 413; too many inputs, token ids and empty input: BadRequestError', async () => {
+    const big = await fail(api.embeddings.create({ model: 'tiny', input: 'word '.repeat(1000) }));
+    expect(big).toBeInstanceOf(OpenAI.APIError);
+    expect((big as APIError).status).toBe(413);
+    expect((big as APIError).message).toMatch(/over the limit of 4096/);
+    const body = await fail(api.embeddings.create({ model: 'tiny', input: 'x'.repeat(80_000) }));
+    expect((body as APIError).status).toBe(413);
+    const many = await fail(api.embeddings.create({ model: 'tiny', input: Array(17).fill('a') }));
+    expect(many).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((many as APIError).message).toMatch(/17 inputs exceed the limit of 16/);
+    const tokens = await fail(api.embeddings.create({ model: 'tiny', input: [[1, 2, 3]] }));
+    expect(tokens).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((tokens as APIError).message).toMatch(/token-id arrays are not supported/);
+    const empty = await fail(api.embeddings.create({ model: 'tiny', input: ['ok', ' '] }));
+    expect(empty).toBeInstanceOf(OpenAI.BadRequestError);
+  });
+
+  it('a key over its requests per minute: RateLimitError with Retry-After', async () => {
+    const limited = gateway.client(LIMITED);
+    await limited.embeddings.create({ model: 'tiny', input: 'one' });
+    await limited.embeddings.create({ model: 'tiny', input: 'two' });
+    const err = await fail(limited.embeddings.create({ model: 'tiny', input: 'three' }));
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    const retryAfter = Number((err as APIError).headers?.get('retry-after'));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+  });
+
+  it('a model whose backlog is over the limit: 429 before anything is queued', async () => {
+    // A served model (group exists) with no live worker and 60 entries waiting.
+    const stream = k.request('stuck');
+    await redis.xgroup('CREATE', stream, k.group, '0', 'MKSTREAM');
+    for (let i = 0; i < 60; i++)
+      await redis.xadd(stream, '*', 'id', `p${i}`, 'source', 's', 'text', 't');
+    // Not yet in the gateway's cached list: an unknown name is looked up again at once.
+    const err = await fail(api.embeddings.create({ model: 'stuck', input: 'x' }));
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((err as APIError).code).toBe('backlog_full');
+    expect((err as APIError).headers?.get('retry-after')).toBe('1');
+    expect(await redis.xlen(stream)).toBe(60);
+  });
+});
+
+describe('models and routes', () => {
+  it('GET /v1/models/{id}: one model, or NotFoundError', async () => {
+    expect(await api.models.retrieve('tiny')).toMatchObject({ id: 'tiny', object: 'model' });
+    await expect(api.models.retrieve('nope')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it('refuses an unknown lane, a wrong method and an unknown route in OpenAI shape', async () => {
+    const call = (path: string, init: RequestInit = {}) =>
+      fetch(`${gateway.url}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${KEY}`, ...init.headers },
+      });
+    const lane = await call('/v1/embeddings', {
+      method: 'POST',
+      headers: { 'x-streambed-lane': 'fast' },
+      body: JSON.stringify({ model: 'tiny', input: 'x' }),
+    });
+    expect(lane.status).toBe(400);
+    expect(((await lane.json()) as { error: { code: string } }).error.code).toBe('invalid_lane');
+    expect((await call('/v1/embeddings')).status).toBe(405);
+    expect((await call('/v1/chat/completions', { method: 'POST' })).status).toBe(404);
+    const bad = await call('/v1/embeddings', { method: 'POST', body: '{"model":' });
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('invalid_json');
+  });
+});
+
+describe('operator surface', () => {
+  it('/healthz, /readyz and /metrics with requests by model, code and source', async () => {
+    expect((await fetch(`${gateway.url}/healthz`)).status).toBe(200);
+    expect(await (await fetch(`${gateway.url}/readyz`)).text()).toBe('ready\n');
+    const text = await (await fetch(`${gateway.url}/metrics`)).text();
+    expect(text).toMatch(
+      /streambed_gateway_requests_total\{model="tiny",code="200",source="alpha"\} [1-9]/,
+    );
+    expect(text).toMatch(
+      /streambed_gateway_requests_total\{model="unknown",code="404",source="alpha"\} 1/,
+    );
+    expect(text).toMatch(
+      /streambed_gateway_request_duration_seconds_count\{model="tiny",code="200"\} [1-9]/,
+    );
+    expect(text).toContain('streambed_gateway_in_flight_requests 0');
+    expect(text).toContain('process_resident_memory_bytes');
+    // Every metric docs/gateway.md names is served.
+    const doc = fs.readFileSync(new URL('../docs/gateway.md', import.meta.url), 'utf8');
+    const named = new Set(doc.match(/\bstreambed_gateway_[a-z_]+\b/g));
+    expect(named.size).toBeGreaterThanOrEqual(5);
+    for (const name of named) expect(text, name).toContain(`# TYPE ${name} `);
+  });
+
+  it('keeps its reply stream trimmed as it reads', async () => {
+    const stream = /"replyStream":"([^"]+)"/.exec(gateway.output())![1]!;
+    expect(stream.startsWith(`${prefix}:reply:gateway-`)).toBe(true);
+    await api.embeddings.create({ model: 'tiny', input: ['a b', 'c d', 'e f'] });
+    await until('the reply stream is trimmed', async () => (await redis.xlen(stream)) <= 1);
+    expect(await redis.ttl(stream)).toBeGreaterThan(0);
+  });
+});
