@@ -1,7 +1,7 @@
 /**
  * The console's small parts without Redis or a browser: the admin key check
- * (Bearer only, exact key, any length refused alike, a short key file
- * refused at start) and the throughput series (per-bucket rates from
+ * (Bearer only, exact key, any length refused alike, the gateway's keys
+ * format read too, a short key file refused at start) and the throughput series (per-bucket rates from
  * acknowledged totals, the bucket under way over its own seconds, gaps where
  * the console was not sampling, no negative rate when a stream restarts).
  */
@@ -39,6 +39,11 @@ describe('admin key', () => {
     try {
       fs.writeFileSync(path.join(dir, 'ok'), `  ${KEY}  \nsecond line\n`);
       expect(readAdminKey(path.join(dir, 'ok'))?.allows(`Bearer ${KEY}`)).toBe(true);
+      // The gateway's keys format: comments skipped, the key is the line's first word.
+      fs.writeFileSync(path.join(dir, 'gw'), `# key source rpm\n\n${KEY}   ops   60\n`);
+      const gw = readAdminKey(path.join(dir, 'gw'));
+      expect(gw?.allows(`Bearer ${KEY}`)).toBe(true);
+      expect(gw?.allows(`Bearer ${KEY}   ops   60`)).toBe(false);
       fs.writeFileSync(path.join(dir, 'short'), 'short\n');
       expect(() => readAdminKey(path.join(dir, 'short'))).toThrow(/CONSOLE_ADMIN_KEY_FILE/);
       expect(readAdminKey(undefined)).toBeUndefined();

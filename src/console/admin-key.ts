@@ -18,14 +18,23 @@ export interface AdminKey {
   allows(authorization: string | undefined): boolean;
 }
 
-/** The key in `file` (first line, trimmed), or undefined without a file: a read-only console. */
+/**
+ * The key in `file`, or undefined without a file: a read-only console. The
+ * key is the first word of the first line that is not blank or a `#`
+ * comment, so a file in the gateway's keys format (`key source [rpm]`,
+ * docs/gateway.md) works here too.
+ */
 export function readAdminKey(file: string | undefined): AdminKey | undefined {
   if (file === undefined) return undefined;
-  const key = (readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '').trim();
+  const line = readFileSync(file, 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .find((l) => l !== '' && !l.startsWith('#'));
+  const key = line?.split(/\s+/)[0] ?? '';
   if (key.length < MIN_KEY_LENGTH)
     throw new StreambedError(
       'config',
-      `CONSOLE_ADMIN_KEY_FILE ${file}: the key on its first line must be at least ${MIN_KEY_LENGTH} characters`,
+      `CONSOLE_ADMIN_KEY_FILE ${file}: the key (the first word of its first line) must be at least ${MIN_KEY_LENGTH} characters`,
     );
   return adminKey(key);
 }
