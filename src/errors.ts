@@ -22,6 +22,10 @@ export const TRANSIENT_ERROR_CODES = [
   'sink_unavailable',
   'timeout',
   'shutting_down',
+  // A remote provider: 429, 5xx, timeout, connection error, or a spent daily budget.
+  'provider_unavailable',
+  // A remote provider refused the key or the model (401/403/404): not ready until fixed.
+  'provider_refused',
 ] as const;
 export type TransientErrorCode = (typeof TRANSIENT_ERROR_CODES)[number];
 

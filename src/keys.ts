@@ -67,6 +67,14 @@ export interface Keys {
   gatewayReply(name: string): string;
   /** Requests of one API key (by its hash prefix) in one minute: the gateway's per-key rate limit. */
   gatewayRate(keyId: string, minute: number): string;
+  /** HASH: a remote model's fleet-wide rate-limit buckets (rate-limit-script.ts). */
+  rateLimit(model: string): string;
+  /** STRING with PX: set while a provider's Retry-After runs; every worker waits it out. */
+  cooldown(model: string): string;
+  /** STRING: tokens a remote model spent on one UTC day (`budgetTokensPerDay`). */
+  tokenBudget(model: string, day: number): string;
+  /** STRING with EX: why the provider last refused a remote model (401/403/404), for `status`. */
+  providerRefused(model: string): string;
 }
 
 export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GROUP): Keys {
@@ -124,5 +132,9 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     dedupeBudget: (model, window) => `${prefix}:cache-budget:${model}:${window}`,
     gatewayReply: (name) => `${prefix}:reply:gateway-${name}`,
     gatewayRate: (keyId, minute) => `${prefix}:gateway-rate:${keyId}:${minute}`,
+    rateLimit: (model) => `${prefix}:ratelimit:${model}`,
+    cooldown: (model) => `${prefix}:cooldown:${model}`,
+    tokenBudget: (model, day) => `${prefix}:token-budget:${model}:${day}`,
+    providerRefused: (model) => `${prefix}:provider-refused:${model}`,
   };
 }

@@ -49,6 +49,7 @@ const VALUE_SETS = [
   'postgres-sink-on',
   'existing-secrets',
   'gateway-on',
+  'remote-provider',
 ];
 const ciFile = (set: string) => join(CI_DIR, `${set}-values.yaml`);
 const renders = new Map<string, K8sObject[]>();
@@ -85,11 +86,17 @@ function checkWorkload(all: K8sObject[]): Workload {
   const worker = pod.containers.find((c: Json) => c.name === 'worker');
   expect(worker, 'a container named worker').toBeDefined();
 
-  // Every env var of every container is a real setting (or POD_NAME/NODE_OPTIONS).
+  // Every env var of every container is a real setting (or POD_NAME/NODE_OPTIONS, or a
+  // remote model's key variable, named by the model's apiKeyEnv).
+  const keyEnvs = new Set(
+    parseModelTable(containerEnv(objects, worker).get('MODELS') ?? '').flatMap((m) =>
+      m.remote?.apiKeyEnv ? [m.remote.apiKeyEnv] : [],
+    ),
+  );
   for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
     for (const name of containerEnv(objects, c).keys()) {
       expect(
-        SETTING_ENVS.has(name) || EXTRA_ENVS.has(name),
+        SETTING_ENVS.has(name) || EXTRA_ENVS.has(name) || keyEnvs.has(name),
         `${c.name}: env ${name} is a setting in src/config/settings.ts`,
       ).toBe(true);
     }
@@ -354,6 +361,22 @@ describe('helm chart', () => {
       ));
     it('HPA and KEDA together', () =>
       rejects({ autoscaling: { hpa: { enabled: true }, keda: { enabled: true } } }, /enable one/));
+  });
+
+  it('gives a remote model its key from a Secret, named in MODELS only by its env var', () => {
+    const deployment = only(render('remote-provider'), 'Deployment');
+    const worker = deployment.spec.template.spec.containers.find((c: Json) => c.name === 'worker');
+    const key = worker.env.find((e: Json) => e.name === 'OPENAI_API_KEY');
+    expect(key.valueFrom.secretKeyRef).toEqual({ name: 'openai', key: 'api-key' });
+    const models = only(render('remote-provider'), 'ConfigMap').data!.MODELS!;
+    const oa = parseModelTable(models).find((m) => m.name === 'oa');
+    expect(oa?.remote).toMatchObject({
+      apiKeyEnv: 'OPENAI_API_KEY',
+      rpm: 3000,
+      tpm: 1_000_000,
+      maxInputs: 256,
+      dimensions: 512,
+    });
   });
 
   it('accepts every model option value the schema allows (the worker parses them)', () => {

@@ -361,6 +361,7 @@ describe('status report', () => {
           model: 'a-model-with-a-rather-long-name',
           dlq: 'sb:dlq:x',
           dlqLength: 7,
+          provider: null,
           streams: [stream(read, 10)],
         },
       ],

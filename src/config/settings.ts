@@ -58,7 +58,7 @@ export const SETTINGS = {
     'MODELS',
     z.string(),
     '',
-    'Model table: `name=hf-id-or-path[;opt=value...]`, comma separated. Options: dtype (q8|fp32|fp16), pooling (mean|cls), normalize (true|false), maxTokens.',
+    'Model table: `name=hf-id-or-path[;opt=value...]`, comma separated. Options: dtype (q8|fp32|fp16), pooling (mean|cls), normalize (true|false), maxTokens. `name=openai:<provider-model>` is a remote OpenAI-compatible API, options baseUrl, apiKeyEnv (the env var NAME holding the key), rpm, tpm, maxInputs, maxRequestTokens, concurrency, dimensions, timeoutMs, budgetTokensPerDay, encoding: docs/providers.md.',
   ),
   allowRemoteModels: setting(
     'ALLOW_REMOTE_MODELS',

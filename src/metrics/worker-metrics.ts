@@ -11,6 +11,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 import type { WorkerHandle } from '../worker/worker-process.js';
 import { FleetReader, registerFleetGauges } from './fleet-gauges.js';
+import { registerProviderMetrics } from './provider-metrics.js';
 
 /**
  * Outcomes of streambed_entries_total. ok, error and deduped partition the
@@ -158,13 +159,24 @@ export function workerMetrics(worker: WorkerHandle, options: WorkerMetricsOption
     zero(e.model);
     entries.inc({ model: e.model, outcome: 'fenced' });
   });
+  // Tokens per source: every model's, for the METRICS_SOURCES allow-list only (bounded labels).
+  const allowed = new Set(options.sources ?? []);
+  const sourceTokens = new Counter({
+    name: 'streambed_source_tokens_total',
+    help: "Tokens computed per model and source (METRICS_SOURCES only); a remote model's are its provider's usage, shared out per text.",
+    labelNames: ['model', 'source'],
+    registers: [registry],
+  });
   worker.events.on('batch', (e) => {
+    for (const [source, n] of e.bySource ?? [])
+      if (allowed.has(source)) sourceTokens.inc({ model: e.model, source }, n);
     batchSeconds.observe({ model: e.model }, e.ms / 1000);
     batchTexts.observe({ model: e.model }, e.texts);
     batchTokens.observe({ model: e.model }, e.paddedTokens);
     busySeconds.inc({ model: e.model }, e.ms / 1000);
   });
   worker.events.on('split', (e) => splits.inc({ model: e.model }));
+  registerProviderMetrics(registry, worker);
   new Gauge({
     name: 'streambed_models_loaded',
     help: 'Models loaded in this process (out of those configured).',

@@ -1,8 +1,10 @@
 /**
  * The model table (`MODELS` / `--models`): short stream-safe names mapped to a
- * Hugging Face id or a local folder, with per-model options:
+ * Hugging Face id, a local folder or a remote provider, with per-model options:
  *   minilm=Xenova/all-MiniLM-L6-v2,tiny=./models/tiny;dtype=fp32;maxTokens=256
- * Short names keep slashes out of stream keys (docs/design.md, "Keys").
+ *   embed=openai:text-embedding-3-small;apiKeyEnv=OPENAI_API_KEY;rpm=3000
+ * Short names keep slashes out of stream keys (docs/design.md, "Keys"). A
+ * ref's scheme picks its backend (src/worker/backends/registry.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,6 +12,12 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { StreambedError } from '../errors.js';
+import {
+  formatRemoteOptions,
+  type RemoteOptions,
+  remoteOptionsSchema,
+  remoteRefOptions,
+} from './remote-options.js';
 
 export interface ModelSpec {
   /** Short name used in stream keys. */
@@ -24,7 +32,12 @@ export interface ModelSpec {
   normalize?: boolean;
   /** Unset: the tokenizer's model_max_length, capped by the position embeddings. */
   maxTokens?: number;
+  /** Set for `openai:<provider-model>` refs (remote-options.ts); the local options above are then unused. */
+  remote?: RemoteOptions;
 }
+
+/** Ref prefix of a model served by an OpenAI-compatible `/v1/embeddings` endpoint. */
+export const OPENAI_SCHEME = 'openai:';
 
 const optionsSchema = z
   .object({
@@ -51,12 +64,14 @@ export function parseModelTable(table: string, cwd = process.cwd()): ModelSpec[]
     if (!MODEL_NAME.test(name)) fail(`model name "${name}" must be 1-32 chars of [a-z0-9_-]`);
     if (!ref) fail(`model "${name}" has no id or path`);
     if (specs.some((s) => s.name === name)) fail(`model name "${name}" appears twice`);
-    const parsed = optionsSchema.safeParse(Object.fromEntries(opts.map(splitOption)));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const which = issue?.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue?.path.join('.');
-      fail(`model "${name}" option ${which}: ${issue?.message}`);
+    const given = Object.fromEntries(opts.map(splitOption));
+    if (ref.startsWith(OPENAI_SCHEME)) {
+      if (ref.length === OPENAI_SCHEME.length) fail(`model "${name}" has no provider model`);
+      const remote = checked(name, remoteOptionsSchema.safeParse(given));
+      specs.push({ name, ref, local: false, dtype: 'fp32', remote: stripUndefined(remote) as RemoteOptions });
+      continue;
     }
+    const parsed = { data: checked(name, optionsSchema.safeParse(given)) };
     const local = isLocalRef(ref, cwd);
     specs.push({
       name,
@@ -83,6 +98,13 @@ export function checkLocalModels(specs: readonly ModelSpec[]): void {
     if (!fs.existsSync(path.join(s.ref, 'config.json')))
       fail(`model "${s.name}": no config.json in ${s.ref} (not a Hugging Face model folder)`);
   }
+}
+
+function checked<T>(name: string, parsed: z.ZodSafeParseResult<T>): T {
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const which = issue?.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue?.path.join('.');
+  fail(`model "${name}" option ${which}: ${issue?.message}`);
 }
 
 function splitOption(opt: string): [string, string] {
@@ -115,6 +137,7 @@ function fail(message: string): never {
 export function formatModelTable(specs: ModelSpec[]): string {
   return specs
     .map((s) => {
+      if (s.remote) return [`${s.name}=${s.ref}`, ...formatRemoteOptions(s.remote)].join(';');
       const opts = [`dtype=${s.dtype}`];
       if (s.pooling) opts.push(`pooling=${s.pooling}`);
       if (s.normalize !== undefined) opts.push(`normalize=${s.normalize}`);
@@ -126,5 +149,7 @@ export function formatModelTable(specs: ModelSpec[]): string {
 
 /** What a model name stands for, as the sink records it: the ref plus what changes its vectors. */
 export function modelRef(spec: ModelSpec): string {
+  // Not the rate limits or the key's name: those do not change a vector.
+  if (spec.remote) return [spec.ref, ...remoteRefOptions(spec.remote)].join(';');
   return formatModelTable([spec]).slice(spec.name.length + 1);
 }

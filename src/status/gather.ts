@@ -16,11 +16,13 @@ import {
   type Parser,
   type PendingEntry,
   type ProgressRecord,
+  type ProviderSample,
   queueConsumers,
   queueLength,
   queueMembers,
   queueOldestPending,
   queueProgress,
+  queueProvider,
   queueServerTime,
   queueStreamRead,
   type StreamRead,
@@ -48,6 +50,8 @@ export interface ModelSample {
   model: string;
   dlq: string;
   dlqLength: number;
+  /** Remote models only (docs/providers.md): a running cooldown, tokens spent today; null otherwise. */
+  provider: ProviderSample | null;
   /** The interactive stream, the plain bulk stream, then each per-source bulk stream by source. */
   streams: StreamSample[];
 }
@@ -87,6 +91,11 @@ export async function gatherSample(redis: Redis, o: GatherOptions): Promise<Samp
   const plans = [...models].map(([model, bulkSources]) => ({
     model,
     dlq: queueLength(p, o.keys.dlq(model)),
+    provider: queueProvider(p, {
+      cooldown: o.keys.cooldown(model),
+      budget: o.keys.tokenBudget(model, Math.floor(Date.now() / 86_400_000)),
+      refused: o.keys.providerRefused(model),
+    }),
     streams: [
       queueStream(p, o, 'interactive', null, o.keys.request(model)),
       ...[PLAIN_BULK_MEMBER, ...bulkSources].map((s) =>
@@ -107,6 +116,7 @@ export async function gatherSample(redis: Redis, o: GatherOptions): Promise<Samp
       model: m.model,
       dlq: o.keys.dlq(m.model),
       dlqLength: m.dlq(replies),
+      provider: m.provider(replies),
       streams: m.streams.map((read) => read(replies)),
     })),
     sources: progress.map((s) => ({ source: s.source, progress: s.read(replies) })),

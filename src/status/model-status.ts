@@ -6,7 +6,7 @@
  */
 import type { Lane } from '../keys.js';
 import { LANES, type ModelSample, type StreamSample } from './gather.js';
-import { idTimeMs, type PendingEntry } from './redis-reads.js';
+import { idTimeMs, type PendingEntry, type ProviderSample } from './redis-reads.js';
 
 export interface PendingStatus {
   id: string;
@@ -77,6 +77,8 @@ export interface ModelStatus {
   model: string;
   dlq: string;
   dlqLength: number;
+  /** A remote model's fleet state (cooldown end, tokens spent today with a budget); null when it has none. */
+  provider: ProviderSample | null;
   /** Entries waiting on any of its streams: lag (or, unknown, length) plus pending. */
   backlog: number;
   /** Consumers seen within liveMs on any of its streams. */
@@ -156,6 +158,7 @@ export function modelStatus(m: ModelSample, o: ModelStatusOptions): ModelStatus 
     model: m.model,
     dlq: m.dlq,
     dlqLength: m.dlqLength,
+    provider: m.provider,
     backlog: counts.reduce((n, c) => n + (c.lag ?? c.length) + c.pending, 0),
     liveConsumers: modelConsumers.filter((c) => c.state === 'live').length,
     consumers: modelConsumers,

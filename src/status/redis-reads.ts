@@ -133,6 +133,35 @@ export function queueLength(p: ChainableCommander, key: string): Parser<number> 
   return (replies) => Number(ok<number>(replies[at] as Reply, 0));
 }
 
+/** A remote model's fleet state: the cooldown's end (epoch ms) and tokens spent today (with a budget). */
+export interface ProviderSample {
+  cooldownUntilMs: number | null;
+  tokensToday: number | null;
+  /** Why the provider last refused the model (401/403/404), within the hour; null when it did not. */
+  refused: string | null;
+}
+
+export function queueProvider(
+  p: ChainableCommander,
+  keys: { cooldown: string; budget: string; refused: string },
+): Parser<ProviderSample | null> {
+  const at = p.length;
+  p.get(keys.cooldown);
+  p.get(keys.budget);
+  p.get(keys.refused);
+  return (replies) => {
+    const [until, spent, refused] = [0, 1, 2].map((i) =>
+      ok<string | null>(replies[at + i] as Reply, null),
+    );
+    if (until === null && spent === null && refused === null) return null;
+    return {
+      cooldownUntilMs: until == null ? null : Number(until),
+      tokensToday: spent == null ? null : Number(spent),
+      refused: refused ?? null,
+    };
+  };
+}
+
 export function queueMembers(p: ChainableCommander, key: string): Parser<string[]> {
   const at = p.length;
   p.smembers(key);

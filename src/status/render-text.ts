@@ -44,7 +44,7 @@ export function renderText(r: StatusReport, o: RenderOptions = {}): string {
         ['DLQ', 8],
       ]),
     );
-    for (const m of r.models) lines.push(...modelRows(m, o));
+    for (const m of r.models) lines.push(...modelRows(m, o, r.generatedAtMs));
   }
   lines.push(...renderProgress(r));
   if (r.breaches.length > 0) {
@@ -55,7 +55,7 @@ export function renderText(r: StatusReport, o: RenderOptions = {}): string {
   return lines.join('\n');
 }
 
-function modelRows(m: ModelStatus, o: RenderOptions): string[] {
+function modelRows(m: ModelStatus, o: RenderOptions, atMs: number): string[] {
   const live = `${m.liveConsumers}/${m.consumers.length}`;
   const out: string[] = [];
   for (const l of m.lanes) {
@@ -63,7 +63,19 @@ function modelRows(m: ModelStatus, o: RenderOptions): string[] {
     out.push(streamRow(name, l, live, l.lane === 'interactive' ? count(m.dlqLength) : ''));
     if (l.lane === 'bulk') out.push(...bulkRows(m.streams, o));
   }
-  return [...out, ...consumerRows(m.consumers)];
+  return [...out, ...providerRows(m, atMs), ...consumerRows(m.consumers)];
+}
+
+/** A remote model's cooldown (a provider's Retry-After, fleet-wide) and tokens spent today. */
+function providerRows(m: ModelStatus, atMs: number): string[] {
+  const p = m.provider;
+  if (!p) return [];
+  const parts: string[] = [];
+  if (p.cooldownUntilMs !== null && p.cooldownUntilMs > atMs)
+    parts.push(`cooling down ${((p.cooldownUntilMs - atMs) / 1000).toFixed(1)} s (Retry-After)`);
+  if (p.tokensToday !== null) parts.push(`${count(p.tokensToday)} tokens spent today (UTC)`);
+  if (p.refused !== null) parts.push(`refused: ${p.refused}`);
+  return parts.length ? [`  provider: ${parts.join('; ')}`] : [];
 }
 
 /** The bulk streams with work (or named with --sources), most backlog first. */

@@ -1,8 +1,9 @@
 /**
  * How to add a model backend: implement this. The dispatcher (in-flight.ts)
  * sees only this interface: load a model, embed a micro-batch, close.
- * `pool.ts` is the local one (piscina threads running ONNX Runtime); a
- * remote provider would be another file beside it.
+ * `pool.ts` is the local one (piscina threads running ONNX Runtime),
+ * `backends/openai-http.ts` the remote one; `backends/registry.ts` says which
+ * model refs each serves, and `backends/router.ts` sends each model to its own.
  *
  * Failures must carry their class in their code (errors.ts,
  * batch-failures.ts): `worker_crashed` / `timeout` when the compute died or
@@ -38,4 +39,6 @@ export interface EmbedBackend {
   /** Texts, or their token ids when the loaded model has an `encode`. */
   embed(model: string, input: string[] | TokenizedBatch): BatchRun;
   close(): Promise<void>;
+  /** Why a loaded model cannot be served now (e.g. a provider refusing the key), for /readyz. */
+  reasons?(): string[];
 }

@@ -16,6 +16,13 @@ export interface PackLimits {
   batchSize: number;
   /** Texts longer than this run alone (SOLO_TOKENS for transformer models; unset: no such rule). */
   soloTokens?: number;
+  /**
+   * Remote models: a batch is a request, billed and rate-limited by the sum of
+   * its tokens, not by padding. Then maxBatchTokens bounds the sum and every
+   * extra request costs `requestCostTokens`, so batches are as full as the
+   * limits let them be.
+   */
+  requestCostTokens?: number;
 }
 
 /**
@@ -38,10 +45,14 @@ export const SOLO_TOKENS = 112;
 /** Whether one more text, no shorter than the longest, could still join this batch. */
 export function canGrow(batch: readonly Sized[], limits: PackLimits): boolean {
   const longest = Math.max(...batch.map((b) => b.tokens));
+  const size =
+    limits.requestCostTokens === undefined
+      ? (batch.length + 1) * longest
+      : batch.reduce((n, b) => n + b.tokens, longest);
   return (
     longest <= (limits.soloTokens ?? Infinity) &&
     batch.length < limits.batchSize &&
-    (batch.length + 1) * longest <= limits.maxBatchTokens
+    size <= limits.maxBatchTokens
   );
 }
 
@@ -56,17 +67,21 @@ export function packBatches<T extends Sized>(items: readonly T[], limits: PackLi
   const sorted = [...items].sort((a, b) => a.tokens - b.tokens);
   const n = sorted.length;
   const solo = limits.soloTokens ?? Infinity;
+  const perRequest = limits.requestCostTokens;
   // cost[j]: least cost of packing the j shortest; start[j]: where the last batch of that packing begins.
   const cost = new Float64Array(n + 1);
   const start = new Int32Array(n + 1);
   for (let j = 1; j <= n; j++) {
     const longest = (sorted[j - 1] as T).tokens;
     cost[j] = Infinity;
+    let sum = 0;
     for (let i = j - 1; i >= 0 && j - i <= limits.batchSize; i--) {
       const texts = j - i;
+      sum += (sorted[i] as T).tokens;
+      const size = perRequest === undefined ? texts * longest : sum;
       // A text over the token budget (or soloTokens) still goes, alone.
-      if (texts > 1 && (longest > solo || texts * longest > limits.maxBatchTokens)) break;
-      const c = (cost[i] as number) + BATCH_OVERHEAD_TOKENS + texts * longest;
+      if (texts > 1 && (longest > solo || size > limits.maxBatchTokens)) break;
+      const c = (cost[i] as number) + (perRequest ?? BATCH_OVERHEAD_TOKENS) + size;
       // On a tie the shorter last batch wins, so the batches before it (taken first) are full.
       if (c < (cost[j] as number)) {
         cost[j] = c;

@@ -23,7 +23,17 @@ export interface WorkerEventMap {
     },
   ];
   /** A micro-batch came back from a thread. */
-  batch: [{ model: string; texts: number; tokens: number; paddedTokens: number; ms: number }];
+  batch: [
+    {
+      model: string;
+      texts: number;
+      tokens: number;
+      paddedTokens: number;
+      ms: number;
+      /** Tokens by the envelopes' source (a remote model's `usage` shared out per text). */
+      bySource?: ReadonlyMap<string, number>;
+    },
+  ];
   /** Another consumer took the entry over before we could publish it. */
   fenced: [{ model: string; stream: string; id: string }];
   /** The reclaimer took over entries idle on other consumers. */
@@ -38,6 +48,19 @@ export interface WorkerEventMap {
   split: [{ model: string; texts: number; reason: string }];
   /** The worker cannot run (e.g. a sink table of another dimension); the process should exit. */
   fatal: [{ message: string }];
+  /** A remote model's provider request ended (backends/openai-http.ts); `tokens` from `usage`. */
+  provider: [
+    {
+      model: string;
+      outcome: string;
+      inputs: number;
+      ms: number;
+      status?: number;
+      tokens?: number;
+    },
+  ];
+  /** A remote request waited for the fleet's rate limit, a cooldown or the daily budget. */
+  providerWait: [{ model: string; reason: string; ms: number }];
   /** Redis became reachable or unreachable for the loop. */
   redis: [{ up: boolean }];
 }

@@ -96,9 +96,11 @@ export class InFlight {
     this.textsPerBatch = deps.limits.batchSize;
     // Long texts run alone only where attention costs: real models (with a tokenizer).
     const solo = { ...deps.limits, soloTokens: SOLO_TOKENS };
-    this.queue = new DispatchQueue((model) =>
-      deps.models.get(model)?.encode ? solo : deps.limits,
-    );
+    // A model's own limits first (a remote model: its provider's inputs and tokens per request).
+    this.queue = new DispatchQueue((model) => {
+      const loaded = deps.models.get(model);
+      return loaded?.limits ?? (loaded?.encode ? solo : deps.limits);
+    });
     this.answers = new AnswerQueue({
       writer: deps.writer,
       events: deps.events,
@@ -302,7 +304,7 @@ export class InFlight {
           this.deps.events.emit('overdue', { model, texts: items.length, waiting: true });
           this.deps.log.warn(
             { model, batchTexts: items.length, batchTimeoutMs: timeoutMs },
-            'batch still running in ONNX Runtime past BATCH_TIMEOUT_MS; waiting for it (lower BATCH_SIZE or MAX_BATCH_TOKENS, or raise BATCH_TIMEOUT_MS)',
+            'batch still running in ONNX Runtime past BATCH_TIMEOUT_MS (or a provider request still on the wire); waiting for it (lower BATCH_SIZE or MAX_BATCH_TOKENS, or raise BATCH_TIMEOUT_MS)',
           );
         }
         timer = setTimeout(watch, Math.max(left, Math.min(timeoutMs, 1_000)));
@@ -324,12 +326,18 @@ export class InFlight {
     run.result
       .then(
         (out) => {
+          const bySource = new Map<string, number>();
+          items.forEach((item, k) => {
+            const source = item.entry.envelope.source;
+            bySource.set(source, (bySource.get(source) ?? 0) + (out.tokens[k] ?? 0));
+          });
           this.deps.events.emit('batch', {
             model,
             texts: items.length,
             tokens: out.tokens.reduce((a, b) => a + b, 0),
             paddedTokens: out.paddedTokens,
             ms: out.ms,
+            bySource,
           });
           const done: Entry[] = [];
           items.forEach((item, k) => {

@@ -21,6 +21,7 @@ import { encodeText, loadTokenizer, type TokenizedBatch } from '../../workers/to
 import { StreambedError, toStreambedError } from '../errors.js';
 import { isBuiltInCore, type ModelSpec } from '../models/table.js';
 import type { BatchRun, EmbedBackend } from './backend.js';
+import type { PackLimits } from './batcher.js';
 
 export interface PoolOptions {
   threads: number;
@@ -44,6 +45,8 @@ export interface LoadedModel {
    * and no-op cores (packed on an estimate).
    */
   encode?: (text: string) => { ids: number[]; truncated: boolean };
+  /** How this model's texts are packed, when not BATCH_SIZE / MAX_BATCH_TOKENS (remote: one batch = one request). */
+  limits?: PackLimits;
 }
 
 /** A batch still running this many BATCH_TIMEOUT_MS after it was sent has its thread terminated. */

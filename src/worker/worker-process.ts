@@ -1,24 +1,20 @@
 /**
- * One worker process: connects to Redis, loads the model table into the
- * thread pool, creates the groups, then runs the read loop, the reclaimer and the trimmer
- * until stopped. `stop()` is the graceful drain of guarantee 5.
+ * One worker process: connects to Redis, loads the model table into its
+ * backends (threads, remote providers: backends/registry.ts), creates the
+ * groups, then runs the read loop, the reclaimer and the trimmer until stopped. `stop()` is the graceful drain of guarantee 5.
  */
 import type { Redis } from 'ioredis';
 
 import { envelopeDecoder } from '../codec/envelope.js';
-import {
-  type Config,
-  lookaheadTexts,
-  maxHeldEntries,
-  resolveInFlight,
-  resolveThreads,
-} from '../config/load.js';
+import { type Config, lookaheadTexts, maxHeldEntries, resolveInFlight } from '../config/load.js';
 import { StreambedError } from '../errors.js';
 import { type Keys, keys as buildKeys } from '../keys.js';
 import { createLogger, type Logger, quietInfo } from '../log.js';
 import { modelRef, parseModelTable } from '../models/table.js';
 import { backoffMs, connectRedis } from '../redis/connect.js';
 import { createSink, type Sink } from '../sink/index.js';
+import type { ProviderState } from './backends/openai-http.js';
+import { createBackend } from './backends/registry.js';
 import { bulkStreams, healSchedule } from './bulk-scheduler.js';
 import { ConsumeLoop } from './consume-loop.js';
 import { consumerName } from './consumer-name.js';
@@ -26,7 +22,7 @@ import { DedupeCache } from './dedupe-cache.js';
 import { WorkerEvents } from './events.js';
 import { InFlight } from './in-flight.js';
 import { LeaseKeeper } from './lease-keeper.js';
-import { EmbedPool, type LoadedModel } from './pool.js';
+import type { LoadedModel } from './pool.js';
 import { Reclaimer } from './reclaimer.js';
 import { ResultWriter } from './result-writer.js';
 import { SinkStage } from './sink-stage.js';
@@ -52,6 +48,8 @@ export interface WorkerHandle {
     poolQueue: number;
     threads: number;
   };
+  /** Per remote model: cooldown, budget left, why refused (metrics, status). */
+  providers(): Promise<ProviderState[]>;
   /** Graceful drain: stop reading, finish in-flight work within the drain timeout. Resolves true if drained cleanly. */
   stop(): Promise<boolean>;
   /** End a drain at once (second signal, fatal error): what is held is handed back for others. */
@@ -77,10 +75,6 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     group: keys.group,
   });
   const events = new WorkerEvents();
-  const threads = resolveThreads(config);
-  const maxBatches = resolveInFlight(config, threads);
-  const lookahead = lookaheadTexts(config);
-  const maxHeld = maxHeldEntries(config, threads);
 
   const redis = connectRedis({
     url: config.redisUrl,
@@ -96,14 +90,16 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     // The command connection reports an outage; one warning line is enough.
     reportOutage: false,
   });
-  const pool = new EmbedPool({
-    threads,
-    intraOpThreads: config.intraOpThreads,
-    batchTimeoutMs: config.batchTimeoutMs,
-    ...(config.threadHeapMb && { threadHeapMb: config.threadHeapMb }),
-    allowRemoteModels: config.allowRemoteModels,
-    ...(config.modelCacheDir && { modelCacheDir: config.modelCacheDir }),
-  });
+  // One backend per kind of model ref (backends/registry.ts); threads only if a model needs them.
+  const backend = createBackend({ config, redis, keys, events, log }, specs);
+  // Batches at once: the pool's threads plus the remote models' requests in flight.
+  const threads = backend.threads;
+  const maxBatches = resolveInFlight(config, threads);
+  // A remote model's batch is its provider's maxInputs; the read window is sized for the largest.
+  const batchSize = Math.max(config.batchSize, ...specs.map((s) => s.remote?.maxInputs ?? 0));
+  const sized = { ...config, batchSize };
+  const lookahead = lookaheadTexts(sized);
+  const maxHeld = maxHeldEntries(sized, threads);
   const models = new Map<string, LoadedModel>();
   const streams = specs.flatMap((s) => [keys.request(s.name), keys.request(s.name, 'bulk')]);
   const modelOf = new Map(
@@ -138,7 +134,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
         })
       : undefined;
   const inFlight = new InFlight({
-    pool,
+    pool: backend,
     models,
     writer,
     decode: envelopeDecoder({
@@ -151,6 +147,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     log,
     consumer,
     limits: { batchSize: config.batchSize, maxBatchTokens: config.maxBatchTokens },
+    // (remote models pack by their own limits: LoadedModel.limits)
     maxBatches,
     lookahead,
     laneOf: (stream) => keys.laneOf(stream),
@@ -189,7 +186,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       streams: () => loaded().map((name) => keys.request(name)),
       readCount: config.readCount,
       blockMs: config.blockMs,
-      batchSize: config.batchSize,
+      batchSize,
       maxBatchTokens: config.maxBatchTokens,
       bulk: {
         redis,
@@ -294,7 +291,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   async function loadModel(spec: (typeof specs)[number]): Promise<void> {
     for (let attempt = 0; !stopping; attempt++) {
       try {
-        const m = await pool.load(spec);
+        const m = await backend.load(spec);
         // The sink table's dimension comes from the loaded model (guarantee 7).
         await sinkClient?.ensureTable({ model: spec.name, modelRef: modelRef(spec), dim: m.dim });
         models.set(spec.name, m);
@@ -379,7 +376,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
   }
 
   async function close(clean: boolean): Promise<boolean> {
-    await pool.close();
+    await backend.close();
     await sinkClient
       ?.close()
       .catch((err: Error) => log.warn({ err: err.message }, 'sink close failed'));
@@ -411,6 +408,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       const refused = writer.refusedBy();
       if (refused) reasons.push(`redis refuses result writes: ${refused}`);
       if (sink && !sink.healthy()) reasons.push('sink unavailable');
+      reasons.push(...backend.reasons());
       for (const s of specs) {
         if (models.has(s.name)) continue;
         const err = loadErrors.get(s.name);
@@ -421,10 +419,11 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     stats: () => ({
       held: inFlight.size,
       batchesInFlight: inFlight.batchesInFlight,
-      poolUtilization: pool.utilization,
-      poolQueue: pool.queueSize,
+      poolUtilization: backend.utilization,
+      poolQueue: backend.queueSize,
       threads,
     }),
+    providers: () => backend.providerStates(),
     stop,
     forceStop,
     sinkClient,

@@ -87,6 +87,8 @@ the rendered ConfigMap (and its checksum) only changes when a value does.
 {{- if hasKey . "pooling" }}{{ $e = printf "%s;pooling=%s" $e .pooling }}{{ end -}}
 {{- if hasKey . "normalize" }}{{ $e = printf "%s;normalize=%t" $e .normalize }}{{ end -}}
 {{- if hasKey . "maxTokens" }}{{ $e = printf "%s;maxTokens=%d" $e (int64 .maxTokens) }}{{ end -}}
+{{- /* Remote options in key order; numbers as integers (YAML gives floats: 1e+06). */}}
+{{- range $k, $v := (.remote | default dict) }}{{ $e = printf "%s;%s=%s" $e $k (ternary (toString (int64 $v)) (toString $v) (kindIs "float64" $v)) }}{{ end -}}
 {{- $entries = append $entries $e -}}
 {{- end -}}
 {{- join "," $entries -}}
