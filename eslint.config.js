@@ -9,6 +9,8 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   { languageOptions: { globals: globals.node } },
+  // The web console's page scripts run in the browser, not in Node.
+  { files: ['src/console/assets/**/*.js'], languageOptions: { globals: globals.browser } },
   {
     plugins: { 'simple-import-sort': simpleImportSort },
     rules: {

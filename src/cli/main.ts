@@ -17,6 +17,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   search: async () => (await import('./search-command.js')).searchCommand(),
   dlq: async () => (await import('./dlq-command.js')).dlqCommand(),
   status: async () => (await import('./status-command.js')).statusCommand(),
+  console: async () => (await import('./console-command.js')).consoleCommand(),
   serve: async () => (await import('./serve-command.js')).serveCommand(),
   demo: async () => (await import('./demo-command.js')).demoCommand(),
   acl: async () => (await import('./acl-command.js')).aclCommand(),

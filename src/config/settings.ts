@@ -321,6 +321,24 @@ export const SETTINGS = {
     60,
     'A worker logs one info line per this many seconds of work (entries answered, rate, entries held); 0 = never.',
   ),
+  consolePort: setting(
+    'CONSOLE_PORT',
+    int(0, 65535),
+    8081,
+    '`streambed console`: port of the web console (0 = any free port, printed at start).',
+  ),
+  consoleHost: setting(
+    'CONSOLE_HOST',
+    z.string().min(1),
+    '127.0.0.1',
+    '`streambed console`: address to listen on; `0.0.0.0` to serve other machines (in a pod).',
+  ),
+  consoleAdminKeyFile: setting(
+    'CONSOLE_ADMIN_KEY_FILE',
+    optionalString,
+    undefined,
+    "`streambed console`: file holding the admin key; without it the console is read-only. Replay, purge and showing a dead letter's text need `Authorization: Bearer <key>`.",
+  ),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;

@@ -322,3 +322,20 @@ app.kubernetes.io/component: gateway
 {{- $drainS := div (add (int64 $g.drainTimeoutMs) 999) 1000 -}}
 {{- add $drainS (int64 $g.preStopSleepSeconds) (int64 .Values.drainGraceSeconds) -}}
 {{- end -}}
+
+{{/* The console's own name label, as the gateway's: the workers' selectors (name + instance) never match its pod. */}}
+{{- define "streambed.consoleSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-console" (include "streambed.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "streambed.consoleLabels" -}}
+helm.sh/chart: {{ include "streambed.chart" . }}
+{{ include "streambed.consoleSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: console
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
