@@ -30,8 +30,13 @@ let admin: Redis;
 const children: ChildWorker[] = [];
 
 /** A user of `profile` and its URL. */
+const passwords: string[] = [];
+/** In every page text of the worker run: no log line may carry it. */
+const SECRET = `SECRET-${randomBytes(6).toString('hex')}`;
+
 async function user(name: string, profile: AclProfile, extra: { source?: string } = {}) {
   const password = `pw-${randomBytes(6).toString('hex')}`;
+  passwords.push(password);
   const rules = aclRules(profile, { prefix, models: ['fx'], ...extra });
   await admin.call('ACL', 'SETUSER', name, 'reset', 'on', `>${password}`, ...rules);
   return `redis://${name}:${password}@127.0.0.1:${server.port}`;
@@ -55,8 +60,11 @@ async function results(stream: string) {
   return entries.map(([id, f]) => decodeResult(id.toString(), f));
 }
 
+/** No NOPERM, and (at LOG_LEVEL debug) no page text and no password in anything it printed. */
 function noPerm(c: ChildWorker) {
   expect(c.output()).not.toMatch(/NOPERM|noperm/);
+  expect(c.output()).not.toContain(SECRET);
+  for (const p of passwords) expect(c.output()).not.toContain(p);
 }
 
 describe('ACL profiles', () => {
@@ -65,7 +73,7 @@ describe('ACL profiles', () => {
     const env = {
       REDIS_URL: url,
       MODELS: 'fx=fixture:8',
-      LOG_LEVEL: 'info',
+      LOG_LEVEL: 'debug',
       BATCH_SIZE: 4,
       IN_FLIGHT_BATCHES: 1,
       CLAIM_IDLE_MS: 1000,
@@ -87,7 +95,7 @@ describe('ACL profiles', () => {
       Array.from({ length: 6 }, (_, i) => ({
         id: `slow${i}`,
         source: 'a',
-        text: `s${i} @@slow:300`,
+        text: `s${i} ${SECRET} @@slow:300`,
       })),
       { model: 'fx', replyTo: `${prefix}:reply:a/main` },
     );
@@ -102,14 +110,18 @@ describe('ACL profiles', () => {
     children.push(survivor);
     await producer.submit(
       [
-        { id: 'same1', source: 'a', text: 'the same text' },
-        { id: 'same2', source: 'a', text: 'the same text' },
-        { id: 'bad', source: 'a', text: 'poison @@throw' },
+        { id: 'same1', source: 'a', text: `the same text ${SECRET}` },
+        { id: 'same2', source: 'a', text: `the same text ${SECRET}` },
+        { id: 'bad', source: 'a', text: `poison ${SECRET} @@throw` },
       ],
       { model: 'fx', replyTo: `${prefix}:reply:a/main` },
     );
     await producer.submit(
-      Array.from({ length: 5 }, (_, i) => ({ id: `bulk${i}`, source: 'a', text: `bulk ${i}` })),
+      Array.from({ length: 5 }, (_, i) => ({
+        id: `bulk${i}`,
+        source: 'a',
+        text: `bulk ${i} ${SECRET}`,
+      })),
       { model: 'fx', lane: 'bulk', replyTo: `${prefix}:reply:a/main` },
     );
     await admin.xadd(
