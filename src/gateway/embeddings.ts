@@ -29,7 +29,8 @@ import {
 import type { ReplyRouter } from './reply-router.js';
 
 export interface EmbedDeps {
-  client: StreambedClient;
+  /** The SDK's submit, or a SubmitCoalescer batching concurrent requests into one write. */
+  client: Pick<StreambedClient, 'submit'>;
   router: ReplyRouter;
   catalog: ModelCatalog;
   maxEnvelopeBytes: number;

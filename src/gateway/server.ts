@@ -23,6 +23,7 @@ import { ModelCatalog } from './model-catalog.js';
 import { RateLimiter } from './rate-limit.js';
 import { ReplyRouter } from './reply-router.js';
 import { gatewayRoutes } from './routes.js';
+import { SubmitCoalescer } from './submit-coalescer.js';
 
 export type GatewayConfig = Pick<
   Config,
@@ -85,7 +86,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   let inFlight = 0;
   let idle: (() => void) | undefined;
   const routes = gatewayRoutes({
-    client,
+    client: new SubmitCoalescer(client),
     router,
     catalog: new ModelCatalog(redis, keys, config.models),
     maxEnvelopeBytes: config.maxEnvelopeBytes,
