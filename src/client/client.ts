@@ -87,9 +87,11 @@ export class StreambedClient {
   constructor(options: ClientOptions) {
     const target = isTarget(options.redis) ? options.redis : undefined;
     this.owned = typeof options.redis === 'string' || target !== undefined;
+    // A URL gets the fleet's connection (TLS, backoff, an error listener: no ioredis
+    // "Unhandled error event" noise while Redis is down; commands still fail or wait).
     this.redis =
       typeof options.redis === 'string'
-        ? new Redis(options.redis, { maxRetriesPerRequest: null })
+        ? connectRedis({ url: options.redis, name: 'streambed-client' })
         : target
           ? connectRedis({ ...target, name: 'streambed-client' })
           : (options.redis as Redis);
