@@ -326,21 +326,15 @@ export class InFlight {
     run.result
       .then(
         (out) => {
+          // One pass: tokens per source (metrics) and each text's vector into its entry.
           const bySource = new Map<string, number>();
-          items.forEach((item, k) => {
-            const source = item.entry.envelope.source;
-            bySource.set(source, (bySource.get(source) ?? 0) + (out.tokens[k] ?? 0));
-          });
-          this.deps.events.emit('batch', {
-            model,
-            texts: items.length,
-            tokens: out.tokens.reduce((a, b) => a + b, 0),
-            paddedTokens: out.paddedTokens,
-            ms: out.ms,
-            bySource,
-          });
+          let tokens = 0;
           const done: Entry[] = [];
           items.forEach((item, k) => {
+            const source = item.entry.envelope.source;
+            const n = out.tokens[k] ?? 0;
+            tokens += n;
+            bySource.set(source, (bySource.get(source) ?? 0) + n);
             // An overdue run that finishes still answers whatever its retries have not.
             if (item.done) return;
             item.done = true;
@@ -348,6 +342,14 @@ export class InFlight {
             item.entry.truncated[item.chunk] = out.truncated[k] === 1;
             item.entry.computeMs += out.ms / items.length;
             if (--item.entry.remaining === 0) done.push(item.entry);
+          });
+          this.deps.events.emit('batch', {
+            model,
+            texts: items.length,
+            tokens,
+            paddedTokens: out.paddedTokens,
+            ms: out.ms,
+            bySource,
           });
           this.complete(done);
         },

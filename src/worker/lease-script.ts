@@ -52,35 +52,42 @@ export function defineLease(redis: Redis): void {
 /** Reset the idle time of entries we still own; returns those we no longer own. */
 export function renewLeases(
   redis: Redis,
-  call: { stream: string; group: string; consumer: string; ids: readonly string[] },
+  call: LeaseCall & { ids: readonly string[] },
 ): Promise<string[]> {
-  return (redis as unknown as WithLease).lease(
-    call.stream,
-    call.group,
-    call.consumer,
-    'renew',
-    0,
-    ...call.ids,
-  );
+  return lease(redis, call, 'renew', 0, call.ids);
 }
 
 /** Make entries we own reclaimable at once, keeping their delivery counts. */
 export function handBack(
   redis: Redis,
-  call: {
-    stream: string;
-    group: string;
-    consumer: string;
+  call: LeaseCall & {
     idleMs: number;
     entries: ReadonlyArray<{ id: string; deliveries: number }>;
   },
 ): Promise<string[]> {
+  const args = call.entries.flatMap((e) => [e.id, Math.max(0, e.deliveries - 1)]);
+  return lease(redis, call, 'handback', call.idleMs, args);
+}
+
+interface LeaseCall {
+  stream: string;
+  group: string;
+  consumer: string;
+}
+
+function lease(
+  redis: Redis,
+  c: LeaseCall,
+  mode: 'renew' | 'handback',
+  idleMs: number,
+  args: ReadonlyArray<string | number>,
+): Promise<string[]> {
   return (redis as unknown as WithLease).lease(
-    call.stream,
-    call.group,
-    call.consumer,
-    'handback',
-    call.idleMs,
-    ...call.entries.flatMap((e) => [e.id, Math.max(0, e.deliveries - 1)]),
+    c.stream,
+    c.group,
+    c.consumer,
+    mode,
+    idleMs,
+    ...args,
   );
 }
