@@ -45,7 +45,7 @@ const page = (i: number) => ({
 async function run(
   tag: string,
   env: Record<string, string | number>,
-  during?: (w: ChildWorker) => Promise<void>,
+  during?: (w: ChildWorker, prefix: string) => Promise<void>,
 ) {
   const prefix = randomPrefix(tag);
   prefixes.push(prefix);
@@ -70,7 +70,7 @@ async function run(
     { model: 'mini' },
   );
   await client.close();
-  await during?.(worker);
+  await during?.(worker, prefix);
   const all = await until(
     `${n} results`,
     async () => {
@@ -132,6 +132,42 @@ describe('BATCH_TIMEOUT_MS with ONNX Runtime', () => {
     console.log(`ORT frozen 3 s: ${r.all.length} answered, ${r.computed.total} computations`);
     expect(r.worker.proc.exitCode).toBeNull();
     expect(r.worker.output()).not.toContain('Napi::Error');
+    expect(r.all).toHaveLength(r.n);
+    expect(new Set(r.all.map((x) => x.rid)).size).toBe(r.n);
+    expect(r.all.filter((x) => x.status !== 'ok')).toEqual([]);
+    expect(r.dlq).toBe(0);
+  }, 180_000);
+
+  it('a forced stop (second SIGTERM) with ONNX Runtime mid-batch: exit 130, entries handed back, a second worker answers each once', async () => {
+    let leaver: ChildWorker | undefined;
+    const r = await run(
+      'ort-force',
+      {
+        BATCH_SIZE: 48,
+        MAX_BATCH_TOKENS: 8192,
+        THREADS: 1,
+        CLAIM_IDLE_MS: 60_000,
+        CLAIM_INTERVAL_MS: 500,
+      },
+      async (w, prefix) => {
+        leaver = w;
+        await new Promise((res) => setTimeout(res, 700));
+        w.proc.kill('SIGTERM');
+        await new Promise((res) => setTimeout(res, 100));
+        w.proc.kill('SIGTERM');
+        expect(await w.exited).toBe(130);
+        const stayer = spawnWorker(prefix, {
+          MODELS: `mini=${modelDir};dtype=fp32`,
+          CLAIM_IDLE_MS: 60_000,
+          CLAIM_INTERVAL_MS: 500,
+        });
+        children.push(stayer);
+      },
+    );
+    console.log(`ORT forced stop: ${r.all.length} answered once each after a hand-back`);
+    // Not the native abort of a thread terminated inside ONNX Runtime.
+    expect(leaver?.output()).not.toContain('Napi::Error');
+    expect(leaver?.output()).toContain('handed back');
     expect(r.all).toHaveLength(r.n);
     expect(new Set(r.all.map((x) => x.rid)).size).toBe(r.n);
     expect(r.all.filter((x) => x.status !== 'ok')).toEqual([]);
