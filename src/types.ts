@@ -13,7 +13,19 @@ export interface Page {
   meta?: Record<string, unknown>;
   /** Epoch ms after which the entry is answered `expired` instead of computed. */
   deadlineMs?: number;
+  /**
+   * Split `text` into token windows of the model's own tokenizer (docs/design.md,
+   * "Chunking"): `true` with the model's window and overlap, or your own; `false`
+   * never (even where the model chunks by default). Unset: the model's default, off
+   * unless its MODELS entry says `chunk=true`.
+   */
+  chunk?: ChunkRequest;
+  /** Also answer one page vector: the normalised mean of the chunk vectors. */
+  pageVector?: boolean;
 }
+
+/** Chunking asked for by one envelope (`chunk`). */
+export type ChunkRequest = boolean | { window?: number; overlap?: number };
 
 /**
  * What an ok result carries (envelope field `reply`): `vectors` (the default)
@@ -34,6 +46,8 @@ export interface Envelope {
   deadlineMs?: number;
   /** Set when the producer asked for `reply: status`. */
   reply?: 'status';
+  chunk?: ChunkRequest;
+  pageVector?: true;
 }
 
 export interface OkPayload {
@@ -42,6 +56,14 @@ export interface OkPayload {
   /** One L2-normalised (when configured) vector per chunk; empty in a `reply: status` result. */
   vectors: Float32Array[];
   truncated: boolean[];
+  /**
+   * A chunked page's `[start, end)` per chunk: offsets into the page's `text` in
+   * UTF-16 code units (JavaScript string indices), so `text.slice(start, end)`
+   * is the exact passage the chunk's vector embeds.
+   */
+  spans?: [number, number][];
+  /** With `pageVector`: the L2-normalised mean of the chunk vectors (wire name `page_vector`). */
+  pageVector?: Float32Array;
   hash: string;
   /** The request's meta as sent; a msgpack int64/uint64 in it (other languages' producers) reads as a BigInt. */
   meta?: Record<string, unknown>;

@@ -105,6 +105,7 @@ function harness(opts: { batchTimeoutMs?: number; maxHeld?: number; batchSize?: 
     laneOf: () => 'interactive',
     maxHeld: opts.maxHeld ?? 64,
     batchTimeoutMs: opts.batchTimeoutMs ?? 60_000,
+    maxChunks: 256,
   });
   let seq = 0;
   const deliver = (texts: string[]): Delivery[] =>

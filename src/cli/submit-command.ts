@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
-import type { EmbedResult } from '../types.js';
+import type { ChunkRequest, EmbedResult } from '../types.js';
 import { openCliConnection } from './client-connection.js';
 import { checkReplyTo, warnUnlessServed } from './fleet-check.js';
 import { readPages } from './pages-input.js';
@@ -34,6 +34,11 @@ export function submitCommand(): Command {
         .choices(['interactive', 'bulk'])
         .default('interactive'),
     )
+    .option(
+      '--chunk [window]',
+      "split each page into token windows (the model's own window unless given; docs/design.md, Chunking)",
+    )
+    .option('--chunk-overlap <tokens>', 'with --chunk, tokens shared by consecutive chunks')
     .option('-w, --wait', 'wait for the results and print a summary')
     .option('--timeout-ms <ms>', 'with --wait, give up after this long', '300000')
     .option('--print', 'with --wait, print one line per result')
@@ -56,6 +61,8 @@ export function submitCommand(): Command {
     });
     if (pages.length === 0)
       throw new StreambedError('invalid', 'nothing to submit: give texts, --file or --jsonl');
+    const chunk = chunkOption(o.chunk, o.chunkOverlap);
+    if (chunk !== undefined) for (const p of pages) if (p.text !== undefined) p.chunk = chunk;
     const conn = await openCliConnection(config, 'streambed-submit');
     const { client, redis } = conn;
     const givenReplyTo = o.replyTo as string | undefined;
@@ -107,6 +114,23 @@ export function submitCommand(): Command {
   return cmd;
 }
 
+/** `--chunk` alone: the model's window; `--chunk 256`: that window; `--chunk-overlap` either way. */
+function chunkOption(chunk: unknown, overlap: unknown): ChunkRequest | undefined {
+  if (chunk === undefined) return undefined;
+  const int = (v: unknown, name: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0)
+      throw new StreambedError('config', `${name} must be a whole number, got ${String(v)}`);
+    return n;
+  };
+  const window = chunk === true ? undefined : int(chunk, '--chunk');
+  const own = {
+    ...(window !== undefined && { window }),
+    ...(overlap !== undefined && { overlap: int(overlap, '--chunk-overlap') }),
+  };
+  return Object.keys(own).length > 0 ? own : true;
+}
+
 function printable(r: EmbedResult) {
   if (r.status === 'error')
     return { id: r.id, rid: r.rid, status: r.status, code: r.res.code, message: r.res.message };
@@ -115,6 +139,7 @@ function printable(r: EmbedResult) {
     rid: r.rid,
     status: r.status,
     dim: r.res.dim,
+    ...(r.res.spans && { spans: r.res.spans }),
     head: Array.from(r.res.vectors[0]?.slice(0, 4) ?? []),
   };
 }

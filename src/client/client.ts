@@ -265,5 +265,7 @@ function envelopeOf(page: Page, o: SubmitOptions): Record<string, unknown> {
     ...(page.meta !== undefined && { meta: page.meta }),
     ...(page.deadlineMs !== undefined && { deadline_ms: page.deadlineMs }),
     ...(o.reply === 'status' && { reply: 'status' }),
+    ...(page.chunk !== undefined && { chunk: page.chunk }),
+    ...(page.pageVector === true && { page_vector: true }),
   };
 }

@@ -9,6 +9,7 @@ import { z } from 'zod';
 
 import type { ResultErrorCode } from '../errors.js';
 import { SOURCE_NAME } from '../keys.js';
+import { MIN_CHUNK_WINDOW } from '../models/chunk-options.js';
 import type { Envelope } from '../types.js';
 import { globMatcher } from './glob.js';
 import { metaJson, parseJsonExact, rememberPackedMeta } from './meta.js';
@@ -53,6 +54,22 @@ const shape = z.object({
   meta: z.record(z.string(), z.unknown()).optional(),
   deadline_ms: z.number().int().nonnegative().optional(),
   reply: z.enum(REPLY_MODES).optional(),
+  chunk: z
+    .union([
+      z.boolean(),
+      z
+        .object({
+          window: z.number().int().min(MIN_CHUNK_WINDOW).optional(),
+          overlap: z.number().int().min(0).optional(),
+        })
+        .strict()
+        .refine(
+          (c) => c.overlap === undefined || c.window === undefined || c.overlap * 2 < c.window,
+          'overlap must be under half of window',
+        ),
+    ])
+    .optional(),
+  page_vector: z.boolean().optional(),
 });
 type RawEnvelope = z.infer<typeof shape>;
 
@@ -123,6 +140,9 @@ function decodeEntry(
   // The parsed meta is a new object: the one the result will see.
   if (env.meta !== undefined && raw.metaBytes) rememberPackedMeta(env.meta, raw.metaBytes);
   const texts = chunksOf(env);
+  if (env.chunk !== undefined && env.chunk !== false && env.texts !== undefined) {
+    return reject('invalid', 'chunk splits one page (`text`); `texts` are chunks already');
+  }
   if (typeof texts === 'string') return reject('invalid', texts);
   if (texts.length > limits.maxChunks) {
     return reject('too_large', `${texts.length} chunks exceed the limit of ${limits.maxChunks}`);
@@ -161,6 +181,8 @@ function decodeEntry(
       ...(env.meta !== undefined && { meta: env.meta }),
       ...(env.deadline_ms !== undefined && { deadlineMs: env.deadline_ms }),
       ...(env.reply === 'status' && { reply: 'status' as const }),
+      ...(env.chunk !== undefined && { chunk: env.chunk }),
+      ...(env.page_vector === true && { pageVector: true as const }),
     },
   };
 }
@@ -275,12 +297,29 @@ function readFlat(flat: Map<string, Buffer>): Raw {
   // The other fields passed the fatal decoder; JSON escapes can still write a lone surrogate.
   const lone = (['meta', 'texts'] as const).find((field) => hasLoneSurrogate(value[field]));
   if (lone !== undefined) return { error: illFormed(lone), partial: without(value, [lone]) };
+  for (const field of ['chunk', 'page_vector'] as const) {
+    if (typeof value[field] === 'string') value[field] = flatFlag(value[field] as string);
+  }
   if (typeof value.deadline_ms === 'string') {
     value.deadline_ms = /^\d+$/.test(value.deadline_ms)
       ? Number(value.deadline_ms)
       : value.deadline_ms;
   }
   return { value };
+}
+
+/** A flat `true`/`false`/`1`/`0`, or (for `chunk`) a JSON object; anything else stays a string and fails validation. */
+function flatFlag(v: string): unknown {
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  if (v.startsWith('{')) {
+    try {
+      return JSON.parse(v);
+    } catch {
+      return v;
+    }
+  }
+  return v;
 }
 
 /** Encoded size of meta as JSON (64-bit integers as their digits), or undefined when too deep to encode. */

@@ -38,6 +38,9 @@ export function okFields(
     dim: payload.dim,
     ...(reply === 'vectors' && { vectors: payload.vectors.map(float32Bytes) }),
     truncated: payload.truncated,
+    ...(payload.spans && { spans: payload.spans }),
+    ...(reply === 'vectors' &&
+      payload.pageVector && { page_vector: float32Bytes(payload.pageVector) }),
     hash: payload.hash,
     ...(payload.meta !== undefined && metaBytes === undefined && { meta: payload.meta }),
     ms: payload.ms,
@@ -107,8 +110,11 @@ export function decodeResult(resultId: string, fields: Buffer[]): EmbedResult {
   };
   const res = plain.res ? (packr.unpack(plain.res) as Record<string, unknown>) : {};
   if (plain.status?.toString() === 'ok') {
+    const { page_vector: page, ...rest } = res;
     const vectors = ((res.vectors as Uint8Array[] | undefined) ?? []).map(toFloat32);
-    return { ...head, status: 'ok', res: { ...(res as unknown as OkPayload), vectors } };
+    const ok = { ...(rest as unknown as OkPayload), vectors };
+    if (page instanceof Uint8Array) ok.pageVector = toFloat32(page);
+    return { ...head, status: 'ok', res: ok };
   }
   return { ...head, status: 'error', res: res as unknown as ErrorPayload };
 }

@@ -211,7 +211,12 @@ export const SETTINGS = {
     'Most bytes of text in one envelope.',
   ),
   maxMetaBytes: setting('MAX_META_BYTES', int(0), 16384, 'Most bytes of encoded `meta`.'),
-  maxChunks: setting('MAX_CHUNKS', int(1), 256, 'Most chunks (`texts`) in one envelope.'),
+  maxChunks: setting(
+    'MAX_CHUNKS',
+    int(1),
+    256,
+    'Most chunks in one envelope: its `texts`, or the windows a chunked page is split into (more: `too_large`).',
+  ),
   replyToPattern: setting(
     'REPLY_TO_PATTERN',
     z.string().min(1).optional(),

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { StreambedError } from '../errors.js';
+import { type ChunkDefaults, formatChunkOptions, takeChunkOptions } from './chunk-options.js';
 import {
   formatRemoteOptions,
   type RemoteOptions,
@@ -34,6 +35,8 @@ export interface ModelSpec {
   maxTokens?: number;
   /** Set for `openai:<provider-model>` refs (remote-options.ts); the local options above are then unused. */
   remote?: RemoteOptions;
+  /** Chunking of long pages by default (chunk-options.ts); unset: off. */
+  chunk?: ChunkDefaults;
 }
 
 /** Ref prefix of a model served by an OpenAI-compatible `/v1/embeddings` endpoint. */
@@ -64,11 +67,20 @@ export function parseModelTable(table: string, cwd = process.cwd()): ModelSpec[]
     if (!MODEL_NAME.test(name)) fail(`model name "${name}" must be 1-32 chars of [a-z0-9_-]`);
     if (!ref) fail(`model "${name}" has no id or path`);
     if (specs.some((s) => s.name === name)) fail(`model name "${name}" appears twice`);
-    const given = Object.fromEntries(opts.map(splitOption));
+    const { chunk, rest: given, error } = takeChunkOptions(Object.fromEntries(opts.map(splitOption)));
+    if (error) fail(`model "${name}" ${error}`);
+    const chunking = chunk && { chunk };
     if (ref.startsWith(OPENAI_SCHEME)) {
       if (ref.length === OPENAI_SCHEME.length) fail(`model "${name}" has no provider model`);
       const remote = checked(name, remoteOptionsSchema.safeParse(given));
-      specs.push({ name, ref, local: false, dtype: 'fp32', remote: stripUndefined(remote) as RemoteOptions });
+      specs.push({
+        name,
+        ref,
+        local: false,
+        dtype: 'fp32',
+        remote: stripUndefined(remote) as RemoteOptions,
+        ...chunking,
+      });
       continue;
     }
     const parsed = { data: checked(name, optionsSchema.safeParse(given)) };
@@ -78,6 +90,7 @@ export function parseModelTable(table: string, cwd = process.cwd()): ModelSpec[]
       ref: local ? path.resolve(cwd, ref) : ref,
       local,
       ...stripUndefined(parsed.data),
+      ...chunking,
     });
   }
   return specs;
@@ -137,19 +150,23 @@ function fail(message: string): never {
 export function formatModelTable(specs: ModelSpec[]): string {
   return specs
     .map((s) => {
-      if (s.remote) return [`${s.name}=${s.ref}`, ...formatRemoteOptions(s.remote)].join(';');
-      const opts = [`dtype=${s.dtype}`];
-      if (s.pooling) opts.push(`pooling=${s.pooling}`);
-      if (s.normalize !== undefined) opts.push(`normalize=${s.normalize}`);
-      if (s.maxTokens !== undefined) opts.push(`maxTokens=${s.maxTokens}`);
-      return [`${s.name}=${s.ref}`, ...opts].join(';');
+      const opts = s.remote ? formatRemoteOptions(s.remote) : localOptions(s);
+      return [`${s.name}=${s.ref}`, ...opts, ...formatChunkOptions(s.chunk)].join(';');
     })
     .join(',');
 }
 
+function localOptions(s: ModelSpec): string[] {
+  const opts = [`dtype=${s.dtype}`];
+  if (s.pooling) opts.push(`pooling=${s.pooling}`);
+  if (s.normalize !== undefined) opts.push(`normalize=${s.normalize}`);
+  if (s.maxTokens !== undefined) opts.push(`maxTokens=${s.maxTokens}`);
+  return opts;
+}
+
 /** What a model name stands for, as the sink records it: the ref plus what changes its vectors. */
 export function modelRef(spec: ModelSpec): string {
-  // Not the rate limits or the key's name: those do not change a vector.
+  // Not the rate limits, the key's name or chunking: those do not change a text's vector.
   if (spec.remote) return [spec.ref, ...remoteRefOptions(spec.remote)].join(';');
-  return formatModelTable([spec]).slice(spec.name.length + 1);
+  return [spec.ref, ...localOptions(spec)].join(';');
 }

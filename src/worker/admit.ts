@@ -23,6 +23,10 @@ export interface Entry {
   hashes?: string[];
   /** Answered from stored or cached vectors without computing. */
   deduped?: boolean;
+  /** A chunked page: where each chunk lies in it (page-split.ts). */
+  spans?: [number, number][];
+  /** A chunked page's chunk ids, from the chunker's own check (not tokenised again). */
+  encoded?: { ids: number[]; truncated: boolean }[];
 }
 
 export interface AdmitOptions {

@@ -28,6 +28,7 @@ import type { DedupeCache } from './dedupe-cache.js';
 import { DispatchQueue } from './dispatch-queue.js';
 import type { WorkerEvents } from './events.js';
 import { HeldLedger } from './held-ledger.js';
+import { chunkingOf, pageVector, splitPage } from './page-split.js';
 import type { LoadedModel } from './pool.js';
 import type { AnswerWriter } from './result-writer.js';
 import type { SinkStage } from './sink-stage.js';
@@ -68,6 +69,8 @@ export interface InFlightDeps {
   sink?: SinkStage;
   /** Fleet-wide dedupe cache (only without a sink). */
   dedupe?: DedupeCache;
+  /** Most chunks of one page (MAX_CHUNKS), after chunking too. */
+  maxChunks: number;
 }
 
 /** Longest the main thread tokenises before letting the event loop run (pool hand-offs, reads). */
@@ -203,19 +206,19 @@ export class InFlight {
 
   /** Answer what the sink already knows; pack the rest into micro-batches for the pool. */
   private async schedule(model: string, entries: Entry[]): Promise<void> {
-    let todo = entries;
+    let todo = await this.splitPages(model, entries);
     const sink = this.deps.sink;
     if (sink) {
       const known = await sink.known(
         model,
-        entries.map((e) => ({
+        todo.map((e) => ({
           source: e.envelope.source,
           id: e.envelope.id,
           hashes: e.hashes ?? [],
         })),
       );
       const deduped: Entry[] = [];
-      todo = entries.filter((e, i) => {
+      todo = todo.filter((e, i) => {
         const vectors = known[i];
         if (!vectors) return true;
         e.vectors = vectors;
@@ -239,7 +242,7 @@ export class InFlight {
       if (this.abort.signal.aborted) return;
       const urgent = this.deps.laneOf(entry.delivery.stream) === 'interactive';
       entry.envelope.texts.forEach((text, chunk) => {
-        const encoded = loaded.encode?.(text);
+        const encoded = entry.encoded?.[chunk] ?? loaded.encode?.(text);
         items.push({
           entry,
           chunk,
@@ -264,6 +267,29 @@ export class InFlight {
     }
     this.queue.push(model, items);
     this.pump();
+  }
+
+  /**
+   * Chunk the pages that ask for it (page-split.ts), yielding between pages
+   * like tokenising does; a page over MAX_CHUNKS is answered `too_large`.
+   */
+  private async splitPages(model: string, entries: Entry[]): Promise<Entry[]> {
+    const loaded = this.deps.models.get(model) as LoadedModel;
+    const kept: Entry[] = [];
+    const refused: Answer[] = [];
+    let sliceStarted = performance.now();
+    for (const entry of entries) {
+      const chunking = chunkingOf(entry.envelope, loaded, this.deps.maxChunks);
+      const problem = chunking && splitPage(entry, loaded, chunking);
+      if (problem) refused.push(errorAnswer(entry.delivery, 'too_large', problem, entry.envelope));
+      else kept.push(entry);
+      if (chunking && performance.now() - sliceStarted > TOKENIZE_SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStarted = performance.now();
+      }
+    }
+    if (refused.length) this.finish(refused);
+    return kept;
   }
 
   /** Fill the pool's free slots from the queue; batches that could still grow only for an idle thread. */
@@ -437,6 +463,8 @@ export class InFlight {
             dim: model.dim,
             vectors: e.vectors,
             truncated: e.truncated,
+            ...(e.spans && { spans: e.spans }),
+            ...(e.envelope.pageVector && { pageVector: pageVector(e.vectors) }),
             hash: contentHash(e.envelope.texts),
             ...(e.envelope.meta !== undefined && { meta: e.envelope.meta }),
             ms: Math.round(e.computeMs * 100) / 100,

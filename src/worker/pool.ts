@@ -18,6 +18,8 @@ import type {
 } from '../../workers/embed-worker.js';
 import { MODEL_LOAD_FAILED, RunProbe } from '../../workers/run-probe.js';
 import { encodeText, loadTokenizer, type TokenizedBatch } from '../../workers/tokenize.js';
+import type { PageTokenizer } from '../chunking/page-chunker.js';
+import { modelTokenizer } from '../chunking/tokenizers.js';
 import { StreambedError, toStreambedError } from '../errors.js';
 import { isBuiltInCore, type ModelSpec } from '../models/table.js';
 import type { BatchRun, EmbedBackend } from './backend.js';
@@ -45,6 +47,8 @@ export interface LoadedModel {
    * and no-op cores (packed on an estimate).
    */
   encode?: (text: string) => { ids: number[]; truncated: boolean };
+  /** The same tokenizer, as the page chunker counts with it (absent: chunked on an estimate). */
+  pageTokenizer?: PageTokenizer;
   /** How this model's texts are packed, when not BATCH_SIZE / MAX_BATCH_TOKENS (remote: one batch = one request). */
   limits?: PackLimits;
 }
@@ -102,15 +106,15 @@ export class EmbedPool implements EmbedBackend {
         Array.from({ length: this.options.threads }, () => this.piscina.run(task)),
       )) as LoadTaskResult[];
       const first = results[0] as LoadTaskResult;
-      const encode = isBuiltInCore(spec.ref)
+      const tokenizer = isBuiltInCore(spec.ref)
         ? undefined
-        : await this.mainThreadEncoder(core, first);
+        : await this.mainThreadTokenizer(core, first);
       return {
         spec,
         dim: first.dim,
         maxTokens: first.maxTokens,
         loadMs: performance.now() - started,
-        ...(encode && { encode }),
+        ...tokenizer,
       };
     } catch (err) {
       throw new StreambedError(
@@ -193,12 +197,13 @@ export class EmbedPool implements EmbedBackend {
   }
 
   /** The same tokenizer the threads loaded (same files, same cut at maxTokens). */
-  private async mainThreadEncoder(
+  private async mainThreadTokenizer(
     core: CoreSpec,
     loaded: LoadTaskResult,
-  ): Promise<LoadedModel['encode']> {
+  ): Promise<Required<Pick<LoadedModel, 'encode' | 'pageTokenizer'>>> {
     const { tokenizer } = await loadTokenizer(core);
-    return (text) => encodeText(tokenizer, text, loaded.maxTokens);
+    const encode = (text: string) => encodeText(tokenizer, text, loaded.maxTokens);
+    return { encode, pageTokenizer: modelTokenizer(tokenizer, encode) };
   }
 
   private coreSpec(spec: ModelSpec): CoreSpec {

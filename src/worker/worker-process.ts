@@ -151,6 +151,7 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     laneOf: (stream) => keys.laneOf(stream),
     maxHeld,
     batchTimeoutMs: config.batchTimeoutMs,
+    maxChunks: config.maxChunks,
     ...(sink && { sink }),
     ...(dedupe && { dedupe }),
   });
