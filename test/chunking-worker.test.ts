@@ -14,6 +14,13 @@ import type { EmbedResult, OkPayload, Page } from '../src/types.js';
 import { pageVector } from '../src/worker/page-split.js';
 import { type Embedder, loadEmbedder } from '../workers/embed-core.js';
 import { loadTokenizer } from '../workers/tokenize.js';
+import { estimatedTokenizer } from '../src/chunking/tokenizers.js';
+import {
+  type FakeProvider,
+  fakeVector,
+  startFakeProvider,
+  textHash,
+} from './helpers/fake-provider.js';
 import { tinyModel } from './helpers/models.js';
 import { coverageProblem, englishPage, graphemeBoundaries, unicodePage } from './helpers/pages.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
@@ -26,6 +33,7 @@ let client: StreambedClient;
 let core: Embedder;
 let tokenizer: PreTrainedTokenizer;
 let reply = 0;
+let provider: FakeProvider;
 
 beforeAll(async () => {
   const model = await tinyModel();
@@ -37,9 +45,13 @@ beforeAll(async () => {
     allowRemote: false,
   });
   ({ tokenizer } = await loadTokenizer({ ref: model.dir, local: true, allowRemote: false }));
+  provider = await startFakeProvider({});
   await startTestWorker(prefix, {
-    // `paged` chunks every `text` page by default, with a window of its own.
-    MODELS: `small=${model.dir};dtype=fp32,paged=${model.dir};dtype=fp32;chunk=true;chunkWindow=64;chunkOverlap=8`,
+    // `paged` chunks every `text` page by default, with a window of its own; so does
+    // `remote`, an OpenAI-compatible provider whose tokenizer the fleet does not have.
+    MODELS:
+      `small=${model.dir};dtype=fp32,paged=${model.dir};dtype=fp32;chunk=true;chunkWindow=64;chunkOverlap=8,` +
+      `remote=openai:fake-embed;baseUrl=${provider.baseUrl};chunk=true;chunkWindow=100;chunkOverlap=10`,
     THREADS: 2,
     CLAIM_IDLE_MS: 60_000,
   });
@@ -49,6 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await client.close();
   await stopAllWorkers();
+  await provider.close();
   await deletePrefix(redis, prefix);
   redis.disconnect();
 });
@@ -227,6 +240,23 @@ describe('chunking in the worker', () => {
     expect(byId.get('bad')?.res).toMatchObject({
       code: 'invalid',
       message: expect.stringMatching(/chunk splits one page/),
+    });
+  });
+
+  it('chunks for a remote model on the documented estimate, each provider input a span of the page', async () => {
+    const page = unicodePage(800, tokensOf);
+    const got = await answers([{ id: 'r', source: 'docs', text: page }], 'remote');
+    const res = okOf(got.get('r'));
+    expect(coverageProblem(page, res.spans ?? [])).toBeUndefined();
+    const passages = (res.spans ?? []).map(([s, e]) => page.slice(s, e));
+    expect(passages.length).toBeGreaterThan(1);
+    const sent = new Set(provider.requests.flatMap((r) => r.inputs));
+    passages.forEach((p, i) => {
+      expect(sent.has(textHash(p))).toBe(true);
+      expect(estimatedTokenizer.count(p) + estimatedTokenizer.specials).toBeLessThanOrEqual(100);
+      expect(Array.from(res.vectors[i] as Float32Array)).toEqual(
+        Array.from(fakeVector(p, res.dim)),
+      );
     });
   });
 });
