@@ -7,6 +7,7 @@
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { estimatedTokenizer } from '../src/chunking/tokenizers.js';
 import { StreambedClient } from '../src/client/client.js';
 import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
@@ -14,7 +15,6 @@ import type { EmbedResult, OkPayload, Page } from '../src/types.js';
 import { pageVector } from '../src/worker/page-split.js';
 import { type Embedder, loadEmbedder } from '../workers/embed-core.js';
 import { loadTokenizer } from '../workers/tokenize.js';
-import { estimatedTokenizer } from '../src/chunking/tokenizers.js';
 import {
   type FakeProvider,
   fakeVector,
