@@ -7,7 +7,7 @@
  * chunk's vector; with a tokenizer every chunk is re-encoded whole and
  * shortened until it fits, so no chunk is ever truncated.
  */
-import { nextStart, prefixSums, windowEnd } from './windows.js';
+import { type CountedWords, nextStart, windowEnd } from './windows.js';
 import { splitWords, type Words } from './words.js';
 
 export interface Encoded {
@@ -54,28 +54,28 @@ export function chunkPage(
   const whole = wholePage(text, o, tok);
   if (whole) return whole;
   const budget = o.window - tok.specials;
-  const words = splitLongWords(text, splitWords(text), budget, tok);
-  const prefix = prefixSums(words.counts);
+  const words = new PageWords(text, splitWords(text), budget, tok);
   const out: PageChunks = { spans: [], texts: [], ...(tok.encode && { encoded: [] }) };
   let first = 0;
-  while (first < words.count) {
-    let end = windowEnd(first, prefix, words.breaks, budget);
-    let piece = text.slice(words.starts[first], words.ends[end - 1]);
+  while (words.has(first)) {
+    let { end, done } = windowEnd(first, words, budget);
+    let piece = words.text(first, end);
     let encoded = tok.encode?.(piece);
     // Counted word by word, a window is exact for WordPiece; other tokenizers
     // merge across words, so the whole chunk is checked and trimmed from its end.
     while (encoded && overWindow(encoded, o.window) && end - 1 > first) {
       let excess = Math.max(1, encoded.ids.length - o.window);
-      while (end - 1 > first && excess > 0) excess -= words.counts[--end] as number;
-      piece = text.slice(words.starts[first], words.ends[end - 1]);
+      while (end - 1 > first && excess > 0) excess -= words.prefix(end) - words.prefix(--end);
+      done = false;
+      piece = words.text(first, end);
       encoded = tok.encode?.(piece);
     }
-    out.spans.push([words.starts[first] as number, words.ends[end - 1] as number]);
+    out.spans.push(words.span(first, end));
     out.texts.push(piece);
     if (encoded) out.encoded?.push(encoded);
     if (out.spans.length > o.maxChunks) return { tooMany: out.spans.length };
-    if (end >= words.count) break;
-    first = nextStart(first, end, prefix, o.overlap);
+    if (done) break;
+    first = nextStart(first, end, words, o.overlap);
   }
   return out;
 }
@@ -96,39 +96,62 @@ function wholePage(text: string, o: ChunkOptions, tok: PageTokenizer): PageChunk
   return { spans: [[0, text.length]], texts: [text] };
 }
 
-interface CountedWords extends Words {
-  counts: Float64Array;
-}
-
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 
 /**
- * Count every word; a word longer than a whole window (a URL, a base64 blob,
- * a run of Hangul) is cut into pieces that fit, between grapheme clusters,
- * so an emoji or a letter with its accents is never split.
+ * The page's words, counted as the windows reach them. A word longer than a
+ * whole window (a URL, a base64 blob, a run of Hangul) is cut into pieces
+ * that fit, between grapheme clusters, so an emoji or a letter with its
+ * accents is never split.
  */
-function splitLongWords(
-  text: string,
-  words: Words,
-  budget: number,
-  tok: PageTokenizer,
-): CountedWords {
-  const starts: number[] = [];
-  const ends: number[] = [];
-  const breaks: number[] = [];
-  const counts: number[] = [];
-  for (let i = 0; i < words.count; i++) {
-    const s = words.starts[i] as number;
-    const e = words.ends[i] as number;
-    const n = tok.count(text.slice(s, e));
-    if (n <= budget) {
-      starts.push(s);
-      ends.push(e);
-      breaks.push(words.breaks[i] as number);
-      counts.push(n);
-      continue;
+class PageWords implements CountedWords {
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private readonly breaks: number[] = [];
+  /** prefix[i]: tokens of words [0, i). */
+  private readonly sums: number[] = [0];
+  /** Next word of the plain split to count. */
+  private next = 0;
+
+  constructor(
+    private readonly page: string,
+    private readonly raw: Words,
+    private readonly budget: number,
+    private readonly tok: PageTokenizer,
+  ) {}
+
+  has(i: number): boolean {
+    while (this.starts.length <= i && this.next < this.raw.count) this.countNext();
+    return i < this.starts.length;
+  }
+
+  prefix(i: number): number {
+    return this.sums[i] as number;
+  }
+
+  breakAfter(i: number): number {
+    return this.breaks[i] as number;
+  }
+
+  text(first: number, end: number): string {
+    return this.page.slice(this.starts[first], this.ends[end - 1]);
+  }
+
+  span(first: number, end: number): [number, number] {
+    return [this.starts[first] as number, this.ends[end - 1] as number];
+  }
+
+  private countNext(): void {
+    const i = this.next++;
+    const s = this.raw.starts[i] as number;
+    const e = this.raw.ends[i] as number;
+    const brk = this.raw.breaks[i] as number;
+    const n = this.tok.count(this.page.slice(s, e));
+    if (n <= this.budget) {
+      this.push(s, e, brk, n);
+      return;
     }
-    const cuts = [...graphemes.segment(text.slice(s, e))].map((g) => s + g.index);
+    const cuts = [...graphemes.segment(this.page.slice(s, e))].map((g) => s + g.index);
     cuts.push(e);
     let from = 0;
     while (from < cuts.length - 1) {
@@ -137,21 +160,24 @@ function splitLongWords(
       let hi = cuts.length - 1;
       while (lo < hi) {
         const mid = Math.ceil((lo + hi) / 2);
-        if (tok.count(text.slice(cuts[from], cuts[mid])) <= budget) lo = mid;
+        if (this.tok.count(this.page.slice(cuts[from], cuts[mid])) <= this.budget) lo = mid;
         else hi = mid - 1;
       }
-      starts.push(cuts[from] as number);
-      ends.push(cuts[lo] as number);
-      breaks.push(lo === cuts.length - 1 ? (words.breaks[i] as number) : 0);
-      counts.push(tok.count(text.slice(cuts[from], cuts[lo])));
+      const piece = this.page.slice(cuts[from], cuts[lo]);
+      this.push(
+        cuts[from] as number,
+        cuts[lo] as number,
+        lo === cuts.length - 1 ? brk : 0,
+        this.tok.count(piece),
+      );
       from = lo;
     }
   }
-  return {
-    starts: Uint32Array.from(starts),
-    ends: Uint32Array.from(ends),
-    breaks: Uint8Array.from(breaks),
-    counts: Float64Array.from(counts),
-    count: starts.length,
-  };
+
+  private push(start: number, end: number, brk: number, tokens: number): void {
+    this.starts.push(start);
+    this.ends.push(end);
+    this.breaks.push(brk);
+    this.sums.push((this.sums[this.sums.length - 1] as number) + tokens);
+  }
 }

@@ -1,16 +1,19 @@
 /**
- * Where windows of a page begin and end, in words (words.ts), given each
- * word's token count. Pure arithmetic: page-chunker.ts supplies the counts
- * and checks every window against the real tokenizer.
+ * Where windows of a page begin and end, in words, given each word's token
+ * count. Pure arithmetic over a `CountedWords` that counts on demand, so a
+ * page refused at MAX_CHUNKS is never counted past its limit; page-chunker.ts
+ * checks every window against the real tokenizer.
  */
 import { Break } from './words.js';
 
-/** Cumulative token counts: prefix[i] = tokens of words [0, i). */
-export function prefixSums(tokens: ArrayLike<number>): Float64Array {
-  const prefix = new Float64Array(tokens.length + 1);
-  for (let i = 0; i < tokens.length; i++)
-    prefix[i + 1] = (prefix[i] as number) + (tokens[i] as number);
-  return prefix;
+/** Words with cumulative token counts, counted as far as they are asked for. */
+export interface CountedWords {
+  /** Whether word i exists (counting up to it). */
+  has(i: number): boolean;
+  /** Tokens of words [0, i); i at most one past a word `has` said exists. */
+  prefix(i: number): number;
+  /** Break quality after word i. */
+  breakAfter(i: number): number;
 }
 
 /**
@@ -24,28 +27,26 @@ const SENTENCE_FROM = 0.8;
 /**
  * End (exclusive, in words) of the window starting at word `first`: as many
  * words as fit `budget` tokens, pulled back to a paragraph or sentence end
- * when one is near the end. Always at least one word.
+ * when one is near the end. Always at least one word; `done` when the page ends there.
  */
 export function windowEnd(
   first: number,
-  prefix: Float64Array,
-  breaks: Uint8Array,
+  words: CountedWords,
   budget: number,
-): number {
-  const n = prefix.length - 1;
-  const base = prefix[first] as number;
+): { end: number; done: boolean } {
+  const base = words.prefix(first);
   let end = first + 1;
-  while (end < n && (prefix[end + 1] as number) - base <= budget) end++;
-  if (end >= n) return n;
+  while (words.has(end) && words.prefix(end + 1) - base <= budget) end++;
+  if (!words.has(end)) return { end, done: true };
   let sentence = -1;
   for (let k = end; k > first + 1; k--) {
-    const used = (prefix[k] as number) - base;
+    const used = words.prefix(k) - base;
     if (used < budget * PARAGRAPH_FROM) break;
-    const b = breaks[k - 1] as number;
-    if (b === Break.Paragraph) return k;
+    const b = words.breakAfter(k - 1);
+    if (b === Break.Paragraph) return { end: k, done: false };
     if (b === Break.Sentence && sentence < 0 && used >= budget * SENTENCE_FROM) sentence = k;
   }
-  return sentence >= 0 ? sentence : end;
+  return { end: sentence >= 0 ? sentence : end, done: false };
 }
 
 /**
@@ -56,11 +57,10 @@ export function windowEnd(
 export function nextStart(
   first: number,
   end: number,
-  prefix: Float64Array,
+  words: CountedWords,
   overlap: number,
 ): number {
   let start = end;
-  while (start - 1 > first && (prefix[end] as number) - (prefix[start - 1] as number) <= overlap)
-    start--;
+  while (start - 1 > first && words.prefix(end) - words.prefix(start - 1) <= overlap) start--;
   return start;
 }
