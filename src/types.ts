@@ -42,6 +42,8 @@ export interface OkPayload {
   /** One L2-normalised (when configured) vector per chunk; empty in a `reply: status` result. */
   vectors: Float32Array[];
   truncated: boolean[];
+  /** A chunked page: each chunk's `[start, end)` in the page's text, in UTF-16 code units. */
+  spans?: [number, number][];
   hash: string;
   /** The request's meta as sent; a msgpack int64/uint64 in it (other languages' producers) reads as a BigInt. */
   meta?: Record<string, unknown>;
