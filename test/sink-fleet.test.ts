@@ -143,6 +143,54 @@ describe('pgvector sink on the fleet', () => {
     await stopTestWorker(worker);
   });
 
+  it('a texts envelope re-submitted with fewer texts leaves no stale rows, and unchanged rows keep updated_at', async () => {
+    const p = randomPrefix('sinkc');
+    const tbl = `${p.replace(/-/g, '_')}_tiny`;
+    const k = keys(p);
+    const worker = await startTestWorker(p, {
+      MODELS: `tiny=${modelDir};dtype=fp32`,
+      PG_URL: server.url,
+      PG_POOL_SIZE: 2,
+      SINK_TABLE_PREFIX: `${p.replace(/-/g, '_')}_`,
+    });
+    const client = new StreambedClient({ redis, prefix: p });
+    const rows = () =>
+      query<{ chunk: number; hash: string; at: string }>(
+        `SELECT chunk, hash, updated_at::text AS at FROM "${tbl}" WHERE id = 'page' ORDER BY chunk`,
+      );
+    const submit = async (texts: string[], n: number) => {
+      await client.submit([{ id: 'page', source: 'docs', texts }], { model: 'tiny' });
+      await until(`${n} results`, async () => {
+        const g = await groupInfo(redis, k.request('tiny'), k.group);
+        return (await redis.xlen(k.results())) >= n && g?.pending === 0 ? true : undefined;
+      });
+    };
+    const deduped = async () => Number(await redis.hget(k.progress('docs'), 'deduped'));
+    try {
+      await submit(['alpha text', 'bravo text', 'charlie text'], 1);
+      const three = await rows();
+      expect(three.map((r) => r.chunk)).toEqual([0, 1, 2]);
+
+      // Its first two chunks are stored already: before, this was answered from the sink
+      // (deduped) and chunk 2 stayed. Now it is computed, and its upsert deletes chunk 2.
+      await submit(['alpha text', 'bravo text'], 2);
+      const two = await rows();
+      expect(two).toEqual(three.slice(0, 2));
+      expect(await deduped()).toBe(0);
+
+      // The same two again match the stored page exactly: answered from the sink.
+      await submit(['alpha text', 'bravo text'], 3);
+      expect(await deduped()).toBe(1);
+      expect(await rows()).toEqual(two);
+      const all = await results(k.results());
+      expect(all.map((r) => (r.status === 'ok' ? r.res.vectors.length : -1))).toEqual([3, 2, 2]);
+    } finally {
+      await client.close();
+      await stopTestWorker(worker);
+      await deletePrefix(redis, p);
+    }
+  });
+
   it('survives the sink going down mid-run: nothing lost, no row duplicated, one answer each', async () => {
     const p = randomPrefix('sinko');
     const tbl = `${p.replace(/-/g, '_')}_tiny`;
