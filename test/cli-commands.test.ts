@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
 import { keys } from '../src/keys.js';
+import { createSink } from '../src/sink/index.js';
+import { fill } from '../workers/fixture-core.js';
 import { runCli } from './helpers/cli.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
@@ -204,6 +206,72 @@ describe('search', () => {
       expect(JSON.parse(json.stdout)).toMatchObject([
         { source: 'backfill', id: 'c.md', chunk: 0, distance: 0 },
       ]);
+    });
+
+    it("prints each hit's [start, end) and its stored passage; --json carries both", async () => {
+      const prefix = newPrefix('clisrchsp');
+      const tablePrefix = `${prefix.replace(/-/g, '_')}_`;
+      const env = { KEY_PREFIX: prefix, PG_URL: server.url, SINK_TABLE_PREFIX: tablePrefix };
+      await startTestWorker(prefix, { MODELS, PG_URL: server.url, SINK_TABLE_PREFIX: tablePrefix });
+      // Rows as a chunking worker stores them: the query's own vector (the fixture core's)
+      // on chunk 1 with its passage, and chunk 0 stored without one (passages off then).
+      const query = 'how do pages travel';
+      const vectorOf = (text: string) => {
+        const v = new Float32Array(8);
+        fill(v, text);
+        return v;
+      };
+      const sink = createSink({
+        pgUrl: server.url,
+        pgPoolSize: 1,
+        sinkTablePrefix: tablePrefix,
+        sinkIndex: 'none',
+      });
+      try {
+        await sink!.openTable('fx'); // the worker created it
+        await sink!.upsert('fx', [
+          {
+            source: 'docs',
+            id: 'guide',
+            chunk: 0,
+            hash: 'h0',
+            vector: vectorOf('intro'),
+            span: [0, 25],
+          },
+          {
+            source: 'docs',
+            id: 'guide',
+            chunk: 1,
+            hash: 'h1',
+            vector: vectorOf(query),
+            span: [25, 52],
+            passage: 'Pages travel\nas envelopes 🙂.',
+          },
+        ]);
+      } finally {
+        await sink?.close();
+      }
+      const r = await runCli(['search', '-m', 'fx', '-k', '2', query], env);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.trimEnd().split('\n')).toEqual([
+        '0.0000  docs/guide#1  [25, 52)',
+        '        Pages travel as envelopes 🙂.',
+        expect.stringMatching(/^\d\.\d{4} {2}docs\/guide#0 {2}\[0, 25\)$/),
+      ]);
+      const json = await runCli(['search', '-m', 'fx', '--json', '-k', '2', query], env);
+      expect(JSON.parse(json.stdout)).toEqual([
+        {
+          source: 'docs',
+          id: 'guide',
+          chunk: 1,
+          distance: 0,
+          meta: null,
+          span: [25, 52],
+          passage: 'Pages travel\nas envelopes 🙂.',
+        },
+        expect.objectContaining({ id: 'guide', chunk: 0, span: [0, 25] }),
+      ]);
+      expect(JSON.parse(json.stdout)[1]).not.toHaveProperty('passage');
     });
   });
 });

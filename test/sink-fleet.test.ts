@@ -13,7 +13,9 @@ import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
 import { createSink } from '../src/sink/index.js';
 import type { EmbedResult } from '../src/types.js';
+import { loadTokenizer } from '../workers/tokenize.js';
 import { tinyModel } from './helpers/models.js';
+import { englishPage } from './helpers/pages.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 import { deletePrefix, groupInfo, randomPrefix, redisClient, until } from './helpers/redis.js';
 import { startTestWorker, stopAllWorkers, stopTestWorker } from './helpers/worker.js';
@@ -141,6 +143,114 @@ describe('pgvector sink on the fleet', () => {
     expect(deduped).toBe(1000);
     expect((await query(`SELECT 1 FROM "${table}"`)).length).toBe(1000);
     await stopTestWorker(worker);
+  });
+
+  it('a texts envelope re-submitted with fewer texts leaves no stale rows, and unchanged rows keep updated_at', async () => {
+    const p = randomPrefix('sinkc');
+    const tbl = `${p.replace(/-/g, '_')}_tiny`;
+    const k = keys(p);
+    const worker = await startTestWorker(p, {
+      MODELS: `tiny=${modelDir};dtype=fp32`,
+      PG_URL: server.url,
+      PG_POOL_SIZE: 2,
+      SINK_TABLE_PREFIX: `${p.replace(/-/g, '_')}_`,
+    });
+    const client = new StreambedClient({ redis, prefix: p });
+    const rows = () =>
+      query<{ chunk: number; hash: string; at: string }>(
+        `SELECT chunk, hash, updated_at::text AS at FROM "${tbl}" WHERE id = 'page' ORDER BY chunk`,
+      );
+    const submit = async (texts: string[], n: number) => {
+      await client.submit([{ id: 'page', source: 'docs', texts }], { model: 'tiny' });
+      await until(`${n} results`, async () => {
+        const g = await groupInfo(redis, k.request('tiny'), k.group);
+        return (await redis.xlen(k.results())) >= n && g?.pending === 0 ? true : undefined;
+      });
+    };
+    const deduped = async () => Number(await redis.hget(k.progress('docs'), 'deduped'));
+    try {
+      await submit(['alpha text', 'bravo text', 'charlie text'], 1);
+      const three = await rows();
+      expect(three.map((r) => r.chunk)).toEqual([0, 1, 2]);
+
+      // Its first two chunks are stored already: before, this was answered from the sink
+      // (deduped) and chunk 2 stayed. Now it is computed, and its upsert deletes chunk 2.
+      await submit(['alpha text', 'bravo text'], 2);
+      const two = await rows();
+      expect(two).toEqual(three.slice(0, 2));
+      expect(await deduped()).toBe(0);
+
+      // The same two again match the stored page exactly: answered from the sink.
+      await submit(['alpha text', 'bravo text'], 3);
+      expect(await deduped()).toBe(1);
+      expect(await rows()).toEqual(two);
+      const all = await results(k.results());
+      expect(all.map((r) => (r.status === 'ok' ? r.res.vectors.length : -1))).toEqual([3, 2, 2]);
+    } finally {
+      await client.close();
+      await stopTestWorker(worker);
+      await deletePrefix(redis, p);
+    }
+  });
+
+  it('stores a chunked page as one row per chunk with its passage; nearest neighbour finds the passage; re-chunked shorter leaves no stale rows', async () => {
+    const p = randomPrefix('sinkp');
+    const tbl = `${p.replace(/-/g, '_')}_tiny`;
+    const worker = await startTestWorker(p, {
+      MODELS: `tiny=${modelDir};dtype=fp32`,
+      PG_URL: server.url,
+      PG_POOL_SIZE: 2,
+      SINK_TABLE_PREFIX: `${p.replace(/-/g, '_')}_`,
+      SINK_STORE_PASSAGES: 'true',
+    });
+    const client = new StreambedClient({ redis, prefix: p });
+    const { tokenizer } = await loadTokenizer({ ref: modelDir, local: true, allowRemote: false });
+    const page = englishPage(1_500, (t) => tokenizer.encode(t).length);
+    type Row = { chunk: number; span_start: number; span_end: number; passage: string };
+    const rows = () =>
+      query<Row>(
+        `SELECT chunk, span_start, span_end, passage FROM "${tbl}" WHERE id = 'manual' ORDER BY chunk`,
+      );
+    const embed = async (window: number, n: number) => {
+      const replyTo = `${p}:reply:w${window}`;
+      await client.submit(
+        [{ id: 'manual', source: 'docs', text: page, chunk: { window, overlap: 16 } }],
+        {
+          model: 'tiny',
+          replyTo,
+        },
+      );
+      const [r] = await until(`answer ${n}`, async () => {
+        const got = await results(replyTo);
+        return got.length > 0 ? got : undefined;
+      });
+      if (r?.status !== 'ok') throw new Error(`not ok: ${JSON.stringify(r?.res)}`);
+      return r.res;
+    };
+    try {
+      const res = await embed(128, 1);
+      const stored = await rows();
+      expect(stored.map((r) => r.chunk)).toEqual(res.vectors.map((_, i) => i));
+      expect(stored.map((r) => [r.span_start, r.span_end])).toEqual(res.spans);
+      stored.forEach((r) => expect(r.passage).toBe(page.slice(r.span_start, r.span_end)));
+
+      // A query vector equal to chunk 3's finds chunk 3: its range and its passage.
+      const [hit] = await query<Row>(
+        `SELECT chunk, span_start, span_end, passage FROM "${tbl}" ORDER BY embedding <=> $1::vector LIMIT 1`,
+        [`[${Array.from(res.vectors[3] as Float32Array).join(',')}]`],
+      );
+      expect(hit).toEqual(stored[3]);
+
+      // The same page in larger windows: fewer chunks, and none of the old ones left.
+      const wider = await embed(256, 2);
+      expect(wider.vectors.length).toBeLessThan(res.vectors.length);
+      const after = await rows();
+      expect(after.map((r) => [r.span_start, r.span_end])).toEqual(wider.spans);
+    } finally {
+      await client.close();
+      await stopTestWorker(worker);
+      await deletePrefix(redis, p);
+    }
   });
 
   it('survives the sink going down mid-run: nothing lost, no row duplicated, one answer each', async () => {

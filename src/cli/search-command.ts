@@ -11,7 +11,7 @@ import { Command } from 'commander';
 import { loadConfig, redactUrl } from '../config/load.js';
 import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
-import { createSink } from '../sink/index.js';
+import { createSink, type SinkHit } from '../sink/index.js';
 import { openCliConnection } from './client-connection.js';
 import { warnUnlessServed } from './fleet-check.js';
 import { addSettingOptions } from './settings-options.js';
@@ -65,15 +65,25 @@ export function searchCommand(): Command {
       const hits = await sink.search(model, vector as Float32Array, Number(o.top));
       if (o.json) console.log(JSON.stringify(hits));
       else if (hits.length === 0) console.error(`no rows stored for model "${model}" yet`);
-      else
-        for (const h of hits)
-          console.log(`${h.distance.toFixed(4)}  ${h.source}/${h.id}#${h.chunk}`);
+      else for (const h of hits) console.log(formatHit(h));
     } finally {
       await conn.close();
       await sink.close();
     }
   });
   return cmd;
+}
+
+/**
+ * `distance  source/id#chunk [start, end)`, and the stored passage below it,
+ * indented, its whitespace runs (newlines) folded so each hit stays one block.
+ */
+export function formatHit(h: SinkHit): string {
+  const span = h.span ? `  [${h.span[0]}, ${h.span[1]})` : '';
+  const line = `${h.distance.toFixed(4)}  ${h.source}/${h.id}#${h.chunk}${span}`;
+  return h.passage === undefined
+    ? line
+    : `${line}\n        ${h.passage.replace(/\s+/g, ' ').trim()}`;
 }
 
 /** A Postgres that is not there: say which one (without its password) and that it is PG_URL. */

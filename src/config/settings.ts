@@ -308,6 +308,12 @@ export const SETTINGS = {
     'none',
     'Vector index created on sink tables.',
   ),
+  sinkStorePassages: setting(
+    'SINK_STORE_PASSAGES',
+    bool,
+    false,
+    "With a sink: store each chunk's text in the `passage` column beside its vector, so `streambed search` shows the passage. Off keeps page text out of the database (vectors, offsets and meta only).",
+  ),
   logLevel: setting(
     'LOG_LEVEL',
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),

@@ -7,7 +7,14 @@
 import { StreambedError } from '../errors.js';
 import type { SqlClient } from './client.js';
 import { sqlState } from './driver-errors.js';
-import { type IndexParams, quoteIdent, REGISTRY_TABLE, type SinkIndexKind, SQL } from './sql.js';
+import {
+  CHUNK_COLUMNS,
+  type IndexParams,
+  quoteIdent,
+  REGISTRY_TABLE,
+  type SinkIndexKind,
+  SQL,
+} from './sql.js';
 
 export interface TableSpec {
   table: string;
@@ -39,9 +46,10 @@ const REQUIRED_COLUMNS = [
  * SQLSTATEs of concurrent `IF NOT EXISTS` DDL: when a fleet starts at once two
  * processes can both decide to create the same object, and the loser gets
  * unique_violation (23505) or duplicate_table/object (42P07/42710). The object
- * exists either way, and it is re-checked right after.
+ * exists either way, and it is re-checked right after. Two processes adding
+ * the chunk columns to an old table at once can meet duplicate_column (42701).
  */
-const RACED_DDL = new Set(['23505', '42P07', '42710']);
+const RACED_DDL = new Set(['23505', '42P07', '42710', '42701']);
 
 export async function ensureSinkTable(client: SqlClient, spec: TableSpec): Promise<void> {
   const before = await readState(client, spec.table);
@@ -57,6 +65,8 @@ export async function ensureSinkTable(client: SqlClient, spec: TableSpec): Promi
   const after = await readState(client, spec.table);
   if (!after) throw new StreambedError('internal', `sink: table "${spec.table}" vanished`);
   assertCompatible(after, spec);
+  // A table from before chunk offsets: its old rows stay, with NULL span and passage.
+  if (!hasChunkColumns(after)) await ddl(client, SQL.addChunkColumns(spec.table));
   if (spec.index !== 'none') {
     await ddl(client, SQL.createIndex(spec.table, spec.index, spec.indexParams));
   }
@@ -66,11 +76,19 @@ export async function ensureSinkTable(client: SqlClient, spec: TableSpec): Promi
 export async function describeSinkTable(
   client: SqlClient,
   table: string,
-): Promise<{ modelRef: string; dim: number } | undefined> {
+): Promise<{ modelRef: string; dim: number; chunkColumns: boolean } | undefined> {
   const state = await readState(client, table);
   const dim = /^vector\((\d+)\)$/.exec(state?.columns.get('embedding') ?? '')?.[1];
   if (!state || dim === undefined) return undefined;
-  return { modelRef: state.registered?.modelRef ?? '', dim: Number(dim) };
+  return {
+    modelRef: state.registered?.modelRef ?? '',
+    dim: Number(dim),
+    chunkColumns: hasChunkColumns(state),
+  };
+}
+
+function hasChunkColumns(state: TableState): boolean {
+  return CHUNK_COLUMNS.every((c) => state.columns.has(c));
 }
 
 async function readState(client: SqlClient, table: string): Promise<TableState | undefined> {

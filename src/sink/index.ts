@@ -12,7 +12,15 @@ import type { Sink, SinkConfig } from './types.js';
 
 export type { SinkLog } from './client.js';
 export { INDEX_DEFAULTS, sinkTableName } from './sql.js';
-export type { Sink, SinkConfig, SinkHit, SinkKey, SinkRow, SinkTable } from './types.js';
+export type {
+  LookupOptions,
+  Sink,
+  SinkConfig,
+  SinkHit,
+  SinkKey,
+  SinkRow,
+  SinkTable,
+} from './types.js';
 export { sinkKey } from './types.js';
 
 const PGLITE_SCHEME = 'pglite:';

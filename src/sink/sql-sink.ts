@@ -10,6 +10,7 @@ import type { SinkLog, SqlClient } from './client.js';
 import { describeSinkTable, ensureSinkTable } from './ensure-table.js';
 import { INDEX_DEFAULTS, type IndexParams, type SinkIndexKind, sinkTableName, SQL } from './sql.js';
 import {
+  type LookupOptions,
   type Sink,
   type SinkHit,
   type SinkKey,
@@ -31,6 +32,20 @@ interface ReadyTable {
   name: string;
   modelRef: string;
   dim: number;
+  /** Has span_start, span_end and passage (false only for an old table opened by a reader). */
+  chunkColumns: boolean;
+}
+
+/** A search row as the driver returns it. */
+interface HitRow {
+  source: string;
+  id: string;
+  chunk: number;
+  distance: number | string;
+  meta: unknown;
+  span_start: number | null;
+  span_end: number | null;
+  passage: string | null;
 }
 
 export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
@@ -88,7 +103,7 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
         const name = sinkTableName(opts.tablePrefix, t.model);
         await initialise();
         await ensureSinkTable(client, { ...t, table: name, index: opts.index, indexParams });
-        tables.set(t.model, { name, modelRef: t.modelRef, dim: t.dim });
+        tables.set(t.model, { name, modelRef: t.modelRef, dim: t.dim, chunkColumns: true });
       }),
 
     openTable: (model: string) =>
@@ -124,11 +139,18 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
         // metaJson: a 64-bit integer from another language's msgpack is a BigInt, which
         // JSON.stringify refuses (the upsert would fail and retry forever); jsonb keeps its digits.
         unique.map((r) => (r.meta === undefined ? null : metaJson(r.meta))),
+        unique.map((r) => spanOf(r, t.name)?.[0] ?? null),
+        unique.map((r) => r.span?.[1] ?? null),
+        unique.map((r) => r.passage ?? null),
       ];
       await run(() => client.query(SQL.upsert(t.name), params));
     },
 
-    async lookup(model: string, keys: SinkKey[]): Promise<Map<string, Float32Array>> {
+    async lookup(
+      model: string,
+      keys: SinkKey[],
+      opts: LookupOptions = {},
+    ): Promise<Map<string, Float32Array>> {
       const t = table(model);
       const found = new Map<string, Float32Array>();
       if (keys.length === 0) return found;
@@ -138,6 +160,9 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
         keys.map((k) => k.chunk),
         keys.map((k) => k.hash),
         t.modelRef,
+        keys.map((k) => spanOf(k, t.name)?.[0] ?? null),
+        keys.map((k) => k.span?.[1] ?? null),
+        opts.withPassage === true,
       ];
       const res = await run(() =>
         client.query<{ source: string; id: string; chunk: number; embedding: unknown }>(
@@ -161,13 +186,15 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
         throw new StreambedError('internal', `sink: search k must be a positive integer, got ${k}`);
       }
       const v = encodeVector(vector, t.dim, `search in "${t.name}"`);
-      const res = await run(() => client.query<SinkHit>(SQL.search(t.name), [v, k]));
+      const res = await run(() => client.query<HitRow>(SQL.search(t.name, t.chunkColumns), [v, k]));
       return res.rows.map((r) => ({
         source: r.source,
         id: r.id,
         chunk: r.chunk,
         distance: Number(r.distance),
         meta: r.meta,
+        ...(r.span_start !== null && r.span_end !== null && { span: [r.span_start, r.span_end] }),
+        ...(r.passage !== null && { passage: r.passage }),
       }));
     },
 
@@ -180,4 +207,19 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
       await client.close();
     },
   };
+}
+
+/** Offsets go into int columns: a span that is not two ordered non-negative int32s is a bug upstream. */
+function spanOf(row: { span?: [number, number] }, table: string): [number, number] | undefined {
+  const span = row.span;
+  if (span === undefined) return undefined;
+  const [start, end] = span;
+  const ok = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0x7fffffff;
+  if (!ok(start) || !ok(end) || start > end) {
+    throw new StreambedError(
+      'internal',
+      `sink: "${table}": span [${span.join(', ')}] is not [start, end)`,
+    );
+  }
+  return span;
 }

@@ -14,6 +14,9 @@ export const REGISTRY_TABLE = 'sb_sink_tables';
 /** pgvector's defaults for HNSW, and the usual starting point for IVFFlat. */
 export const INDEX_DEFAULTS = { hnswM: 16, hnswEfConstruction: 64, ivfflatLists: 100 } as const;
 
+/** Columns added with chunk offsets (issue 16); a table made before them lacks them until ensureTable. */
+export const CHUNK_COLUMNS = ['span_start', 'span_end', 'passage'] as const;
+
 export type SinkIndexKind = 'none' | 'hnsw' | 'ivfflat';
 export interface IndexParams {
   hnswM: number;
@@ -96,7 +99,20 @@ export const SQL = {
     model_ref text NOT NULL,
     meta jsonb,
     updated_at timestamptz NOT NULL DEFAULT now(),
+    span_start int,
+    span_end int,
+    passage text,
     PRIMARY KEY (source, id, chunk))`,
+
+  /**
+   * A table made before chunk offsets: the columns are nullable, so adding them
+   * rewrites nothing. Run only when one is missing (ALTER TABLE takes an
+   * exclusive lock even when IF NOT EXISTS makes it a no-op).
+   */
+  addChunkColumns: (table: string) => `ALTER TABLE ${quoteIdent(table)}
+    ADD COLUMN IF NOT EXISTS span_start int,
+    ADD COLUMN IF NOT EXISTS span_end int,
+    ADD COLUMN IF NOT EXISTS passage text`,
 
   /** For a table we did not create: does it hold rows of another model ($1 model ref)? */
   foreignModelRef: (table: string) =>
@@ -110,34 +126,71 @@ export const SQL = {
           USING ivfflat (embedding vector_cosine_ops) WITH (lists = ${int(p.ivfflatLists)})`,
 
   /**
-   * One statement for a whole batch, whatever its size: rows travel as seven
-   * arrays ($1 source, $2 id, $3 chunk, $4 hash, $5 vector text, $7 meta json;
-   * $6 the model ref), so the parameter count never nears the protocol's
-   * 65,535 limit. The WHERE keeps unchanged rows (same hash and model ref)
-   * untouched: no new row version, updated_at stays.
+   * One statement for a whole batch, whatever its size: rows travel as arrays
+   * ($1 source, $2 id, $3 chunk, $4 hash, $5 vector text, $7 meta json,
+   * $8 span start, $9 span end, $10 passage; $6 the model ref), so the
+   * parameter count never nears the protocol's 65,535 limit. The `stale` CTE
+   * deletes, in the same statement, each page's stored rows past its highest
+   * chunk here (a page re-submitted with fewer chunks); it and the insert touch
+   * disjoint rows. The WHERE keeps unchanged rows (same hash, model ref, span
+   * and passage) untouched: no new row version, updated_at stays.
    */
-  upsert: (table: string) => `INSERT INTO ${quoteIdent(table)} AS t
-      (source, id, chunk, hash, embedding, model_ref, meta, updated_at)
-    SELECT u.source, u.id, u.chunk, u.hash, u.embedding::vector, $6, u.meta, now()
-    FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $7::jsonb[])
-      AS u(source, id, chunk, hash, embedding, meta)
+  upsert: (table: string) => `WITH u AS (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $7::jsonb[],
+        $8::int[], $9::int[], $10::text[])
+        AS u(source, id, chunk, hash, embedding, meta, span_start, span_end, passage)
+    ), stale AS (
+      DELETE FROM ${quoteIdent(table)} AS s
+      USING (SELECT source, id, max(chunk) AS last FROM u GROUP BY source, id) AS p
+      WHERE s.source = p.source AND s.id = p.id AND s.chunk > p.last
+    )
+    INSERT INTO ${quoteIdent(table)} AS t
+      (source, id, chunk, hash, embedding, model_ref, meta, span_start, span_end, passage, updated_at)
+    SELECT u.source, u.id, u.chunk, u.hash, u.embedding::vector, $6, u.meta,
+      u.span_start, u.span_end, u.passage, now()
+    FROM u
     ON CONFLICT (source, id, chunk) DO UPDATE SET hash = EXCLUDED.hash,
       embedding = EXCLUDED.embedding, model_ref = EXCLUDED.model_ref, meta = EXCLUDED.meta,
-      updated_at = EXCLUDED.updated_at
-    WHERE t.hash IS DISTINCT FROM EXCLUDED.hash OR t.model_ref IS DISTINCT FROM EXCLUDED.model_ref`,
+      span_start = EXCLUDED.span_start, span_end = EXCLUDED.span_end,
+      passage = EXCLUDED.passage, updated_at = EXCLUDED.updated_at
+    WHERE t.hash IS DISTINCT FROM EXCLUDED.hash OR t.model_ref IS DISTINCT FROM EXCLUDED.model_ref
+      OR t.span_start IS DISTINCT FROM EXCLUDED.span_start
+      OR t.span_end IS DISTINCT FROM EXCLUDED.span_end
+      OR t.passage IS DISTINCT FROM EXCLUDED.passage`,
 
-  /** Stored vectors whose row has this hash and model ref ($1-$4 key arrays, $5 model ref). */
-  lookup: (table: string) => `SELECT t.source, t.id, t.chunk, t.embedding
-    FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS k(source, id, chunk, hash)
-    JOIN ${quoteIdent(table)} AS t
+  /**
+   * Stored vectors whose row has this hash, span and model ref ($1-$4 key
+   * arrays, $6/$7 span arrays, $5 model ref; $8: only rows holding a passage).
+   * A page with a stored row past its highest chunk asked about (`longer`)
+   * returns none: it got shorter, and only an upsert deletes the extra rows.
+   */
+  lookup: (table: string) => `WITH k AS (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $6::int[], $7::int[])
+        AS k(source, id, chunk, hash, span_start, span_end)
+    ), longer AS (
+      SELECT p.source, p.id FROM (SELECT source, id, max(chunk) AS last FROM k GROUP BY source, id) AS p
+      WHERE EXISTS (SELECT 1 FROM ${quoteIdent(table)} AS s
+        WHERE s.source = p.source AND s.id = p.id AND s.chunk > p.last)
+    )
+    SELECT t.source, t.id, t.chunk, t.embedding
+    FROM k JOIN ${quoteIdent(table)} AS t
       ON t.source = k.source AND t.id = k.id AND t.chunk = k.chunk AND t.hash = k.hash
-    WHERE t.model_ref = $5`,
+    WHERE t.model_ref = $5
+      AND t.span_start IS NOT DISTINCT FROM k.span_start AND t.span_end IS NOT DISTINCT FROM k.span_end
+      AND (NOT $8::boolean OR t.passage IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM longer l WHERE l.source = k.source AND l.id = k.id)`,
 
   /** Every row of one source ($1): a `streambed search` query's own row, stored by the worker. */
   deleteSource: (table: string) => `DELETE FROM ${quoteIdent(table)} WHERE source = $1`,
 
-  /** Cosine distance, so an HNSW/IVFFlat index built with vector_cosine_ops serves it. */
-  search: (table: string) => `SELECT source, id, chunk, embedding <=> $1::vector AS distance, meta
+  /**
+   * Cosine distance, so an HNSW/IVFFlat index built with vector_cosine_ops
+   * serves it. A reader never alters a table, so one from before the span and
+   * passage columns reads them as NULL.
+   */
+  search: (table: string, chunkColumns: boolean) => `SELECT source, id, chunk,
+      embedding <=> $1::vector AS distance, meta,
+      ${chunkColumns ? 'span_start, span_end, passage' : 'NULL::int AS span_start, NULL::int AS span_end, NULL::text AS passage'}
     FROM ${quoteIdent(table)} ORDER BY embedding <=> $1::vector LIMIT $2`,
 } as const;
 

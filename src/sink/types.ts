@@ -11,6 +11,10 @@ export interface SinkRow {
   hash: string;
   vector: Float32Array;
   meta?: Record<string, unknown>;
+  /** `[start, end)` of the chunk in its page's text, in UTF-16 code units (a chunked page only). */
+  span?: [number, number];
+  /** The chunk's text, when the sink stores passages (SINK_STORE_PASSAGES). */
+  passage?: string;
 }
 
 export interface SinkTable {
@@ -27,6 +31,13 @@ export interface SinkKey {
   id: string;
   chunk: number;
   hash: string;
+  /** A stored row matches only with this same span (a row without one matches a key without one). */
+  span?: [number, number];
+}
+
+export interface LookupOptions {
+  /** Only rows that hold their passage count as known (SINK_STORE_PASSAGES on). */
+  withPassage?: boolean;
 }
 
 export interface SinkHit {
@@ -36,31 +47,41 @@ export interface SinkHit {
   /** Cosine distance: 0 same direction, 2 opposite. */
   distance: number;
   meta: unknown;
+  /** `[start, end)` in the page's text (UTF-16 code units), when the row has one. */
+  span?: [number, number];
+  /** The chunk's text, when it was stored. */
+  passage?: string;
 }
 
 export interface Sink {
   /**
-   * Create the table (and optional index) if missing. A table of another
+   * Create the table (and optional index) if missing, and add the span and
+   * passage columns to a table made by an older version. A table of another
    * dimension or model ref throws StreambedError('config') naming the table,
    * both dimensions/model refs and what to do, and writes nothing.
    */
   ensureTable(t: SinkTable): Promise<void>;
   /**
    * For readers (`streambed search`): use the model's existing table as it is,
-   * creating nothing; throws StreambedError('config') when there is none.
+   * creating and altering nothing (a table from before span/passage columns
+   * reads with none); throws StreambedError('config') when there is none.
    */
   openTable(model: string): Promise<void>;
   /**
-   * One statement per call; idempotent on (source, id, chunk); rows whose hash
-   * and model ref are unchanged are not rewritten (updated_at stays). Within a
-   * call, the last row for a key wins.
+   * One statement per call; idempotent on (source, id, chunk); rows whose hash,
+   * model ref, span and passage are unchanged are not rewritten (updated_at
+   * stays). Rows are whole pages: a page (source, id) whose highest chunk in
+   * the call is n - 1 loses its stored rows of chunk >= n in the same
+   * statement. Within a call, the last row for a key wins.
    */
   upsert(model: string, rows: SinkRow[]): Promise<void>;
   /**
-   * For dedupe: which keys already hold that hash under this model's ref; their
-   * stored vectors keyed by sinkKey(). One query per call.
+   * For dedupe: which keys already hold that hash (and span) under this
+   * model's ref; their stored vectors keyed by sinkKey(). A page with stored
+   * rows past the highest chunk asked about returns nothing (it got shorter:
+   * computing it again lets the upsert delete those rows). One query per call.
    */
-  lookup(model: string, keys: SinkKey[]): Promise<Map<string, Float32Array>>;
+  lookup(model: string, keys: SinkKey[], opts?: LookupOptions): Promise<Map<string, Float32Array>>;
   /**
    * Delete every row of one source: a worker with a sink stores every answer,
    * the query `streambed search` sends through the fleet included.

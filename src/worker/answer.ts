@@ -30,6 +30,8 @@ export interface Answer {
   statusOnly?: boolean;
   /** Per-chunk content hashes, kept when a sink stores the vectors. */
   chunkHashes?: string[];
+  /** Each chunk's text, set only when the sink stores passages (SinkStage.storesPassages). */
+  chunkTexts?: string[];
   error?: { code: ResultErrorCode; message: string };
 }
 

@@ -215,6 +215,7 @@ export class InFlight {
           source: e.envelope.source,
           id: e.envelope.id,
           hashes: e.hashes ?? [],
+          ...(e.spans && { spans: e.spans }),
         })),
       );
       const deduped: Entry[] = [];
@@ -458,6 +459,7 @@ export class InFlight {
           outcome: e.deduped ? 'deduped' : 'ok',
           ...(e.envelope.reply === 'status' && { statusOnly: true }),
           ...(e.hashes && { chunkHashes: e.hashes }),
+          ...(this.deps.sink?.storesPassages && { chunkTexts: e.envelope.texts }),
           ok: {
             model: model.spec.name,
             dim: model.dim,

@@ -14,6 +14,13 @@ export interface DedupeCandidate {
   source: string;
   id: string;
   hashes: string[];
+  /** A chunked page's offsets: a stored chunk answers only at the same span. */
+  spans?: [number, number][];
+}
+
+export interface SinkStageOptions {
+  /** SINK_STORE_PASSAGES: store each chunk's text (Answer.chunkTexts) beside its vector. */
+  storePassages: boolean;
 }
 
 export class SinkStage {
@@ -22,7 +29,13 @@ export class SinkStage {
   constructor(
     readonly sink: Sink,
     private readonly log: Logger,
+    private readonly opts: SinkStageOptions = { storePassages: false },
   ) {}
+
+  /** The worker puts each chunk's text on its answers (Answer.chunkTexts) only when this is true. */
+  get storesPassages(): boolean {
+    return this.opts.storePassages;
+  }
 
   /** Stored vectors for candidates whose every chunk is known; best effort (a failed lookup computes). */
   async known(
@@ -30,11 +43,15 @@ export class SinkStage {
     candidates: DedupeCandidate[],
   ): Promise<(Float32Array[] | undefined)[]> {
     const keys = candidates.flatMap((c) =>
-      c.hashes.map((hash, chunk) => ({ source: c.source, id: c.id, chunk, hash })),
+      c.hashes.map((hash, chunk) => {
+        const span = c.spans?.[chunk];
+        return { source: c.source, id: c.id, chunk, hash, ...(span && { span }) };
+      }),
     );
     let stored: Map<string, Float32Array>;
     try {
-      stored = await this.sink.lookup(model, keys);
+      // With passages on, a row stored without one is computed again once, so it gains it.
+      stored = await this.sink.lookup(model, keys, { withPassage: this.opts.storePassages });
     } catch (err) {
       this.log.warn(
         { model, err: (err as Error).message },
@@ -50,30 +67,7 @@ export class SinkStage {
 
   /** Upsert the vectors of computed answers, one statement per model; retries until stored or aborted. */
   async persist(answers: Answer[], abort: AbortSignal): Promise<void> {
-    const byModel = new Map<string, SinkRow[]>();
-    for (const a of answers) {
-      if (
-        a.outcome !== 'ok' ||
-        !a.ok ||
-        !a.chunkHashes ||
-        a.source === undefined ||
-        a.id === undefined
-      )
-        continue;
-      const rows = byModel.get(a.delivery.model) ?? [];
-      a.ok.vectors.forEach((vector, chunk) =>
-        rows.push({
-          source: a.source as string,
-          id: a.id as string,
-          chunk,
-          hash: a.chunkHashes?.[chunk] as string,
-          vector,
-          ...(a.ok?.meta !== undefined && { meta: a.ok.meta }),
-        }),
-      );
-      byModel.set(a.delivery.model, rows);
-    }
-    for (const [model, rows] of byModel) {
+    for (const [model, rows] of this.rowsByModel(answers)) {
       for (let attempt = 0; ; attempt++) {
         try {
           await this.sink.upsert(model, rows);
@@ -96,5 +90,45 @@ export class SinkStage {
 
   healthy(): boolean {
     return !this.outage && this.sink.healthy();
+  }
+
+  /**
+   * One row per chunk of each computed answer. The sink treats a call's rows
+   * of a page as the whole page (it deletes stored chunks past them), so when
+   * one page is answered twice here (a re-submission next to the original),
+   * only its last answer's rows go: mixing two versions' chunks would keep
+   * chunks the last version no longer has.
+   */
+  private rowsByModel(answers: Answer[]): Map<string, SinkRow[]> {
+    const pages = new Map<string, { model: string; rows: SinkRow[] }>();
+    for (const a of answers) {
+      const { ok, chunkHashes, source, id } = a;
+      if (a.outcome !== 'ok' || !ok || !chunkHashes || source === undefined || id === undefined)
+        continue;
+      const rows = ok.vectors.map((vector, chunk): SinkRow => {
+        const span = ok.spans?.[chunk];
+        const passage = this.opts.storePassages ? a.chunkTexts?.[chunk] : undefined;
+        return {
+          source,
+          id,
+          chunk,
+          hash: chunkHashes[chunk] as string,
+          vector,
+          ...(ok.meta !== undefined && { meta: ok.meta }),
+          ...(span && { span }),
+          ...(passage !== undefined && { passage }),
+        };
+      });
+      const page = `${a.delivery.model}\u0000${sinkKey(source, id, 0)}`;
+      pages.delete(page); // re-inserted last, so rows keep the order of the answers
+      pages.set(page, { model: a.delivery.model, rows });
+    }
+    const byModel = new Map<string, SinkRow[]>();
+    for (const { model, rows } of pages.values()) {
+      const all = byModel.get(model) ?? [];
+      all.push(...rows);
+      byModel.set(model, all);
+    }
+    return byModel;
   }
 }

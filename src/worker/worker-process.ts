@@ -116,7 +116,8 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     log,
   });
   const sinkClient = createSink(config, log);
-  const sink = sinkClient && new SinkStage(sinkClient, log);
+  const sink =
+    sinkClient && new SinkStage(sinkClient, log, { storePassages: config.sinkStorePassages });
   // With a sink, its own dedupe applies (and deduped answers are not upserted): no cache then.
   const dedupe =
     !sink && config.dedupeTtlS > 0 && config.dedupeMaxEntries > 0
