@@ -157,7 +157,7 @@ async function entriesAdded(stream: string): Promise<number> {
 }
 
 /** Answers the resume job got (entries-added counts those trimmed away too). */
-const answered = () => entriesAdded(k.backfillReply('resume')).catch(() => 0);
+const answered = () => entriesAdded(k.backfillReply('resume', 'resume')).catch(() => 0);
 
 async function main(): Promise<void> {
   corpus(N);

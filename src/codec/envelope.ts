@@ -8,7 +8,7 @@ import { unpack } from 'msgpackr';
 import { z } from 'zod';
 
 import type { ResultErrorCode } from '../errors.js';
-import { SOURCE_NAME } from '../keys.js';
+import { SOURCE_NAME, SOURCE_PLACEHOLDER } from '../keys.js';
 import type { Envelope } from '../types.js';
 import { globMatcher } from './glob.js';
 import { metaJson, parseJsonExact, rememberPackedMeta } from './meta.js';
@@ -61,9 +61,6 @@ export function envelopeDecoder(limits: EnvelopeLimits) {
   const replyAllowed = replyMatcher(limits.replyToPattern);
   return (fields: Buffer[]): DecodeOutcome => decodeEntry(fields, limits, replyAllowed);
 }
-
-/** Where `{source}` stands in REPLY_TO_PATTERN, the envelope's own source goes. */
-export const SOURCE_PLACEHOLDER = '{source}';
 
 /**
  * `reply_to` allow check. A pattern with `{source}` (e.g. `sb:reply:{source}/*`)
