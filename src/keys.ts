@@ -37,8 +37,6 @@ export interface Keys {
    * each envelope answered only under its own source (docs/acl.md).
    */
   defaultReplyPattern(): string;
-  /** The earlier default (`sb:reply:*`), still selectable with REPLY_TO_PATTERN. */
-  openReplyPattern(): string;
   /**
    * A reply stream of one source: `{p}:reply:{source}/{name}`. Matches the
    * source-bound default and the open pattern alike, so whatever streambed
@@ -115,7 +113,6 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     },
     progress: (source) => `${prefix}:progress:${source}`,
     defaultReplyPattern: () => `${prefix}:reply:{source}/*`,
-    openReplyPattern: () => `${prefix}:reply:*`,
     // '/' is not allowed in source names: source `a` never reaches `a:b`'s streams.
     sourceReply: (source, name) => `${prefix}:reply:${source}/${name}`,
     bulkSource: (model, source) =>

@@ -18,7 +18,7 @@ export interface EnvelopeLimits {
   maxEnvelopeBytes: number;
   maxMetaBytes: number;
   maxChunks: number;
-  /** Glob that `reply_to` must match, e.g. `sb:reply:*`. */
+  /** Glob that `reply_to` must match, e.g. `sb:reply:{source}/*` (`{source}`: the envelope's). */
   replyToPattern: string;
 }
 
