@@ -156,8 +156,13 @@ async function entriesAdded(stream: string): Promise<number> {
   return Number(info[info.indexOf('entries-added') + 1]);
 }
 
-/** Answers the resume job got (entries-added counts those trimmed away too). */
-const answered = () => entriesAdded(k.backfillReply('resume')).catch(() => 0);
+/**
+ * Answers the resume job got (entries-added counts those trimmed away too), on
+ * its stream under the source or, run by an earlier `--bin`, on its one stream.
+ */
+const answered = async () =>
+  (await entriesAdded(k.backfillReply('resume', 'resume')).catch(() => 0)) +
+  (await entriesAdded(k.legacyBackfillReply('resume')).catch(() => 0));
 
 async function main(): Promise<void> {
   corpus(N);

@@ -112,7 +112,7 @@ try {
 
 /** Submit every page in the given form and wait for all answers; seconds from submit to the last. */
 async function pass(tag: string, pageOf: (i: number) => Page): Promise<number> {
-  const replyTo = `${prefix}:reply:${tag}`;
+  const replyTo = `${prefix}:reply:bench/${tag}`;
   const started = performance.now();
   await client.submit(
     texts.map((_, i) => pageOf(i)),

@@ -148,7 +148,7 @@ async function main(): Promise<void> {
   const profDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-cpuprof-'));
   const redis = new Redis(o.redisUrl, { maxRetriesPerRequest: 3 });
   const client = new StreambedClient({ redis, prefix });
-  const replyTo = `${prefix}:reply:profile`;
+  const replyTo = `${prefix}:reply:p/profile`;
 
   const limit = new ComputeLimitCase(
     model.onnxFile,

@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   const prefix = `sbbench-remote-${randomBytes(3).toString('hex')}`;
   const redis = new Redis(values['redis-url'], { maxRetriesPerRequest: 3 });
   const client = new StreambedClient({ redis, prefix });
-  const reply = `${prefix}:reply:bench`;
+  const reply = `${prefix}:reply:bench/bench`;
   const worker = spawnWorker(prefix, values['redis-url'], provider.baseUrl, rpm);
   // The probe request at load: the worker is ready once the provider has seen it.
   while (provider.requests.length === 0) await new Promise((r) => setTimeout(r, 20));

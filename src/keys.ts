@@ -5,6 +5,9 @@
 /** What a source name may be (the envelope rule): no glob characters, no '/'. */
 export const SOURCE_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Where `{source}` stands in a reply pattern (REPLY_TO_PATTERN), the envelope's own source goes. */
+export const SOURCE_PLACEHOLDER = '{source}';
+
 export type Lane = 'interactive' | 'bulk';
 
 export const DEFAULT_PREFIX = 'sb';
@@ -29,10 +32,17 @@ export interface Keys {
   /** The model of a DLQ stream key, or undefined if the key is not one (e.g. a replay log). */
   dlqModel(key: string): string | undefined;
   progress(source: string): string;
-  /** The pattern reply streams must match by default (`sb:reply:*`). */
+  /**
+   * The pattern reply streams must match by default: `sb:reply:{source}/*`,
+   * each envelope answered only under its own source (docs/acl.md).
+   */
   defaultReplyPattern(): string;
-  /** A private reply stream for one SDK client. */
-  privateReply(clientId: string): string;
+  /**
+   * A reply stream of one source: `{p}:reply:{source}/{name}`. Matches the
+   * source-bound default and the open pattern alike, so whatever streambed
+   * itself names this way works under both.
+   */
+  sourceReply(source: string, name: string): string;
   /** Bulk lane, per source: `{p}:req:{model}:bulk:{source}` (the scheduler member `*` is the plain bulk stream). */
   bulkSource(model: string, source: string): string;
   /** The lane of a request stream key (`{p}:req:{model}` is interactive; any `:bulk` stream is bulk). */
@@ -55,8 +65,10 @@ export interface Keys {
    * sees every source's backlog with one LLEN.
    */
   bulkBacklog(model: string): string;
-  /** Result stream of a `streambed backfill` job. */
-  backfillReply(job: string): string;
+  /** Result stream of a `streambed backfill` job for the pages of one source. */
+  backfillReply(source: string, job: string): string;
+  /** The one result stream of a backfill job started by an earlier streambed (read until drained). */
+  legacyBackfillReply(job: string): string;
   /** SET of `source/id` of the pages a backfill job has submitted (jobs of streambed <= 0.1; now only deleted). */
   backfillSubmitted(job: string): string;
   /** HASH: a backfill job's checkpoint (`submitted`, `last`, `read`, `total`, `reply`). */
@@ -69,8 +81,8 @@ export interface Keys {
   dedupe(model: string, hash: string): string;
   /** Counter of dedupe cache fills in one TTL window (the cache's size bound). */
   dedupeBudget(model: string, window: number): string;
-  /** The one reply stream of a `streambed serve` process (matches the default reply pattern). */
-  gatewayReply(name: string): string;
+  /** A `streambed serve` process's reply stream for one source it serves. */
+  gatewayReply(source: string, name: string): string;
   /** Requests of one API key (by its hash prefix) in one minute: the gateway's per-key rate limit. */
   gatewayRate(keyId: string, minute: number): string;
   /** HASH: a remote model's fleet-wide rate-limit buckets (rate-limit-script.ts). */
@@ -100,8 +112,9 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
       return model && !model.includes(':') ? model : undefined;
     },
     progress: (source) => `${prefix}:progress:${source}`,
-    defaultReplyPattern: () => `${prefix}:reply:*`,
-    privateReply: (clientId) => `${prefix}:reply:${clientId}`,
+    defaultReplyPattern: () => `${prefix}:reply:{source}/*`,
+    // '/' is not allowed in source names: source `a` never reaches `a:b`'s streams.
+    sourceReply: (source, name) => `${prefix}:reply:${source}/${name}`,
     bulkSource: (model, source) =>
       source === PLAIN_BULK_MEMBER
         ? `${prefix}:req:${model}:bulk`
@@ -130,14 +143,15 @@ export function keys(prefix: string = DEFAULT_PREFIX, group: string = DEFAULT_GR
     bulkWeights: (model) => `${prefix}:weights:${model}`,
     bulkSources: (model) => `${prefix}:bulk-sources:${model}`,
     bulkBacklog: (model) => `${prefix}:bulk-backlog:${model}`,
-    backfillReply: (job) => `${prefix}:reply:backfill:${job}`,
+    backfillReply: (source, job) => `${prefix}:reply:${source}/backfill:${job}`,
+    legacyBackfillReply: (job) => `${prefix}:reply:backfill:${job}`,
     backfillSubmitted: (job) => `${prefix}:backfill:${job}:submitted`,
     backfillJob: (job) => `${prefix}:backfill:${job}`,
     backfillAnswered: (job) => `${prefix}:backfill:${job}:answered`,
     backfillFailed: (job) => `${prefix}:backfill:${job}:failed`,
     dedupe: (model, hash) => `${prefix}:cache:${model}:${hash}`,
     dedupeBudget: (model, window) => `${prefix}:cache-budget:${model}:${window}`,
-    gatewayReply: (name) => `${prefix}:reply:gateway-${name}`,
+    gatewayReply: (source, name) => `${prefix}:reply:${source}/gateway-${name}`,
     gatewayRate: (keyId, minute) => `${prefix}:gateway-rate:${keyId}:${minute}`,
     rateLimit: (model) => `${prefix}:ratelimit:${model}`,
     cooldown: (model) => `${prefix}:cooldown:${model}`,

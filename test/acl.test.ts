@@ -5,12 +5,17 @@
  * after a SIGKILL, trim, DLQ, dedupe cache) with no NOPERM; a tenant's
  * producer submits and reads its own replies but cannot read another
  * tenant's, write a DLQ, write another tenant's bulk stream or read the shared
- * request stream; a `{source}` reply pattern answers a spoofed reply_to
- * `reply_to_denied` on the global stream, never into the other tenant's; the
- * operator reads status, the admin replays the DLQ.
+ * request stream; under the default reply pattern (`{prefix}:reply:{source}/*`)
+ * a tenant's `embed()` and `submit --wait` get their answers, and a spoofed
+ * reply_to is answered `reply_to_denied` on the global stream, never into
+ * the other tenant's; the gateway with only its profile serves two keys'
+ * sources; the operator reads status, the admin replays the DLQ.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +24,7 @@ import { type AclProfile, aclRules } from '../src/acl/profiles.js';
 import { StreambedClient } from '../src/client/client.js';
 import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
+import { spawnGateway } from './helpers/gateway.js';
 import { until } from './helpers/redis.js';
 import { type PrivateRedis, privateRedis } from './helpers/redis-server.js';
 import { BIN, type ChildWorker, spawnWorker } from './helpers/worker.js';
@@ -80,7 +86,7 @@ describe('ACL profiles', () => {
       CLAIM_INTERVAL_MS: 200,
       TRIM_INTERVAL_MS: 300,
       DEDUPE_TTL_S: 60,
-      REPLY_TO_PATTERN: `${prefix}:reply:{source}/*`,
+      // REPLY_TO_PATTERN unset: the default binds replies to their source.
     };
     const victim = spawnWorker(prefix, { ...env, CONSUMER_NAME: 'victim' });
     children.push(victim);
@@ -207,9 +213,73 @@ describe('ACL profiles', () => {
       );
       await refused(tenantA.xrange(k.request('fx'), '-', '+'));
       await refused(tenantA.hincrby(k.progress('b'), 'done', 1));
+
+      // What the project ships, as this tenant: the SDK's embed() (a private stream
+      // under its source) and `submit --wait` (the same, deleted at the end).
+      const [vector] = await client.embed(['embedded as tenant a'], { model: 'fx', source: 'a' });
+      expect(vector).toHaveLength(8);
+      const wait = spawnSync(
+        process.execPath,
+        [BIN, 'submit', '-m', 'fx', '-s', 'a', '--wait', 'one', 'two'],
+        {
+          env: { ...process.env, REDIS_URL: aUrl, KEY_PREFIX: prefix, LOG_LEVEL: 'warn' },
+          encoding: 'utf8',
+          timeout: 60_000,
+        },
+      );
+      expect(wait.stderr).not.toMatch(/NOPERM/);
+      expect(wait.status, wait.stderr).toBe(0);
+      expect(wait.stderr).toMatch(/^2 ok in /m);
+      expect(wait.stderr).toContain(`results go to ${prefix}:reply:a/cli-`);
     } finally {
       await client.close();
       tenantA.disconnect();
+    }
+  }, 90_000);
+
+  it('the gateway with only the gateway profile answers two keys, each under its source', async () => {
+    // `right` has a rate limit: its per-minute counter is written under the profile too.
+    const gwUrl = await user('sb-gateway', 'gateway');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-acl-gw-'));
+    const keysFile = path.join(dir, 'keys');
+    fs.writeFileSync(keysFile, 'sk-acl-left left\nsk-acl-right right 100\n');
+    const gateway = await spawnGateway(prefix, {
+      REDIS_URL: gwUrl,
+      GATEWAY_KEYS_FILE: keysFile,
+      LOG_LEVEL: 'debug',
+    });
+    const gw = new Redis(gwUrl);
+    try {
+      const left = gateway.client('sk-acl-left');
+      const right = gateway.client('sk-acl-right');
+      const [l, r, bulk] = await Promise.all([
+        left.embeddings.create({ model: 'fx', input: ['left one', 'left two'] }),
+        right.embeddings.create({ model: 'fx', input: 'right one' }),
+        right.embeddings.create(
+          { model: 'fx', input: 'right bulk' },
+          { headers: { 'X-Streambed-Lane': 'bulk' } },
+        ),
+      ]);
+      expect(l.data.map((d) => d.embedding.length)).toEqual([8, 8]);
+      expect(r.data[0]?.embedding).toHaveLength(8);
+      expect(bulk.data[0]?.embedding).toHaveLength(8);
+      expect(Number(await admin.hget(k.progress('left'), 'done'))).toBeGreaterThanOrEqual(2);
+      expect(Number(await admin.hget(k.progress('right'), 'done'))).toBeGreaterThanOrEqual(2);
+      const streams = [
+        ...new Set((await admin.keys(`${prefix}:reply:*/gateway-*`)).map((s) => s.split('/')[0])),
+      ].sort();
+      expect(streams).toEqual([`${prefix}:reply:left`, `${prefix}:reply:right`]);
+      expect(gateway.output()).not.toMatch(/NOPERM|noperm/);
+      for (const p of passwords) expect(gateway.output()).not.toContain(p);
+      // It reads no page of a request stream and no tenant's own replies.
+      const refused = async (p: Promise<unknown>) => expect(p).rejects.toThrow(/NOPERM/);
+      await refused(gw.xrange(k.request('fx'), '-', '+'));
+      await refused(gw.xread('STREAMS', `${prefix}:reply:a/own`, '0'));
+      await refused(gw.expire(k.request('fx'), 1));
+      await refused(gw.del(k.progress('left')));
+    } finally {
+      gw.disconnect();
+      expect(await gateway.stop()).toBe(0);
     }
   }, 90_000);
 

@@ -105,13 +105,13 @@ describe('backfill record', () => {
     expect(await submittedOf('big')).toBe(N);
     expect(await redis.hlen(k.backfillFailed('big'))).toBe(0);
     // The fleet answered each page once; the stream kept only ~RESULTS_MAXLEN of them.
-    expect(await entriesAdded(k.backfillReply('big'))).toBe(N);
-    expect(await redis.xlen(k.backfillReply('big'))).toBeLessThan(N / 5);
+    expect(await entriesAdded(k.backfillReply('big', 'big'))).toBe(N);
+    expect(await redis.xlen(k.backfillReply('big', 'big'))).toBeLessThan(N / 5);
     // Nothing submitted twice.
     const sent = await requestIds(k.bulkSource('fx', 'big'));
     expect(sent).toHaveLength(N);
     expect(new Set(sent).size).toBe(N);
-    expect(await redis.ttl(k.backfillReply('big'))).toBeGreaterThan(600_000);
+    expect(await redis.ttl(k.backfillReply('big', 'big'))).toBeGreaterThan(600_000);
 
     const again = backfill([...args, '--wait'], env);
     expect(await again.exited).toBe(0);
@@ -128,7 +128,9 @@ describe('backfill record', () => {
       poisoned.has(i) ? `bad ${i} @@throw` : `page ${i}`,
     );
     const args = [file, '-m', 'fx', '--job', 'st', '--source', 'st', '--reply', 'status', '--wait'];
-    const run = backfill(args, { BACKFILL_REPLY_TTL_S: '120' });
+    // In flight below the worker's RESULTS_MAXLEN (100), as documented: answers not yet
+    // recorded must not be trimmed away by the fleet's MAXLEN before the job reads them.
+    const run = backfill(args, { BACKFILL_REPLY_TTL_S: '120', BACKFILL_MAX_IN_FLIGHT: '50' });
     expect(await run.exited, run.output()).toBe(1);
     const out = run.output();
     expect(out).toContain('answers keep status only');
@@ -136,9 +138,9 @@ describe('backfill record', () => {
     for (const i of poisoned) expect(out).toMatch(new RegExp(`st/p${i}: model_error`));
     expect(await bitsSet('st')).toBe(N);
     // Recorded answers are trimmed from the reply stream: one entry stays (XTRIM MINID keeps it).
-    expect(await entriesAdded(k.backfillReply('st'))).toBe(N);
-    expect(await redis.xlen(k.backfillReply('st'))).toBeLessThanOrEqual(1);
-    const ttl = await redis.ttl(k.backfillReply('st'));
+    expect(await entriesAdded(k.backfillReply('st', 'st'))).toBe(N);
+    expect(await redis.xlen(k.backfillReply('st', 'st'))).toBeLessThanOrEqual(1);
+    const ttl = await redis.ttl(k.backfillReply('st', 'st'));
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(120);
     // Status reads the job from its record, not from the (trimmed) stream.
@@ -185,7 +187,7 @@ describe('backfill record', () => {
 
   it('status-only results carry no vectors, in both envelope forms; vectors stay the default', async () => {
     const client = new StreambedClient({ redis: REDIS_URL, prefix });
-    const replyTo = `${prefix}:reply:modes`;
+    const replyTo = `${prefix}:reply:m/modes`;
     try {
       await client.submit([{ id: 's1', source: 'm', text: 'status only' }], {
         model: 'fx',

@@ -67,7 +67,7 @@ describe('streambed backfill', () => {
     fs.writeFileSync(path.join(corpus, 'skipped.json'), '{}'); // not .txt/.md: not a page
     const args = [corpus, '-m', 'fx', '--job', 'kill', '--source', 'corpus'];
     const env = { BACKFILL_MAX_IN_FLIGHT: '1000' };
-    const reply = k.backfillReply('kill');
+    const reply = k.backfillReply('corpus', 'kill');
 
     const first = backfill(args, env);
     let most = 0;

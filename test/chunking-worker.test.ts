@@ -70,7 +70,7 @@ const tokensOf = (text: string) => tokenizer.encode(text).length;
 
 /** Submit pages and wait for exactly one answer each. */
 async function answers(pages: Page[], model = 'small'): Promise<Map<string, EmbedResult>> {
-  const stream = `${prefix}:reply:t${reply++}`;
+  const stream = k.sourceReply('docs', `t${reply++}`);
   await client.submit(pages, { model, replyTo: stream });
   await until(
     'answered',
@@ -197,7 +197,7 @@ describe('chunking in the worker', () => {
 
   it('takes chunking from a flat-field producer (redis-cli, any language)', async () => {
     const page = englishPage(500, tokensOf);
-    const stream = `${prefix}:reply:flat`;
+    const stream = k.sourceReply('cli', 'flat');
     await redis.xadd(
       k.request('small'),
       '*',

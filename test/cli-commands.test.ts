@@ -90,7 +90,9 @@ describe('submit', () => {
     const r = await runCli(['submit', '-m', 'fx', '--wait', 'one', 'two'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/^2 ok in /m);
-    expect(await keysMatching(`${prefix}:reply:cli-*`)).toEqual([]);
+    // Under the source (the default pattern binds replies to it): `-s` defaults to `cli`.
+    expect(r.stderr).toContain(`results go to ${prefix}:reply:cli/cli-`);
+    expect(await keysMatching(`${prefix}:reply:*cli-*`)).toEqual([]);
   });
 
   it('refuses a model no worker serves at once, even with --wait, adding nothing', async () => {
@@ -106,7 +108,7 @@ describe('submit', () => {
     const r = await runCli(['submit', '-m', 'fx', '--reply-to', 'myresults', '--wait', 'x'], env);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain(
-      `--reply-to myresults does not match the pattern the fleet accepts (${prefix}:reply:*)`,
+      `--reply-to myresults does not match the pattern the fleet accepts (${prefix}:reply:{source}/*)`,
     );
     expect(r.stderr).toMatch(/reply_to_denied/);
     expect(await redis.xlen(k.request('fx'))).toBe(before);

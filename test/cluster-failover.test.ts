@@ -91,6 +91,8 @@ describe('Redis Cluster failover', () => {
       CLAIM_IDLE_MS: 2000,
       CLAIM_INTERVAL_MS: 500,
       LOG_LEVEL: 'warn',
+      // Two sources answered on one stream: the earlier, open reply pattern (in the slot).
+      REPLY_TO_PATTERN: `${k.prefix}:reply:*`,
     };
     children.push(spawnWorker(PREFIX, env), spawnWorker(PREFIX, env));
     await until('a third answered', () => reader.byPage.size >= TOTAL / 3, 40_000, 20);

@@ -17,6 +17,7 @@ import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
+import { replyMatcher } from '../src/codec/envelope.js';
 import { loadConfig } from '../src/config/load.js';
 import { keys } from '../src/keys.js';
 import type { Page } from '../src/types.js';
@@ -31,7 +32,11 @@ const children: ChildWorker[] = [];
 let seed: string;
 const PREFIX = 'sbt-cluster';
 const k = keys(`{${PREFIX}}`);
-const reply = `${k.prefix}:reply:run`;
+/** The default reply pattern, `{sbt-cluster}:reply:{source}/*`: one stream per source, in the slot. */
+const reply = (source: string) => k.sourceReply(source, 'run');
+const SOURCES = ['a', 'b', 'web'];
+const answers = async () =>
+  (await Promise.all(SOURCES.map((s) => cluster.xrange(reply(s), '-', '+')))).flat();
 
 let nodes: PrivateRedis[] = [];
 let cluster: Cluster;
@@ -58,6 +63,16 @@ describe('Redis Cluster', () => {
     expect(() => loadConfig({ ...env, REPLY_TO_PATTERN: 'app:reply:*' })).toThrow(
       /REPLY_TO_PATTERN.*must begin with "\{emb\}:"/,
     );
+    // The default binds replies to the source inside the hash tag: `{emb}` stays
+    // literal, only `{source}` is the envelope's source.
+    const pattern = keys(loadConfig(env).keyPrefix).defaultReplyPattern();
+    expect(pattern).toBe('{emb}:reply:{source}/*');
+    const allowed = replyMatcher(pattern);
+    expect(allowed('{emb}:reply:web/run', 'web')).toBe(true);
+    expect(allowed('{emb}:reply:web/run', 'other')).toBe(false);
+    expect(allowed('emb:reply:web/run', 'web')).toBe(false);
+    // A prefix that is the placeholder itself would bind the hash tag to the source.
+    expect(() => loadConfig({ ...env, KEY_PREFIX: 'source' })).toThrow(/KEY_PREFIX.*placeholder/);
     expect(loadConfig({ KEY_PREFIX: 'emb' }).keyPrefix).toBe('emb'); // not in Cluster mode
   });
 
@@ -98,17 +113,12 @@ describe('Redis Cluster', () => {
     const victim = spawnWorker(PREFIX, env);
     const survivor = spawnWorker(PREFIX, env);
     children.push(victim, survivor);
-    await until('some answered', async () => (await cluster.xlen(reply)) >= 200, 30_000, 20);
+    await until('some answered', async () => (await answers()).length >= 200, 30_000, 20);
     victim.proc.kill('SIGKILL');
     await victim.exited;
 
-    await until(
-      'every entry answered',
-      async () => (await cluster.xlen(reply)) >= total,
-      40_000,
-      100,
-    );
-    const results = await cluster.xrange(reply, '-', '+');
+    await until('every entry answered', async () => (await answers()).length >= total, 40_000, 100);
+    const results = await answers();
     const ids = results.map(([, f]) => f[f.indexOf('id') + 1]);
     expect(ids).toHaveLength(total);
     expect(new Set(ids).size).toBe(total); // exactly one result per entry

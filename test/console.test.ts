@@ -180,7 +180,7 @@ describe('streambed console', () => {
     await again.waitFor({ timeout: 20_000 });
     expect(await page.locator(`#dlq tr[data-dlq-id="${firstId}"]`).count()).toBe(0);
     expect(await redis.xlen(`${prefix}:dlq:fx:replayed`)).toBe(1);
-    const answers = await answersById(redis, [`${prefix}:reply:backfill:j1`]);
+    const answers = await answersById(redis, [`${prefix}:reply:docs/backfill:j1`]);
     expect(answers.get(`p${POISON}`)).toEqual(['error', 'error']);
     expect(await dlqLength()).toBe(1);
 

@@ -25,7 +25,13 @@ const MAX_ENTRIES = 40;
 
 beforeAll(async () => {
   client = new StreambedClient({ redis, prefix });
-  const env = { MODELS: 'fx=fixture:8', DEDUPE_TTL_S: 60, DEDUPE_MAX_ENTRIES: MAX_ENTRIES };
+  const env = {
+    MODELS: 'fx=fixture:8',
+    DEDUPE_TTL_S: 60,
+    DEDUPE_MAX_ENTRIES: MAX_ENTRIES,
+    // Several sources answered on one stream: the earlier, open reply pattern.
+    REPLY_TO_PATTERN: `${prefix}:reply:*`,
+  };
   one = await startTestWorker(prefix, env);
   one.events.on('batch', (b) => (computed += b.texts));
 });
@@ -106,6 +112,7 @@ describe('dedupe cache', () => {
       MODELS: 'fx=fixture:8',
       DEDUPE_TTL_S: 60,
       DEDUPE_MAX_ENTRIES: MAX_ENTRIES,
+      REPLY_TO_PATTERN: `${prefix}:reply:*`,
     });
     let computedTwo = 0;
     two.events.on('batch', (b) => (computedTwo += b.texts));

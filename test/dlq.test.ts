@@ -69,6 +69,8 @@ beforeAll(async () => {
 
   await startTestWorker(prefix, {
     MODELS: `tiny=${model.dir}`,
+    // Several sources answered on one stream: the earlier, open reply pattern.
+    REPLY_TO_PATTERN: `${prefix}:reply:*`,
     CLAIM_IDLE_MS: 100,
     CLAIM_INTERVAL_MS: 50,
     MAX_DELIVERIES: 2,

@@ -40,8 +40,8 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-const replyA = `${prefix}:reply:a`;
-const replyB = `${prefix}:reply:b`;
+const replyA = `${prefix}:reply:A/a`;
+const replyB = `${prefix}:reply:B/b`;
 
 describe('fair bulk lane', () => {
   it('serves a 200-page source before a 20,000-page one completes 1,000 more', async () => {
@@ -94,7 +94,7 @@ describe('fair bulk lane', () => {
       TRIM_INTERVAL_MS: 300,
       LOG_LEVEL: 'info',
     };
-    const reply = `${prefix}:reply:crash`;
+    const reply = (source: string) => `${prefix}:reply:${source}/crash`;
     const pages = ['C', 'D'].flatMap((source) =>
       Array.from({ length: 150 }, (_, i) => ({
         id: `${source}${i}`,
@@ -117,8 +117,13 @@ describe('fair bulk lane', () => {
     await victim.exited;
     const survivor = spawnWorker(prefix, env);
     children.push(survivor);
-    await until('300 answers', async () => (await redis.xlen(reply)) >= 300, 45_000, 100);
-    const results = await redis.xrange(reply, '-', '+');
+    const answers = async () =>
+      [
+        ...(await redis.xrange(reply('C'), '-', '+')),
+        ...(await redis.xrange(reply('D'), '-', '+')),
+      ] as Array<[string, string[]]>;
+    await until('300 answers', async () => (await answers()).length >= 300, 45_000, 100);
+    const results = await answers();
     expect(results).toHaveLength(300);
     const answered = results.map(([, f]) => f[f.indexOf('id') + 1] as string);
     expect(new Set(answered)).toEqual(new Set(pages.map((p) => p.id))); // each page exactly once

@@ -74,7 +74,7 @@ describe('core fleet', () => {
     }));
     for (const source of sources) {
       const mine = pages.filter((p) => p.source === source);
-      await client.submit(mine, { model: 'small', replyTo: `${prefix}:reply:${source}` });
+      await client.submit(mine, { model: 'small', replyTo: `${prefix}:reply:${source}/f` });
     }
     const stream = k.request('small');
     await until(
@@ -90,7 +90,7 @@ describe('core fleet', () => {
     // (~1e-3) with its batch neighbours; fp32 vectors do not depend on the batch.
     const core = await smallCore();
     for (const source of sources) {
-      const results = await readAll(`${prefix}:reply:${source}`);
+      const results = await readAll(`${prefix}:reply:${source}/f`);
       const expected = pages.filter((p) => p.source === source);
       expect(results).toHaveLength(expected.length);
       expect(new Set(results.map((r) => r.id))).toEqual(new Set(expected.map((p) => p.id)));
@@ -119,7 +119,7 @@ describe('core fleet', () => {
   it('gives each text of a many-text envelope its own vector, a long text cut where the core cuts it', async () => {
     const long = Array.from({ length: 900 }, (_, i) => `word${i % 50} streams`).join(' ');
     const texts = ['short one', long, 'a medium text about vectors and workers '.repeat(8), 'x'];
-    const reply = `${prefix}:reply:chunks`;
+    const reply = `${prefix}:reply:chunks/c`;
     await client.submit([{ id: 'many', source: 'chunks', texts }], {
       model: 'small',
       replyTo: reply,
@@ -167,7 +167,7 @@ describe('core fleet', () => {
   });
 
   it('answers bad input with the documented code, acks it, and keeps serving', async () => {
-    const reply = `${prefix}:reply:bad`;
+    const reply = `${prefix}:reply:s/bad`;
     const add = (...fields: (string | Buffer)[]) => redis.xadd(k.request('small'), '*', ...fields);
     const denied = await add(
       'id',

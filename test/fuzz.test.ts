@@ -46,6 +46,8 @@ beforeAll(async () => {
   await redis.hset(NOT_A_STREAM[1] as string, 'f', 'v');
   worker = spawnWorker(prefix, {
     MODELS: `fx=fixture:${DIM}`,
+    // Sources of every shape answered on one stream: the earlier, open reply pattern.
+    REPLY_TO_PATTERN: `${prefix}:reply:*`,
     ...LIMITS,
     BATCH_SIZE: 64,
     READ_COUNT: 128,

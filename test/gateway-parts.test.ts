@@ -22,9 +22,11 @@ let redis: Redis;
 let reader: Redis;
 let router: ReplyRouter;
 
-const answer = (id: string, rid: string, value: number) =>
+const streamOf = (source: string) => `${prefix}:reply:${source}/gateway-test`;
+const stream = streamOf('s');
+const answer = (id: string, rid: string, value: number, to = stream) =>
   redis.xadd(
-    router.stream,
+    to,
     '*',
     ...okFields(
       { id, source: 's', rid },
@@ -43,8 +45,8 @@ const answer = (id: string, rid: string, value: number) =>
 beforeAll(async () => {
   redis = redisClient();
   reader = redisClient();
-  router = new ReplyRouter(redis, reader, `${prefix}:reply:gateway-test`, createLogger('silent'));
-  await router.start();
+  router = new ReplyRouter(redis, reader, streamOf, createLogger('silent'));
+  router.start(['s']);
 });
 
 afterAll(async () => {
@@ -60,7 +62,7 @@ describe('ReplyRouter', () => {
     await answer('b', '2-0', 2);
     await answer('a', '1-0', 1);
     // Read (the router trims what it read, keeping the last entry) before the rids are known.
-    await until('both read', async () => (await redis.xlen(router.stream)) === 1);
+    await until('both read', async () => (await redis.xlen(stream)) === 1);
     expect(router.waiting).toBe(2);
     expect(router.strays).toBe(0);
     w.bind(['1-0', '2-0']);
@@ -98,8 +100,27 @@ describe('ReplyRouter', () => {
     // Sent without waiting, so reads land while a trim is in flight.
     await Promise.all(ids.map((id, i) => answer(id, `${i + 10}-0`, i)));
     expect(await w.results).toHaveLength(200);
-    await until('trimmed up to the last read', async () => (await redis.xlen(router.stream)) <= 1);
-    expect(await redis.ttl(router.stream)).toBeGreaterThan(0);
+    await until('trimmed up to the last read', async () => (await redis.xlen(stream)) <= 1);
+    expect(await redis.ttl(stream)).toBeGreaterThan(0);
+  });
+});
+
+describe('ReplyRouter, one stream per source', () => {
+  it('reads every source stream in one loop, a source first seen after start included', async () => {
+    const late = streamOf('late');
+    expect(router.streamFor('late')).toBe(late);
+    expect(router.streams).toEqual([stream, late]);
+    const w = router.wait(['s-1', 'late-1'], 10_000);
+    w.bind(['500-0', '500-0']); // the same rid on two streams: told apart by id
+    await answer('late-1', '500-0', 7, late);
+    await answer('s-1', '500-0', 5);
+    const results = await w.results;
+    expect(results.map((r) => (r.status === 'ok' ? r.res.vectors[0]![0] : -1))).toEqual([5, 7]);
+    await until(
+      'both trimmed',
+      async () => (await redis.xlen(late)) <= 1 && (await redis.xlen(stream)) <= 1,
+    );
+    expect(await redis.ttl(late)).toBeGreaterThan(0);
   });
 });
 

@@ -245,8 +245,13 @@ describe('operator surface', () => {
   });
 
   it('keeps its reply stream trimmed as it reads', async () => {
-    const stream = /"replyStream":"([^"]+)"/.exec(gateway.output())![1]!;
-    expect(stream.startsWith(`${prefix}:reply:gateway-`)).toBe(true);
+    // One per source of the keys file, each under its source (the default REPLY_TO_PATTERN).
+    const streams = JSON.parse(
+      /"replyStreams":(\[[^\]]*\])/.exec(gateway.output())![1]!,
+    ) as string[];
+    expect(streams).toHaveLength(2);
+    const stream = streams.find((s) => s.startsWith(`${prefix}:reply:alpha/gateway-`))!;
+    expect(streams.find((s) => s.startsWith(`${prefix}:reply:limited/gateway-`))).toBeDefined();
     await api.embeddings.create({ model: 'tiny', input: ['a b', 'c d', 'e f'] });
     await until('the reply stream is trimmed', async () => (await redis.xlen(stream)) <= 1);
     expect(await redis.ttl(stream)).toBeGreaterThan(0);

@@ -64,7 +64,12 @@ beforeAll(async () => {
       `${PYTHON} needs python3-redis and python3-msgpack (apt-get install -y python3-redis python3-msgpack; .ci/run does): ${String(err)}`,
     );
   }
-  worker = spawnWorker(prefix, { MODELS: `fx=fixture:${DIM}`, TRIM_INTERVAL_MS: 0 });
+  worker = spawnWorker(prefix, {
+    MODELS: `fx=fixture:${DIM}`,
+    TRIM_INTERVAL_MS: 0,
+    // The Python producer's cases (bad sources included) answered on one stream: the open pattern.
+    REPLY_TO_PATTERN: `${prefix}:reply:*`,
+  });
   await until('group created', async () => (await redis.exists(stream)) === 1, 60_000);
 });
 afterAll(async () => {

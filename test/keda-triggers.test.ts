@@ -70,6 +70,9 @@ function fleet(tag: string): Fleet {
   };
 }
 
+/** Several sources answered on one stream: the earlier, open reply pattern. */
+const openReplies = (f: Fleet) => ({ REPLY_TO_PATTERN: `${f.prefix}:reply:*` });
+
 const pages = (tag: string, n: number, sources: string[], extra = ''): Page[] =>
   sources.flatMap((source) =>
     Array.from({ length: n }, (_, i) => ({
@@ -135,7 +138,7 @@ async function killHolding(f: Fleet): Promise<void> {
     ...pages('b', 5, ['crawl']),
     ...pages('bslow', 1, ['crawl'], ' @@slow:2000'),
   ]);
-  const victim = spawnWorker(f.prefix, { MODELS: f.models, THREADS: 1 });
+  const victim = spawnWorker(f.prefix, { MODELS: f.models, THREADS: 1, ...openReplies(f) });
   const held = async (stream: string) => {
     const [count] = (await redis.xpending(stream, k.group).catch(() => [0])) as [number];
     return Number(count) > 0;
@@ -207,7 +210,7 @@ describe('KEDA triggers rendered by the chart (minReplicas 0)', () => {
 
   it('a DLQ replay to a per-source stream schedules the source and wakes the fleet', async () => {
     const f = fleet('dlq');
-    const worker = await startTestWorker(f.prefix, { MODELS: f.models });
+    const worker = await startTestWorker(f.prefix, { MODELS: f.models, ...openReplies(f) });
     await submitBulk(f, pages('poison', 1, ['crawl'], ' @@throw'));
     await until('dead-lettered', async () => (await redis.xlen(keys(f.prefix).dlq('fx'))) === 1);
     await stopTestWorker(worker);
@@ -232,6 +235,7 @@ describe('KEDA triggers rendered by the chart (minReplicas 0)', () => {
 
     await startTestWorker(f.prefix, {
       MODELS: f.models,
+      ...openReplies(f),
       CLAIM_IDLE_MS: 1000,
       CLAIM_INTERVAL_MS: 200,
     });

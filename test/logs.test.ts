@@ -46,7 +46,7 @@ afterAll(async () => {
   await server.stop(); // the private server's directory (and every key) goes with it
 });
 
-const REPLY = `${prefix}:reply:x`;
+const REPLY = `${prefix}:reply:docs/x`;
 
 /** True once every request entry id has a result, on the global results stream or REPLY. */
 async function answered(rids: string[]): Promise<boolean> {

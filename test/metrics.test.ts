@@ -81,7 +81,7 @@ describe('metrics and progress counters', () => {
     for (const source of SOURCES) {
       await client.submit(
         pages.filter((p) => p.source === source),
-        { model: 'tiny', replyTo: `${prefix}:reply:${source}` },
+        { model: 'tiny', replyTo: `${prefix}:reply:${source}/m` },
       );
     }
     const stream = k.request('tiny');

@@ -38,7 +38,7 @@ afterAll(async () => {
 });
 
 async function submitAndWait(texts: string[], tag: string): Promise<Map<string, EmbedResult>> {
-  const reply = `${prefix}:reply:${tag}`;
+  const reply = `${prefix}:reply:s/${tag}`;
   const pages = texts.map((text, i) => ({ id: `${tag}-${i}`, source: 's', text }));
   await client.submit(pages, { model: 'fx', replyTo: reply });
   return until(

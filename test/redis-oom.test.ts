@@ -52,6 +52,8 @@ async function startWorker(
   const worker = spawnWorker(prefix, {
     REDIS_URL: server.url,
     MODELS: `${MODEL}=fixture:8`,
+    // Several sources answered on one stream: the earlier, open reply pattern.
+    REPLY_TO_PATTERN: `${prefix}:reply:*`,
     METRICS_PORT: port,
     SB_COMPUTE_LOG: computeLog,
     BATCH_SIZE: 8,

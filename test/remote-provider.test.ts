@@ -109,6 +109,8 @@ describe('two worker processes against a rate-limited provider', () => {
     const k = keys(p);
     const env = {
       MODELS: `emb=openai:fake-embed;baseUrl=${fake.baseUrl};rpm=${rpm};maxInputs=${maxInputs};concurrency=3`,
+      // Three sources answered on one stream: the earlier, open reply pattern.
+      REPLY_TO_PATTERN: `${p}:reply:*`,
       CLAIM_IDLE_MS: 1_000,
       CLAIM_INTERVAL_MS: 300,
       LOG_LEVEL: 'error',
@@ -222,7 +224,7 @@ describe('a key the provider refuses', () => {
     const port = await freePort();
     const models = `emb=openai:fake-embed;baseUrl=${fake.baseUrl};apiKeyEnv=SB_TEST_PROVIDER_KEY`;
     const client = new StreambedClient({ redis, prefix: p });
-    const reply = `${p}:reply:auth`;
+    const reply = `${p}:reply:s/auth`;
     await client.submit(
       Array.from({ length: 30 }, (_, i) => ({ id: `a${i}`, source: 's', text: `text ${i}` })),
       { model: 'emb', replyTo: reply },
@@ -289,7 +291,7 @@ describe('an input the provider rejects', () => {
     const p = prefixFor('reject');
     const k = keys(p);
     const client = new StreambedClient({ redis, prefix: p });
-    const reply = `${p}:reply:r`;
+    const reply = `${p}:reply:s/r`;
     const texts = Array.from({ length: 20 }, (_, i) =>
       i === 7 ? 'bad @@reject text' : `good ${i}`,
     );

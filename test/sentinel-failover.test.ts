@@ -84,6 +84,8 @@ describe('Redis Sentinel', () => {
       CLAIM_IDLE_MS: 2000,
       CLAIM_INTERVAL_MS: 500,
       LOG_LEVEL: 'warn',
+      // Two sources answered on one stream: the earlier, open reply pattern.
+      REPLY_TO_PATTERN: `${prefix}:reply:*`,
     };
     children.push(spawnWorker(prefix, env), spawnWorker(prefix, env));
     await until('a third answered', () => reader.byPage.size >= TOTAL / 3, 40_000, 20);

@@ -212,7 +212,7 @@ describe('pgvector sink on the fleet', () => {
         `SELECT chunk, span_start, span_end, passage FROM "${tbl}" WHERE id = 'manual' ORDER BY chunk`,
       );
     const embed = async (window: number, n: number) => {
-      const replyTo = `${p}:reply:w${window}`;
+      const replyTo = keys(p).sourceReply('docs', `w${window}`);
       await client.submit(
         [{ id: 'manual', source: 'docs', text: page, chunk: { window, overlap: 16 } }],
         {

@@ -180,7 +180,7 @@ describe('fleet gauges of per-source bulk streams', () => {
 
 describe('job failure counts', () => {
   it('count error answers in chunks, only new ones on the next sample, from zero after a restart', async () => {
-    const stream = k.backfillReply('tally');
+    const stream = k.backfillReply('s', 'tally');
     const add = async (n: number, everyError: number) => {
       const p = redis.pipeline();
       for (let i = 0; i < n; i++)
@@ -198,7 +198,7 @@ describe('job failure counts', () => {
     };
     const job = async () => {
       const p = redis.pipeline();
-      const read = queueJob(p, k, 'tally');
+      const read = queueJob(p, k, 'tally', [stream]);
       return read((await p.exec()) ?? []);
     };
     await add(2500, 10); // 250 errors, over three script calls

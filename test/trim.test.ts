@@ -162,7 +162,7 @@ describe('trimmer', () => {
       CLAIM_IDLE_MS: 60_000,
     });
     const client = new StreambedClient({ redis, prefix });
-    const reply = `${prefix}:reply:load`;
+    const reply = `${prefix}:reply:s/load`;
     const stream = k.request('tiny');
     const trimmer = new Trimmer(
       redis,

@@ -49,7 +49,7 @@ export class StreambedCase implements CaseDriver {
     this.label = options.noop
       ? 'e. streambed no-op core, full path'
       : 'd. streambed end to end (worker process, defaults)';
-    this.replyTo = `${prefix}:reply:bench`;
+    this.replyTo = `${prefix}:reply:bench/bench`;
   }
 
   async start(warmup: readonly string[]): Promise<void> {

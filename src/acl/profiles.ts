@@ -1,7 +1,8 @@
 /**
  * Least-privilege Redis ACL profiles, as `ACL SETUSER` rules: the worker, a
- * producer of one tenant (source), an operator reading status, and an admin
- * for `dlq replay|purge`. `streambed acl` prints them; docs/acl.md explains
+ * producer of one tenant (source), the gateway (`streambed serve`, every
+ * source its keys map to), an operator reading status, and an admin for
+ * `dlq replay|purge`. `streambed acl` prints them; docs/acl.md explains
  * them; test/acl.test.ts runs the full path under each and asserts NOPERM
  * where a profile must not reach.
  *
@@ -11,7 +12,7 @@
  */
 import { SOURCE_NAME } from '../keys.js';
 
-export const ACL_PROFILES = ['worker', 'producer', 'operator', 'admin'] as const;
+export const ACL_PROFILES = ['worker', 'producer', 'gateway', 'operator', 'admin'] as const;
 export type AclProfile = (typeof ACL_PROFILES)[number];
 
 export interface AclOptions {
@@ -135,7 +136,47 @@ export function aclRules(profile: AclProfile, o: AclOptions): string[] {
       ];
     case 'producer':
       return producerRules(o);
+    case 'gateway':
+      return gatewayRules(p);
   }
+}
+
+/**
+ * `streambed serve`: it derives each envelope's source from the API key, so
+ * it submits for every source (any model's interactive and per-source bulk
+ * streams, the scheduler entries, progress), but reads only its own reply
+ * streams, `{p}:reply:{source}/gateway-{name}`, never a request stream's
+ * entries (only XLEN and XINFO GROUPS there: backpressure and which models
+ * are served) nor a tenant's own reply streams. Its rate-limit counters and
+ * reply streams are the only keys it may expire or delete (selectors).
+ */
+function gatewayRules(p: string): string[] {
+  return [
+    'resetkeys',
+    'resetchannels',
+    '-@all',
+    `~${p}:req:*`,
+    // ZADD and SADD read their key too (RW key specs); no read command is granted.
+    `~${p}:sched:*`,
+    `~${p}:bulk-sources:*`,
+    `%W~${p}:bulk-backlog:*`,
+    `~${p}:progress:*`,
+    ...CONNECTION,
+    '+xadd',
+    '+xlen',
+    '+xinfo|groups',
+    '+hincrby',
+    '+zadd',
+    '+sadd',
+    '+rpush',
+    // the model catalog: request streams by SCAN ... TYPE stream (key names, no entries)
+    '+scan',
+    '+multi',
+    '+exec',
+    '+discard',
+    `(~${p}:gateway-rate:* +incr +expire)`,
+    `(~${p}:reply:*/gateway-* +xread +xtrim +xlen +del +expire)`,
+  ];
 }
 
 /**
@@ -169,6 +210,8 @@ function producerRules(o: AclOptions): string[] {
     '+xadd',
     '+xlen',
     '+xinfo|groups',
+    // `streambed submit` checks a live worker serves the model (names and idle times, no entries)
+    '+xinfo|consumers',
     '+hincrby',
     '+expire',
     '+zadd',

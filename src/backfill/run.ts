@@ -2,7 +2,7 @@
  * Runs a backfill job over an ordered input (corpus.ts): resumes from the
  * job's checkpoint in Redis (state.ts), then submits the pages never sent
  * through the bulk lane with at most `maxInFlight` unanswered at once,
- * recording the answers on the job's reply stream as they come. Safe to kill
+ * recording the answers on the job's reply streams (one per source) as they come. Safe to kill
  * at any point: the submitted count moves in the same MULTI as the XADDs,
  * so a re-run never sends a page twice, and waits for those still in the
  * fleet. Memory holds the pages in flight, never the corpus.
@@ -21,6 +21,8 @@ import {
   jobKeys,
   readCheckpoint,
   readFailures,
+  readField,
+  type ReplyCursor,
 } from './state.js';
 
 /** Dead-lettered pages listed in a report at most; the rest are counted. */
@@ -104,7 +106,8 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
 
   let answeredNow = 0;
   let wake: () => void = () => undefined;
-  const record = async (conn: Redis, answers: Answered[], lastId: string) => {
+  const cursors = checkpoint.replies;
+  const record = async (conn: Redis, stream: string, answers: Answered[], lastId: string) => {
     // Only the first answer of a page we wait for counts (a DLQ replay answers again).
     const mine = new Map<string, Answered>();
     for (const a of answers) if (outstanding.has(a.key) && !mine.has(a.key)) mine.set(a.key, a);
@@ -113,10 +116,10 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
       tx.setbit(k.answered, outstanding.get(a.key) as number, 1);
       if (a.status === 'error') tx.hset(k.failed, a.key, failureValue(a));
     }
-    tx.hset(k.job, 'read', lastId);
-    if (o.replyTtlS) tx.expire(k.reply, o.replyTtlS);
+    tx.hset(k.job, (cursors.get(stream) as ReplyCursor).field, lastId);
+    if (o.replyTtlS) tx.expire(stream, o.replyTtlS);
     // Status answers say nothing the bitmap does not: once recorded, nobody needs them.
-    if (o.reply === 'status') tx.xtrim(k.reply, 'MINID', lastId);
+    if (o.reply === 'status') tx.xtrim(stream, 'MINID', lastId);
     if (!(await tx.exec())) throw new StreambedError('redis_unavailable', 'checkpoint aborted');
     // Released only once recorded: the stream then never holds more unrecorded
     // answers than pages in flight, whatever its MAXLEN.
@@ -127,7 +130,21 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
     }
     wake();
   };
-  const follower = new ReplyFollower(o.redis, k.reply, checkpoint.read, record);
+  const follower = new ReplyFollower(
+    o.redis,
+    new Map([...cursors].map(([stream, c]) => [stream, c.read])),
+    record,
+  );
+  // A source's stream is followed (and its position given a field) before its first page is sent.
+  const followSources = async (pages: readonly Page[]) => {
+    const fresh = [...new Set(pages.map((p) => p.source))].filter((s) => !cursors.has(k.reply(s)));
+    if (fresh.length === 0) return;
+    await o.redis.hset(k.job, ...fresh.flatMap((s) => [readField(s), '0-0']));
+    for (const s of fresh) {
+      cursors.set(k.reply(s), { field: readField(s), read: '0-0' });
+      follower.follow(k.reply(s));
+    }
+  };
   const changed = () => new Promise<void>((r) => (wake = r));
   const deadline = o.timeoutMs ? Date.now() + o.timeoutMs : Infinity;
   let submittedNow = 0;
@@ -159,6 +176,7 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
           throw new StreambedError('invalid', `page ${key} appears twice in the input`);
         outstanding.set(key, p.index);
       }
+      await followSources(pages);
       await o.client.submit(pages, {
         model: o.model,
         lane: 'bulk',

@@ -7,8 +7,11 @@
  * when the job first ran (`started_ms`, for status);
  * `{p}:backfill:{job}:answered` is a bitmap with bit i set once page i is
  * answered (1 bit a page: 1.25 MB for 10M pages); `{p}:backfill:{job}:failed`
- * lists the dead-lettered pages. The reply stream only carries the answers
- * not recorded yet, so its retention does not matter past the pages in flight.
+ * lists the dead-lettered pages. Answers come on one reply stream per source
+ * (`{p}:reply:{source}/backfill:{job}`, what a source-bound REPLY_TO_PATTERN
+ * allows), each with its read position in the hash (`read:{source}`); they
+ * only carry the answers not recorded yet, so their retention does not
+ * matter past the pages in flight.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -65,7 +68,10 @@ export function parseAnswer(fields: Buffer[]): Answered {
 }
 
 export interface JobKeys {
-  reply: string;
+  /** The job's reply stream for the pages of one source (what a source-bound REPLY_TO_PATTERN allows). */
+  reply(source: string): string;
+  /** The one reply stream of a job started by an earlier streambed. */
+  legacyReply: string;
   job: string;
   answered: string;
   failed: string;
@@ -75,7 +81,8 @@ export interface JobKeys {
 
 export function jobKeys(keys: Keys, job: string): JobKeys {
   return {
-    reply: keys.backfillReply(job),
+    reply: (source) => keys.backfillReply(source, job),
+    legacyReply: keys.legacyBackfillReply(job),
     job: keys.backfillJob(job),
     answered: keys.backfillAnswered(job),
     failed: keys.backfillFailed(job),
@@ -88,8 +95,37 @@ export interface Checkpoint {
   submitted: number;
   /** Key of page submitted-1, to notice an input that changed under the job. */
   last: string | undefined;
-  /** Reply stream entries up to this id are recorded in the bitmap and failed hash. */
+  /** Per reply stream: entries up to `read` are recorded in the bitmap and failed hash. */
+  replies: Map<string, ReplyCursor>;
+}
+
+/** Where a reply stream's read position is kept in the job hash, and the position. */
+export interface ReplyCursor {
+  field: string;
   read: string;
+}
+
+/** The job hash field of the read position on one source's reply stream. */
+export const readField = (source: string) => `${READ_PREFIX}${source}`;
+const READ_PREFIX = 'read:';
+/** The read position on the reply stream of a job started by an earlier streambed. */
+const LEGACY_READ = 'read';
+
+/**
+ * A job's reply streams and how far each is recorded, from its hash: one per
+ * source it has submitted (a `read:{source}` field, set before its first
+ * page is), plus the one stream of an earlier streambed's job, which is
+ * followed while its pages may still be answered there (it has a `read`
+ * position, or it submitted pages before any source had a field).
+ */
+export function replyCursors(k: JobKeys, h: Record<string, string>): Map<string, ReplyCursor> {
+  const out = new Map<string, ReplyCursor>();
+  const sources = Object.keys(h).filter((f) => f.startsWith(READ_PREFIX));
+  if (h[LEGACY_READ] !== undefined || (sources.length === 0 && Number(h.submitted ?? 0) > 0))
+    out.set(k.legacyReply, { field: LEGACY_READ, read: h[LEGACY_READ] ?? '0-0' });
+  for (const field of sources)
+    out.set(k.reply(field.slice(READ_PREFIX.length)), { field, read: h[field] ?? '0-0' });
+  return out;
 }
 
 export async function readCheckpoint(redis: Redis, k: JobKeys, job: string): Promise<Checkpoint> {
@@ -100,12 +136,13 @@ export async function readCheckpoint(redis: Redis, k: JobKeys, job: string): Pro
       `job ${job} was started by an earlier streambed (a submitted set): finish it with that ` +
         `version, or start it over with --restart`,
     );
-  return { submitted: Number(h.submitted ?? 0), last: h.last, read: h.read ?? '0-0' };
+  return { submitted: Number(h.submitted ?? 0), last: h.last, replies: replyCursors(k, h) };
 }
 
-/** Forget a job: its checkpoint, bitmap, failures and reply stream. */
+/** Forget a job: its checkpoint, bitmap, failures and reply streams. */
 export async function forgetJob(redis: Redis, k: JobKeys): Promise<void> {
-  await redis.del(k.reply, k.job, k.answered, k.failed, k.legacySubmitted);
+  const streams = replyCursors(k, await redis.hgetall(k.job)).keys();
+  await redis.del(k.legacyReply, ...streams, k.job, k.answered, k.failed, k.legacySubmitted);
 }
 
 /** Reads the answered bitmap forward in slices, so a 10M-page job is never held whole. */

@@ -82,7 +82,7 @@ async function runDemo(
   const conn = await openCliConnection(config, 'streambed-demo');
   const { client } = conn;
   const worker = startWorker(config);
-  const replyTo = client.keys.privateReply(`demo-${process.pid}`);
+  const replyTo = client.keys.sourceReply('demo', `demo-${process.pid}`);
   try {
     await worker.started;
     const dim = worker.models.get('demo')?.dim;

@@ -27,7 +27,7 @@ export function submitCommand(): Command {
     .option('--jsonl <path...>', 'JSONL files of {id, source?, text|texts, meta?}', [])
     .option(
       '--reply-to <stream>',
-      'result stream, matching REPLY_TO_PATTERN (default: sb:results, or a private one with --wait, deleted at the end)',
+      'result stream, matching REPLY_TO_PATTERN (default: sb:results, or with --wait a private one under each source, sb:reply:{source}/cli-…, deleted at the end)',
     )
     .addOption(
       new Option('--lane <lane>', 'interactive or bulk')
@@ -66,36 +66,43 @@ export function submitCommand(): Command {
     const conn = await openCliConnection(config, 'streambed-submit');
     const { client, redis } = conn;
     const givenReplyTo = o.replyTo as string | undefined;
-    // A private stream of this run only: deleted when the run ends, whatever happens.
-    const privateReply =
-      !givenReplyTo && o.wait ? client.keys.privateReply(`cli-${randomUUID()}`) : undefined;
-    const replyTo = givenReplyTo ?? privateReply;
+    const sources = [...new Set(pages.map((p) => p.source))];
+    // Private streams of this run only, one under each source (what the fleet's
+    // default REPLY_TO_PATTERN allows): deleted when the run ends, whatever happens.
+    const run = `cli-${randomUUID()}`;
+    const privateReplies =
+      !givenReplyTo && o.wait ? sources.map((s) => client.keys.sourceReply(s, run)) : [];
+    const replyTo =
+      givenReplyTo ??
+      (privateReplies.length > 0 ? (s: string) => client.keys.sourceReply(s, run) : undefined);
+    const replyStreams = givenReplyTo ? [givenReplyTo] : privateReplies;
     const startedAt = Date.now();
-    // Ctrl-C while waiting: the private stream goes too, not only on a normal end.
-    if (privateReply)
+    // Ctrl-C while waiting: the private streams go too, not only on a normal end.
+    if (privateReplies.length > 0)
       process.once('SIGINT', () => {
-        void redis.del(privateReply).finally(() => process.exit(130));
+        void redis.del(...privateReplies).finally(() => process.exit(130));
       });
     try {
       if (givenReplyTo !== undefined)
-        checkReplyTo(givenReplyTo, config.replyToPattern ?? client.keys.defaultReplyPattern(), [
-          ...new Set(pages.map((p) => p.source)),
-        ]);
+        checkReplyTo(
+          givenReplyTo,
+          config.replyToPattern ?? client.keys.defaultReplyPattern(),
+          sources,
+        );
       await warnUnlessServed(conn, model, Boolean(o.force));
       const ids = await client.submit(pages, { model, lane, ...(replyTo && { replyTo }) });
+      const resultsAt = replyStreams[0] ?? client.keys.results();
       console.error(
         `submitted ${ids.length} entries to ${[...new Set(pages.map((p) => client.requestStream(p, model, lane)))].join(', ')}; ` +
-          `results go to ${replyTo ?? client.keys.results()}` +
-          (o.wait
-            ? ''
-            : ` (read them with: redis-cli XRANGE ${replyTo ?? client.keys.results()} - +)`),
+          `results go to ${replyStreams.join(', ') || resultsAt}` +
+          (o.wait ? '' : ` (read them with: redis-cli XRANGE ${resultsAt} - +)`),
       );
       if (!o.wait) {
         ids.forEach((rid, i) => console.log(`${rid}\t${pages[i]?.source}/${pages[i]?.id}`));
         return;
       }
       const bar = new ProgressBar({ total: ids.length, intervalMs: Number(o.progressMs) }).start();
-      const summary = await waitForResults(client, replyTo as string, new Set(ids), {
+      const summary = await waitForResults(client, replyStreams, new Set(ids), {
         timeoutMs: Number(o.timeoutMs),
         startedAt,
         onResult: (r) => {
@@ -107,7 +114,7 @@ export function submitCommand(): Command {
       if (Object.keys(summary.errors).length > 0) process.exitCode = 1;
     } finally {
       // Best effort: with Redis gone the reason is already on its way to the user.
-      if (privateReply) await redis.del(privateReply).catch(() => undefined);
+      if (privateReplies.length > 0) await redis.del(...privateReplies).catch(() => undefined);
       await conn.close();
     }
   });

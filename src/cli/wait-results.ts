@@ -15,7 +15,7 @@ export interface Summary {
 
 export async function waitForResults(
   client: StreambedClient,
-  replyTo: string,
+  replyTo: string | readonly string[],
   rids: Set<string>,
   opts: { timeoutMs: number; startedAt: number; onResult?: (r: EmbedResult, done: number) => void },
 ): Promise<Summary> {

@@ -35,8 +35,12 @@ export interface SubmitOptions {
   model: string;
   /** `bulk`: each page goes to its source's bulk stream and is served fairly among sources. */
   lane?: Lane;
-  /** Result stream; must match the fleet's allowed pattern (default `sb:reply:*`). */
-  replyTo?: string;
+  /**
+   * Result stream; must match the fleet's REPLY_TO_PATTERN: by default one
+   * under the pages' source, `sb:reply:{source}/{name}` (`keys.sourceReply`).
+   * A function names one per source, for pages of several sources.
+   */
+  replyTo?: string | ((source: string) => string);
   /**
    * A Redis SET to add each page's `pageKey()` to in the same transaction as
    * its XADD, so a resumable job knows exactly what it has submitted.
@@ -62,6 +66,8 @@ export interface SubmitOptions {
 const SOURCE_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Pages per MULTI on the bulk lane: bounds how long one transaction holds Redis. */
 const BULK_CHUNK = 1000;
+/** Reply readers (one connection each) kept while none of their calls is waiting. */
+const MAX_IDLE_READERS = 8;
 
 /** A page's identity in a submitted set: `source/id` (source names have no '/'). */
 export function pageKey(page: { source: string; id: string }): string {
@@ -81,8 +87,8 @@ export class StreambedClient {
   private readonly redis: Redis;
   private readonly owned: boolean;
   private readonly backlog: Backlog;
-  private replies: ReplyReader | undefined;
-  private readonly clientId = randomUUID();
+  /** `embed()`'s private reply streams, one per source (the fleet answers each source only under its name). */
+  private readonly replies = new Map<string, ReplyReader>();
 
   constructor(options: ClientOptions) {
     const target = isTarget(options.redis) ? options.redis : undefined;
@@ -187,17 +193,15 @@ export class StreambedClient {
     await this.redis.hset(this.keys.bulkWeights(model), source, String(weight));
   }
 
-  /** Embed texts and wait for their vectors, through a private reply stream. */
+  /**
+   * Embed texts and wait for their vectors, through a private reply stream
+   * under the source (`{p}:reply:{source}/{uuid}`), which both the
+   * source-bound default REPLY_TO_PATTERN and the open `sb:reply:*` allow.
+   */
   async embed(texts: readonly string[], options: EmbedOptions): Promise<Float32Array[]> {
-    const replies = (this.replies ??= new ReplyReader(
-      this.redis,
-      this.keys.privateReply(this.clientId),
-    ));
-    const pages = texts.map((text) => ({
-      id: randomUUID(),
-      source: options.source ?? 'sdk',
-      text,
-    }));
+    const source = options.source ?? 'sdk';
+    const replies = this.replyReader(source);
+    const pages = texts.map((text) => ({ id: randomUUID(), source, text }));
     const waits = pages.map((p) => replies.expect(p.id, options.timeoutMs ?? 30_000));
     await this.submit(pages, {
       model: options.model,
@@ -211,16 +215,40 @@ export class StreambedClient {
     });
   }
 
-  /** Decoded results from a reply stream, oldest first, waiting for more at the end. */
+  private replyReader(source: string): ReplyReader {
+    const known = this.replies.get(source);
+    if (known) return known;
+    if (!SOURCE_NAME.test(source))
+      throw new StreambedError('invalid', 'source must be 1-128 chars of [A-Za-z0-9._:-]');
+    // A name of its own per reader: one closed below never deletes a successor's stream.
+    const reader = new ReplyReader(this.redis, this.keys.sourceReply(source, randomUUID()));
+    this.replies.set(source, reader);
+    // Each reader holds a connection: a client that goes through many sources
+    // (`streambed search` makes one per query) keeps only the last few idle ones.
+    for (const [s, r] of this.replies) {
+      if (this.replies.size <= MAX_IDLE_READERS) break;
+      if (r === reader || !r.idle) continue;
+      this.replies.delete(s);
+      void r.close().catch(() => undefined);
+    }
+    return reader;
+  }
+
+  /**
+   * Decoded results from a reply stream (or several, read together: oldest
+   * first within each), waiting for more at the end.
+   */
   async *results(
-    replyTo: string,
+    replyTo: string | readonly string[],
     options: { from?: string; blockMs?: number; signal?: AbortSignal } = {},
   ): AsyncGenerator<EmbedResult> {
     const reader = this.redis.duplicate();
     // A duplicate has no listeners: without one ioredis prints every failed
     // reconnect. The XREAD below rejects when the connection is gone.
     reader.on('error', () => undefined);
-    let last = options.from ?? '0';
+    const last = new Map<string, string>(
+      (typeof replyTo === 'string' ? [replyTo] : replyTo).map((s) => [s, options.from ?? '0']),
+    );
     try {
       while (!options.signal?.aborted) {
         const reply = (await reader.callBuffer(
@@ -230,13 +258,13 @@ export class StreambedClient {
           'BLOCK',
           String(options.blockMs ?? 1000),
           'STREAMS',
-          replyTo,
-          last,
+          ...last.keys(),
+          ...last.values(),
         )) as Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
-        for (const [, entries] of reply ?? []) {
+        for (const [stream, entries] of reply ?? []) {
           for (const [id, fields] of entries) {
-            last = id.toString();
-            yield decodeResult(last, fields);
+            last.set(stream.toString(), id.toString());
+            yield decodeResult(id.toString(), fields);
           }
         }
       }
@@ -246,7 +274,8 @@ export class StreambedClient {
   }
 
   async close(): Promise<void> {
-    await this.replies?.close();
+    await Promise.all([...this.replies.values()].map((r) => r.close()));
+    this.replies.clear();
     if (this.owned) await this.redis.quit();
   }
 }
@@ -261,7 +290,9 @@ function envelopeOf(page: Page, o: SubmitOptions): Record<string, unknown> {
     id: page.id,
     source: page.source,
     ...(page.texts !== undefined ? { texts: page.texts } : { text: page.text }),
-    ...(o.replyTo !== undefined && { reply_to: o.replyTo }),
+    ...(o.replyTo !== undefined && {
+      reply_to: typeof o.replyTo === 'string' ? o.replyTo : o.replyTo(page.source),
+    }),
     ...(page.meta !== undefined && { meta: page.meta }),
     ...(page.deadlineMs !== undefined && { deadline_ms: page.deadlineMs }),
     ...(o.reply === 'status' && { reply: 'status' }),

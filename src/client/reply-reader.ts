@@ -31,6 +31,11 @@ export class ReplyReader {
     this.conn.on('error', () => undefined);
   }
 
+  /** No call is waiting for a result: closing loses nothing. */
+  get idle(): boolean {
+    return this.waiting.size === 0;
+  }
+
   expect(id: string, timeoutMs: number): Promise<EmbedResult> {
     const p = new Promise<EmbedResult>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -8,7 +8,7 @@ import { unpack } from 'msgpackr';
 import { z } from 'zod';
 
 import type { ResultErrorCode } from '../errors.js';
-import { SOURCE_NAME } from '../keys.js';
+import { SOURCE_NAME, SOURCE_PLACEHOLDER } from '../keys.js';
 import { MIN_CHUNK_WINDOW } from '../models/chunk-options.js';
 import type { Envelope } from '../types.js';
 import { globMatcher } from './glob.js';
@@ -19,7 +19,7 @@ export interface EnvelopeLimits {
   maxEnvelopeBytes: number;
   maxMetaBytes: number;
   maxChunks: number;
-  /** Glob that `reply_to` must match, e.g. `sb:reply:*`. */
+  /** Glob that `reply_to` must match, e.g. `sb:reply:{source}/*` (`{source}`: the envelope's). */
   replyToPattern: string;
 }
 
@@ -78,9 +78,6 @@ export function envelopeDecoder(limits: EnvelopeLimits) {
   const replyAllowed = replyMatcher(limits.replyToPattern);
   return (fields: Buffer[]): DecodeOutcome => decodeEntry(fields, limits, replyAllowed);
 }
-
-/** Where `{source}` stands in REPLY_TO_PATTERN, the envelope's own source goes. */
-export const SOURCE_PLACEHOLDER = '{source}';
 
 /**
  * `reply_to` allow check. A pattern with `{source}` (e.g. `sb:reply:{source}/*`)

@@ -5,6 +5,7 @@
 import os from 'node:os';
 
 import { StreambedError } from '../errors.js';
+import { SOURCE_PLACEHOLDER } from '../keys.js';
 import { type Config, flagAttribute, type SettingKey, SETTINGS } from './settings.js';
 
 export type { Config } from './settings.js';
@@ -43,6 +44,12 @@ export function loadSettings<K extends SettingKey>(
     throw new StreambedError('config', `invalid configuration: ${problems.join('; ')}`);
   }
   if (out.redisCluster === true) clusterLayout(out);
+  if (typeof out.keyPrefix === 'string' && out.keyPrefix.includes(SOURCE_PLACEHOLDER))
+    // The default reply pattern would bind the prefix itself to each envelope's source.
+    throw new StreambedError(
+      'config',
+      `invalid configuration: KEY_PREFIX=${JSON.stringify(out.keyPrefix)}: "${SOURCE_PLACEHOLDER}" is the reply pattern's placeholder for the source`,
+    );
   return out as Pick<Config, K>;
 }
 

@@ -221,7 +221,7 @@ export const SETTINGS = {
     'REPLY_TO_PATTERN',
     z.string().min(1).optional(),
     undefined,
-    "Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:*`. `{source}` stands for the envelope's source: `sb:reply:{source}/*` lets each source be answered only into its own streams (docs/acl.md).",
+    "Glob that `reply_to` must match; default `{KEY_PREFIX}:reply:{source}/*`, where `{source}` stands for the envelope's source, so each source is answered only into its own streams (docs/acl.md). `sb:reply:*` is the earlier default, for producers that still name other streams (docs/operations.md, migration).",
   ),
   resultsMaxLen: setting(
     'RESULTS_MAXLEN',

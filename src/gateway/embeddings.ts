@@ -59,7 +59,7 @@ export async function embed(
     const rids = await withDeadline(
       deps.client.submit(
         inputs.map((text, i) => ({ id: ids[i] as string, source, text, deadlineMs })),
-        { model, lane, replyTo: deps.router.stream },
+        { model, lane, replyTo: deps.router.streamFor(source) },
       ),
       deps.timeoutMs,
     );

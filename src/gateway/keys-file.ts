@@ -68,6 +68,11 @@ export class KeyRing {
     return this.entries.length;
   }
 
+  /** The sources the keys map to (each gets its own reply stream). */
+  get sources(): string[] {
+    return [...new Set(this.entries.map((e) => e.key.source))];
+  }
+
   /**
    * The key's entry, or undefined. Every stored digest is compared (no early
    * exit), each with timingSafeEqual, so timing says nothing about which
@@ -108,6 +113,10 @@ export class KeysFile {
 
   get size(): number {
     return this.ring.size;
+  }
+
+  get sources(): string[] {
+    return this.ring.sources;
   }
 
   find(presented: string): ApiKey | undefined {

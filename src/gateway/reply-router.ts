@@ -1,6 +1,8 @@
 /**
- * The gateway's one reply stream: a single blocking XREAD loop hands each
- * result to the HTTP request waiting for it.
+ * The gateway's reply streams, one per source it serves (the fleet answers
+ * each envelope only under its own source: `{p}:reply:{source}/gateway-{name}`),
+ * all read by a single blocking XREAD loop that hands each result to the
+ * HTTP request waiting for it.
  *
  * Matching: a request registers its envelope ids (random, unique) before
  * the XADD, and binds each to its request entry id (`rid`) once the XADD
@@ -11,13 +13,17 @@
  * its request gives up, so a request is answered at most once, and a late
  * or repeated result finds no slot and is dropped.
  *
+ * Sources: those known at start (the keys file's) are read from the first
+ * XREAD; one seen later joins the read set at once, and is read from the
+ * next XREAD on (within its BLOCK time, 500 ms).
+ *
  * Growth: entries are trimmed as soon as they are read (XTRIM MINID, we are
- * the only reader) and the stream expires an hour after the last read, so a
+ * the only reader) and each stream expires an hour after its last read, so a
  * gateway that dies leaves nothing behind for long.
  */
 import type { Redis } from 'ioredis';
 
-import { readAfterOrPause } from '../client/tail-stream.js';
+import { readStreamsOrPause } from '../client/tail-stream.js';
 import { decodeResult } from '../codec/result.js';
 import { StreambedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -44,7 +50,10 @@ export class ReplyRouter {
   private readonly slots = new Map<string, Slot>();
   private closed = false;
   private loop: Promise<void> | undefined;
-  private last = '0';
+  /** Reply stream -> the last id read from it. */
+  private readonly last = new Map<string, string>();
+  /** Streams read since their last trim, with the id to trim up to. */
+  private readonly untrimmed = new Map<string, string>();
   private trimming: Promise<unknown> | undefined;
   /** Results that matched no waiting request (late after a timeout, or duplicates). */
   strays = 0;
@@ -52,20 +61,40 @@ export class ReplyRouter {
   constructor(
     private readonly redis: Redis,
     private readonly conn: Redis,
-    readonly stream: string,
+    /** This process's reply stream for a source. */
+    private readonly streamOf: (source: string) => string,
     private readonly log: Logger,
   ) {}
 
   /**
-   * Start reading. The stream is this process's own: anything in it is from
-   * a previous life. Not awaited by the caller, so a gateway started while
-   * Redis is away serves /healthz (and 503s) until it is back.
+   * Start reading, the given sources' streams at once. The streams are this
+   * process's own: anything in them is from a previous life. Not awaited by
+   * the caller, so a gateway started while Redis is away serves /healthz (and
+   * 503s) until it is back.
    */
-  start(): void {
-    this.loop = this.redis.del(this.stream).then(
+  start(sources: readonly string[]): void {
+    const streams = sources.map((s) => this.streamFor(s));
+    const reset = streams.length > 0 ? this.redis.del(...streams) : Promise.resolve();
+    this.loop = reset.then(
       () => this.run(),
-      (err: Error) => this.log.error({ err: err.message }, 'gateway reply stream not reset'),
+      (err: Error) => this.log.error({ err: err.message }, 'gateway reply streams not reset'),
     );
+  }
+
+  /**
+   * The reply stream for a source's envelopes, read from now on. A stream
+   * first seen after start is read from its beginning: anything left in it
+   * by a previous life matches no slot (ids are random) and is dropped.
+   */
+  streamFor(source: string): string {
+    const stream = this.streamOf(source);
+    if (!this.last.has(stream)) this.last.set(stream, '0');
+    return stream;
+  }
+
+  /** Every reply stream read, in the order first seen. */
+  get streams(): string[] {
+    return [...this.last.keys()];
   }
 
   get waiting(): number {
@@ -125,40 +154,48 @@ export class ReplyRouter {
 
   private async run(): Promise<void> {
     while (!this.closed) {
+      if (this.last.size === 0) {
+        // No source yet (a gateway with keys always has some): look again shortly.
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
       // During an outage ioredis reconnects; waiting requests time out on their own meanwhile.
-      const entries = await readAfterOrPause(this.conn, this.stream, this.last, (err) => {
+      const read = await readStreamsOrPause(this.conn, this.last, (err) => {
         if (!this.closed) this.log.warn({ err: err.message }, 'gateway reply read failed');
       });
-      for (const [id, fields] of entries) {
-        this.last = id;
-        const r = decodeResult(id, fields);
-        const slot = this.slots.get(r.id);
-        if (slot) this.offer(slot, r);
-        else this.strays++;
+      for (const [stream, entries] of read) {
+        for (const [id, fields] of entries) {
+          this.last.set(stream, id);
+          this.untrimmed.set(stream, id);
+          const r = decodeResult(id, fields);
+          const slot = this.slots.get(r.id);
+          if (slot) this.offer(slot, r);
+          else this.strays++;
+        }
       }
-      if (entries.length > 0) this.trim();
+      if (read.size > 0) this.trim();
     }
     await this.trimming;
   }
 
   /**
    * Not awaited by the loop: the next read need not wait a round trip for
-   * housekeeping. One trim at a time; when it ends, one more if reading went
-   * on meanwhile, so the stream is trimmed up to the last read even when
-   * traffic stops.
+   * housekeeping. One trim at a time (of every stream read since the last);
+   * when it ends, one more if reading went on meanwhile, so each stream is
+   * trimmed up to its last read even when traffic stops.
    */
   private trim(): void {
-    if (this.trimming) return;
-    const upTo = this.last;
-    this.trimming = this.redis
-      .multi()
-      .xtrim(this.stream, 'MINID', upTo)
-      .expire(this.stream, EXPIRE_S)
+    if (this.trimming || this.untrimmed.size === 0) return;
+    const tx = this.redis.multi();
+    for (const [stream, upTo] of this.untrimmed)
+      tx.xtrim(stream, 'MINID', upTo).expire(stream, EXPIRE_S);
+    this.untrimmed.clear();
+    this.trimming = tx
       .exec()
       .catch((err: Error) => this.log.warn({ err: err.message }, 'reply stream trim failed'))
       .finally(() => {
         this.trimming = undefined;
-        if (this.last !== upTo && !this.closed) this.trim();
+        if (!this.closed) this.trim();
       });
   }
 
@@ -169,6 +206,7 @@ export class ReplyRouter {
     const briefly = (p: Promise<unknown> | undefined) =>
       Promise.race([p, new Promise((r) => setTimeout(r, 1_000).unref())]);
     await briefly(this.loop);
-    await briefly(this.redis.del(this.stream).catch(() => undefined));
+    if (this.last.size > 0)
+      await briefly(this.redis.del(...this.last.keys()).catch(() => undefined));
   }
 }

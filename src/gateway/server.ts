@@ -45,7 +45,8 @@ export type GatewayConfig = Pick<
 
 export interface Gateway {
   readonly port: number;
-  readonly replyStream: string;
+  /** Its reply streams so far, one per source served. */
+  readonly replyStreams: readonly string[];
   /** Drain and close; resolves true when every request in flight was answered in time. */
   stop(): Promise<boolean>;
 }
@@ -71,8 +72,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const redis = connect('cmd');
   const reader = connect('reply');
   const keys = buildKeys(config.keyPrefix, config.group);
-  const router = new ReplyRouter(redis, reader, keys.gatewayReply(name), log);
-  router.start();
+  const router = new ReplyRouter(redis, reader, (source) => keys.gatewayReply(source, name), log);
+  router.start([...(keyRing?.sources ?? []), ...(keyRing ? [] : [config.gatewaySource])]);
   const client = new StreambedClient({
     redis,
     prefix: config.keyPrefix,
@@ -123,11 +124,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     },
   );
   const port = boundPort(server);
-  log.info({ port, replyStream: router.stream }, 'gateway listening');
+  log.info({ port, replyStreams: router.streams }, 'gateway listening');
 
   return {
     port,
-    replyStream: router.stream,
+    get replyStreams() {
+      return router.streams;
+    },
     async stop() {
       draining = true;
       server.close();

@@ -10,7 +10,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 
 import { type Keys, type Lane, PLAIN_BULK_MEMBER } from '../keys.js';
 import { MODEL_NAME } from '../models/table.js';
-import { discoverJobs, FailureTally, type JobSample, queueJob } from './jobs.js';
+import { discoverJobs, FailureTally, jobReplyStreams, type JobSample, queueJob } from './jobs.js';
 import {
   type ConsumerRecord,
   type Parser,
@@ -86,6 +86,7 @@ export async function gatherSample(redis: Redis, o: GatherOptions): Promise<Samp
     o.sources ? [...o.sources] : discoverSources(redis, o.keys),
     o.jobs ? [...o.jobs] : discoverJobs(redis, o.keys),
   ]);
+  const jobStreams = await jobReplyStreams(redis, o.keys, jobs);
   const p = redis.pipeline();
   const time = queueServerTime(p);
   const plans = [...models].map(([model, bulkSources]) => ({
@@ -107,7 +108,7 @@ export async function gatherSample(redis: Redis, o: GatherOptions): Promise<Samp
     source,
     read: queueProgress(p, o.keys.progress(source)),
   }));
-  const jobReads = jobs.map((job) => queueJob(p, o.keys, job));
+  const jobReads = jobs.map((job, i) => queueJob(p, o.keys, job, jobStreams[i] ?? []));
   const replies = (await p.exec()) ?? [];
 
   const sample: Sample = {

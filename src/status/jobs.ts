@@ -1,13 +1,15 @@
 /**
  * Reads of `streambed backfill` jobs for status. A job is its checkpoint hash
- * and its reply stream (docs/design.md, "Backfill"), so its numbers come from
- * those alone: submitted = the checkpoint's count, answered = the reply stream's
- * `entries-added` (every answer ever written, trimmed ones included), failed
+ * and its reply streams, one per source (docs/design.md, "Backfill"), so its
+ * numbers come from those alone: submitted = the checkpoint's count, answered
+ * = the reply streams' `entries-added` (every answer ever written, trimmed
+ * ones included), failed
  * = answers with `status=error`, counted by a short script so vectors never
  * leave Redis, and only over answers not counted by an earlier sample.
  */
 import type { ChainableCommander, Redis } from 'ioredis';
 
+import { jobKeys, replyCursors } from '../backfill/state.js';
 import type { Keys } from '../keys.js';
 import { idTimeMs, type Parser, queueHashNumber, queueStreamInfo } from './redis-reads.js';
 import { scanKeys } from './scan.js';
@@ -16,11 +18,11 @@ export interface JobSample {
   job: string;
   /** Pages the job has submitted (its checkpoint). */
   submitted: number;
-  /** Answers on its reply stream, ever (a DLQ replay adds one more for its page). */
+  /** Answers on its reply streams, ever (a DLQ replay adds one more for its page). */
   answered: number;
   /** Of those, error answers (dead-lettered pages); not counted once trimmed away unseen. */
   failed: number;
-  /** When the request of the reply stream's first answer was added (its `rid`'s time). */
+  /** When the request of the reply streams' first answer was added (its `rid`'s time). */
   firstRequestMs: number | null;
   /** When the last answer was written (its entry id's time). */
   lastAnswerMs: number | null;
@@ -37,39 +39,81 @@ export async function discoverJobs(redis: Redis, keys: Keys): Promise<string[]> 
     .sort();
 }
 
-/** A job's read before its failures are counted. */
-export interface JobRead extends Omit<JobSample, 'failed'> {
-  stream: string;
-  /** Dead-lettered pages the job's runner recorded (its failed hash). */
-  recordedFailed: number;
-  /** The reply stream's first entry id, or null. */
-  firstId: string | null;
+/** A job's reply streams (one per source, and an earlier streambed's one), from its hash. */
+export async function jobReplyStreams(
+  redis: Redis,
+  keys: Keys,
+  jobs: readonly string[],
+): Promise<string[][]> {
+  const p = redis.pipeline();
+  for (const job of jobs) p.hgetall(keys.backfillJob(job));
+  const hashes = (await p.exec()) ?? [];
+  return jobs.map((job, i) => {
+    const [err, h] = hashes[i] ?? [];
+    return err ? [] : [...replyCursors(jobKeys(keys, job), h as Record<string, string>).keys()];
+  });
 }
 
-export function queueJob(p: ChainableCommander, keys: Keys, job: string): Parser<JobRead> {
-  const stream = keys.backfillReply(job);
+/** What one reply stream of a job holds, for the failure tally. */
+export interface ReplyRead {
+  stream: string;
+  /** The stream's first entry id, or null. */
+  firstId: string | null;
+  /** Entries ever added to it. */
+  added: number;
+}
+
+/** A job's read before its failures are counted. */
+export interface JobRead extends Omit<JobSample, 'failed'> {
+  replies: ReplyRead[];
+  /** Dead-lettered pages the job's runner recorded (its failed hash). */
+  recordedFailed: number;
+}
+
+export function queueJob(
+  p: ChainableCommander,
+  keys: Keys,
+  job: string,
+  streams: readonly string[],
+): Parser<JobRead> {
   const submitted = queueHashNumber(p, keys.backfillJob(job), 'submitted');
-  const info = queueStreamInfo(p, stream);
-  // The job's own record: it outlives the reply stream (trimmed when status-only, or expired).
+  const infos = streams.map((stream) => queueStreamInfo(p, stream));
+  // The job's own record: it outlives the reply streams (trimmed when status-only, or expired).
   const bits = p.length;
   p.bitcount(keys.backfillAnswered(job));
   p.hlen(keys.backfillFailed(job));
   p.hget(keys.backfillJob(job), 'started_ms');
   return (replies) => {
-    const i = info(replies);
-    const rid = i?.firstEntry?.fields.rid;
-    // The record's start when it has one: a status-only job's stream keeps only its last answers.
+    const read = infos.map((info) => info(replies));
+    const times = (pick: (i: NonNullable<(typeof read)[number]>) => number | null) =>
+      read.flatMap((i) => {
+        const t = i ? pick(i) : null;
+        return t === null ? [] : [t];
+      });
+    // The record's start when it has one: a status-only job's streams keep only their last answers.
     const started = replies[bits + 2]?.[1];
-    const streamStart = rid ? idTimeMs(rid) : i?.firstEntry ? idTimeMs(i.firstEntry.id) : null;
+    const streamStarts = times((i) => {
+      const rid = i.firstEntry?.fields.rid;
+      return rid ? idTimeMs(rid) : i.firstEntry ? idTimeMs(i.firstEntry.id) : null;
+    });
+    const lastAnswers = times((i) => (i.lastEntry ? idTimeMs(i.lastEntry.id) : null));
+    const added = read.reduce((n, i) => n + (i?.entriesAdded ?? 0), 0);
     return {
       job,
-      stream,
-      firstId: i?.firstEntry?.id ?? null,
+      replies: streams.map((stream, at) => ({
+        stream,
+        firstId: read[at]?.firstEntry?.id ?? null,
+        added: read[at]?.entriesAdded ?? 0,
+      })),
       submitted: submitted(replies),
-      answered: Math.max(i?.entriesAdded ?? 0, Number(replies[bits]?.[1] ?? 0)),
+      answered: Math.max(added, Number(replies[bits]?.[1] ?? 0)),
       recordedFailed: Number(replies[bits + 1]?.[1] ?? 0),
-      firstRequestMs: started ? Number(started) : streamStart,
-      lastAnswerMs: i?.lastEntry ? idTimeMs(i.lastEntry.id) : null,
+      firstRequestMs: started
+        ? Number(started)
+        : streamStarts.length
+          ? Math.min(...streamStarts)
+          : null,
+      lastAnswerMs: lastAnswers.length ? Math.max(...lastAnswers) : null,
     };
   };
 }
@@ -117,17 +161,23 @@ export class FailureTally {
   private readonly seen = new Map<string, { after: string; read: number; failed: number }>();
 
   async complete(redis: Redis, job: JobRead): Promise<JobSample> {
-    const { stream, firstId, recordedFailed, ...rest } = job;
-    let t = this.seen.get(stream);
+    const { replies, recordedFailed, ...rest } = job;
+    let failed = 0;
+    for (const r of replies) failed += await this.tally(redis, r);
+    return { ...rest, failed: Math.max(failed, recordedFailed) };
+  }
+
+  private async tally(redis: Redis, r: ReplyRead): Promise<number> {
+    let t = this.seen.get(r.stream);
     const restarted =
-      t && (job.answered < t.read || (firstId !== null && newerId(firstId, t.after)));
+      t && (r.added < t.read || (r.firstId !== null && newerId(r.firstId, t.after)));
     if (!t || restarted) t = { after: '0-0', read: 0, failed: 0 };
-    if (job.answered > 0) {
+    if (r.added > 0) {
       if (!('countErrors' in redis))
         redis.defineCommand('countErrors', { numberOfKeys: 1, lua: COUNT_ERRORS_LUA });
       for (;;) {
         const [last, read, failed] = await (redis as unknown as WithCountErrors).countErrors(
-          stream,
+          r.stream,
           t.after,
           CHUNK,
         );
@@ -135,8 +185,8 @@ export class FailureTally {
         if (Number(read) < CHUNK) break;
       }
     }
-    this.seen.set(stream, t);
-    return { ...rest, failed: Math.max(t.failed, recordedFailed) };
+    this.seen.set(r.stream, t);
+    return t.failed;
   }
 }
 
