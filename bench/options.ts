@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 export const CORPORA = ['short', 'long', 'mixed'] as const;
 export type CorpusName = (typeof CORPORA)[number];
 
-export const CASES = ['a', 'b', 'c', 'd', 'e'] as const;
+export const CASES = ['a', 'b', 'c', 'd', 'e', 'f'] as const;
 export type CaseName = (typeof CASES)[number];
 
 export type BullmqMode = 'inline' | 'sandboxed';
@@ -32,7 +32,7 @@ export interface BenchOptions {
   writeMarkdown: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--dtype q8|fp32] [--cases a,b,c,d,e]
+const USAGE = `usage: npm run bench -- [--quick] [--dtype q8|fp32] [--cases a,b,c,d,e,f]
   [--corpora short,long,mixed] [--rounds N] [--scale X] [--bullmq inline|sandboxed]
   [--seed N] [--redis-url URL] [--model-dir DIR] [--out NAME] [--no-markdown]`;
 

@@ -114,6 +114,8 @@ export function summarise(input: SummariseInput): BenchReport {
     const es = byCase['e:streambed']?.perSecond;
     const eb = byCase['e:bullmq']?.perSecond;
     if (es !== undefined && eb) r['e streambed/BullMQ'] = ratio(es / eb, '>= 3', es / eb >= 3);
+    const f = byCase.f?.perSecond;
+    if (es !== undefined && f) r['e streambed/f'] = ratio(es / f, '>= 0.5', es / f >= 0.5);
     // CPU time per text: how much work each side spends, whatever else ran on the machine.
     const cpuOf = (id: string | undefined) => (id ? byCase[id]?.cpuMsPerText : undefined);
     const aCpu = cpuOf(limit[corpus]?.layout);
@@ -123,6 +125,8 @@ export function summarise(input: SummariseInput): BenchReport {
     const ebCpu = cpuOf('e:bullmq');
     if (esCpu && ebCpu)
       r['e BullMQ/streambed CPU ms per entry'] = { value: round(ebCpu / esCpu, 2) };
+    const fCpu = cpuOf('f');
+    if (esCpu && fCpu) r['f/e streambed CPU ms per entry'] = { value: round(fCpu / esCpu, 2) };
     ratios[corpus] = r;
   }
   const other = records.flatMap((r) => (r.otherCores !== undefined ? [r.otherCores] : []));

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 import { Redis } from 'ioredis';
 
+import { BatchConsumerCase } from './cases/batch-consumer.js';
 import { BullmqCase } from './cases/bullmq.js';
 import { ComputeLimitCase, PACKINGS } from './cases/compute-limit.js';
 import { NaiveCase } from './cases/naive.js';
@@ -93,6 +94,8 @@ async function main(): Promise<void> {
       new BullmqCase(redis, opts.redisUrl, `${runId}-eb`, 'noop', BULLMQ_NOOP_CONCURRENCY, embed),
     );
   }
+  if (opts.cases.includes('f'))
+    drivers.push(new BatchConsumerCase(redis, opts.redisUrl, `${runId}-f`));
 
   // Ctrl-C or SIGTERM: stop every case process (the streambed workers are not our forks) first.
   const onSignal = (signal: string) => {
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
       for (const [k, corpus] of corpora.entries()) {
         const order = (r + k) % 2 === 0 ? drivers : [...drivers].reverse();
         for (const [position, d] of order.entries()) {
-          const input = d.id.startsWith('e:') ? noopCorpus(corpus, opts.quick, opts.scale) : corpus;
+          const input = NOOP_CASES.test(d.id) ? noopCorpus(corpus, opts.quick, opts.scale) : corpus;
           const rec = await measureSettled(
             retry,
             d,
@@ -175,8 +178,11 @@ async function main(): Promise<void> {
   if (opts.writeMarkdown) log(`wrote ${await writeMarkdown(report)}`);
 }
 
+/** Cases that move entries through no model (e, f): they get the repeated corpus. */
+const NOOP_CASES = /^(e:|f$)/;
+
 /**
- * Case e moves entries through a no-op core, thousands per second: it gets
+ * Cases e and f move entries through a no-op core, thousands per second: it gets
  * the corpus's texts repeated to a size that takes seconds, not milliseconds.
  */
 function noopCorpus(corpus: Corpus, quick: boolean, scale: number): Corpus {

@@ -146,8 +146,9 @@ describe('fence accounting', () => {
         const proxy = proxies.at(-1) as LossyProxy;
         for (let i = 0; i < KILLS; i++) {
           await reached(results, ((i + 1) * TOTAL) / (KILLS + 2));
-          // The publish script's arguments carry each answer's `rid` field.
-          await proxy.loseReplyTo('\r\nrid\r\n');
+          // The publish script's packed records carry each answer's `rid` field name
+          // (a msgpack fixstr: 0xa3, then the bytes).
+          await proxy.loseReplyTo(Buffer.from([0xa3, ...Buffer.from('rid')]));
         }
         return `${KILLS} result-write replies lost`;
       },

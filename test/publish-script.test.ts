@@ -121,6 +121,37 @@ describe('publish-and-ack', () => {
     expect(await redis.hget(k.progress('src'), 'failed')).toBe('1');
   });
 
+  it('writes result and DLQ values byte for byte: every byte value, short and long, and UTF-8 text', async () => {
+    const id = await deliver('a');
+    const bytes = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7) & 255));
+    const values = [bytes(5), bytes(200), bytes(1_536), bytes(70_000), 'é😀 ∑ 中文'];
+    const fields = values.flatMap((v, i) => [`f${i}`, v]);
+    const out = `${prefix}:reply:bytes`;
+    const reply = await publish(
+      'a',
+      entry(id, { resultStream: out, resultFields: fields, dlq: { stream: k.dlq('b'), fields } }),
+    );
+    expect(reply[0]).toBe(1);
+    for (const stream of [out, k.dlq('b')]) {
+      const [[, got]] = (await redis.xrangeBuffer(stream, '-', '+')) as [[Buffer, Buffer[]]];
+      expect(got.filter((_, i) => i % 2 === 1)).toEqual(
+        values.map((v) => (typeof v === 'string' ? Buffer.from(v) : v)),
+      );
+    }
+  });
+
+  it('publishes an entry given twice in one call once: the second record replies {2}', async () => {
+    const id = await deliver('a');
+    const out = `${prefix}:reply:twice`;
+    const { replies } = await publishAll('a', [
+      entry(id, { resultStream: out }),
+      entry(id, { resultStream: out }),
+    ]);
+    expect(replies.map((r) => r[0])).toEqual([1, 2]);
+    expect(await redis.xlen(out)).toBe(1);
+    expect(await pendingOwners()).toEqual([]);
+  });
+
   it('reports an unusable result stream (WRONGTYPE) without writing or acking', async () => {
     await redis.set(`${prefix}:reply:str`, 'x');
     const id = await deliver('a');

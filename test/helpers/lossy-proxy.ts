@@ -11,7 +11,7 @@ import net from 'node:net';
 export interface LossyProxy {
   url: string;
   /** Resolves once a reply to a command containing `marker` has been lost. */
-  loseReplyTo(marker: string): Promise<void>;
+  loseReplyTo(marker: string | Buffer): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -53,7 +53,10 @@ export async function lossyProxy(target: { host: string; port: number }): Promis
   return {
     url: `redis://127.0.0.1:${port}`,
     loseReplyTo: (marker) =>
-      new Promise<void>((lost) => (armed = { marker: Buffer.from(marker), lost })),
+      new Promise<void>(
+        (lost) =>
+          (armed = { marker: Buffer.isBuffer(marker) ? marker : Buffer.from(marker), lost }),
+      ),
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));
