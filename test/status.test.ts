@@ -368,7 +368,14 @@ describe('status report', () => {
       sources: [
         {
           source: 'a-source-with-a-very-long-name',
-          progress: { submitted: 250_000, done, failed: 3, deduped: 0, lastDoneMs: atMs - 500 },
+          progress: {
+            submitted: 250_000,
+            done,
+            failed: 3,
+            deduped: 0,
+            replayed: 0,
+            lastDoneMs: atMs - 500,
+          },
         },
       ],
       jobs: [],
@@ -406,7 +413,14 @@ describe('status report', () => {
       sources: [
         {
           source: 's',
-          progress: { submitted: 10, done: 8, failed: 2, deduped: 0, lastDoneMs: atMs },
+          progress: {
+            submitted: 10,
+            done: 8,
+            failed: 2,
+            deduped: 0,
+            replayed: 0,
+            lastDoneMs: atMs,
+          },
         },
       ],
       jobs: [job(answered, failed)],
@@ -431,6 +445,6 @@ describe('status report', () => {
     expect(done.jobs[0]?.state).toBe('done');
     const text = renderText(done);
     expect(text).toMatch(/^j +1000 +1000 +7 +100\.0 +200\.0 +- +9s +done$/m);
-    expect(text).toMatch(/^s +8 +2 +10 +100\.0 +0\.0 +- +0ms +done$/m);
+    expect(text).toMatch(/^s +8 +2 +0 +10 +100\.0 +0\.0 +- +0ms +done$/m);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The progress tables of the text report: per source (lifetime counters)
- * and per backfill job. OK and FAIL are separate columns, and anything
- * finished shows `-` for ETA, never `0ms`.
+ * and per backfill job. OK and FAIL are separate columns (FAIL without the
+ * dead letters replayed since, REPLAY), and anything finished shows `-` for
+ * ETA, never `0ms`.
  */
 import { cut, NAME, rate, row } from './columns.js';
 import { count, duration } from './format.js';
@@ -18,6 +19,7 @@ export function renderProgress(r: StatusReport): string[] {
         ['SOURCE', -NAME],
         ['OK', 8],
         ['FAIL', 6],
+        ['REPLAY', 6],
         ['TOTAL', 8],
         ['%', 6],
         ['RATE/s', 7],
@@ -53,6 +55,7 @@ function sourceRow(s: SourceStatus): string {
     [cut(s.source, NAME), -NAME],
     [count(s.done + s.deduped), 8],
     [count(s.failed), 6],
+    [count(s.replayed), 6],
     [s.submitted > 0 ? count(s.submitted) : '?', 8],
     [pct(s.percent), 6],
     [rate(s.ratePerSec), 7],
