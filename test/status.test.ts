@@ -445,6 +445,13 @@ describe('status report', () => {
     expect(done.jobs[0]?.state).toBe('done');
     const text = renderText(done);
     expect(text).toMatch(/^j +1000 +1000 +7 +100\.0 +200\.0 +- +9s +done$/m);
-    expect(text).toMatch(/^s +8 +2 +0 +10 +100\.0 +0\.0 +- +0ms +done$/m);
+    expect(text).toMatch(/^s +8 +2 +10 +100\.0 +0\.0 +- +0ms +done$/m);
+    expect(text).not.toContain('REPLAY');
+    // Replays add their column (the failures they cured are no longer in FAIL).
+    const replayed = sample(14_000, 1000, 7);
+    Object.assign(replayed.sources[0]!.progress, { failed: 1, done: 9, replayed: 1 });
+    const withReplays = renderText(buildReport(replayed, sample(12_000, 600, 5), ctx));
+    expect(withReplays).toMatch(/^SOURCE +OK +FAIL +REPLAY +TOTAL/m);
+    expect(withReplays).toMatch(/^s +9 +1 +1 +10 +100\.0/m);
   });
 });
