@@ -49,6 +49,10 @@ async function main(): Promise<void> {
       'redis-url': { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
       'no-markdown': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
+      // e.g. '--max-semi-space-size=64': flags for the gateway's node (GC tuning).
+      'gateway-node-flags': { type: 'string', default: '' },
+      // Another checkout (built): its gateway serves, for a before/after on one machine.
+      'gateway-from': { type: 'string' },
     },
     strict: true,
   });
@@ -69,7 +73,11 @@ async function main(): Promise<void> {
   const profDir = path.join(tmp, 'prof');
   const fleet = await startGatewayFleet(v['redis-url'], prefix, {
     keysFile,
-    ...(v['cpu-prof'] && { execArgv: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] }),
+    ...(v['gateway-from'] && { bin: path.resolve(v['gateway-from'], 'bin/streambed.js') }),
+    execArgv: [
+      ...v['gateway-node-flags'].split(' ').filter(Boolean),
+      ...(v['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+    ],
   });
   const sdk = new StreambedClient({ redis: v['redis-url'], prefix, maxBacklog: 1_000_000 });
   const api = new OpenAI({

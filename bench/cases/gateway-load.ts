@@ -92,8 +92,8 @@ export class StreambedProcess {
   readonly exited: Promise<number | null>;
   private output = '';
 
-  constructor(command: string, env: Record<string, string>, execArgv: string[] = []) {
-    this.proc = spawn(process.execPath, [...execArgv, BIN, command], {
+  constructor(command: string, env: Record<string, string>, execArgv: string[] = [], bin = BIN) {
+    this.proc = spawn(process.execPath, [...execArgv, bin, command], {
       env: { ...process.env, LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -134,12 +134,13 @@ export class StreambedProcess {
 /**
  * One worker (no-op core, model `bench`) and one gateway on a free port, under
  * `prefix`; the gateway's `execArgv` e.g. `--cpu-prof` to profile it, and
- * `keysFile` its GATEWAY_KEYS_FILE (authentication and rate limits measured too).
+ * `keysFile` its GATEWAY_KEYS_FILE (authentication and rate limits measured too),
+ * `bin` another checkout's bin/streambed.js (a gateway at another commit).
  */
 export async function startGatewayFleet(
   redisUrl: string,
   prefix: string,
-  gateway: { execArgv?: string[]; keysFile?: string } = {},
+  gateway: { execArgv?: string[]; keysFile?: string; bin?: string } = {},
 ): Promise<{ worker: StreambedProcess; gateway: StreambedProcess; port: number }> {
   const common = { REDIS_URL: redisUrl, KEY_PREFIX: prefix, METRICS_PORT: '0' };
   const worker = new StreambedProcess('worker', {
@@ -160,6 +161,7 @@ export async function startGatewayFleet(
       ...(gateway.keysFile && { GATEWAY_KEYS_FILE: gateway.keysFile }),
     },
     gateway.execArgv,
+    gateway.bin,
   );
   await worker.ready(/"msg":"worker reading"/);
   const port = Number(await serve.ready(/"port":(\d+),[^\n]*"msg":"gateway listening"/));

@@ -57,8 +57,12 @@ export class RateLimiter {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  /** Count one request; resolves to the seconds to wait when the key is over its limit, else 0. */
-  take(keyId: string, rpm: number): Promise<number> {
+  /**
+   * Count one request: the seconds to wait when the key is over its limit,
+   * else 0; a number at once when this gateway can decide alone (an owned
+   * place, or the minute spent), a promise when it must reserve.
+   */
+  take(keyId: string, rpm: number): number | Promise<number> {
     const now = this.clock();
     const s = this.current(keyId, rpm, now);
     const second = Math.floor(now / 1000);
@@ -70,9 +74,9 @@ export class RateLimiter {
     s.thisSecond++;
     if (s.owned > 0 && s.waiting.length === 0) {
       s.owned--;
-      return Promise.resolve(0);
+      return 0;
     }
-    if (s.spent) return Promise.resolve(waitOf(now));
+    if (s.spent) return waitOf(now);
     return new Promise((resolve, reject) => {
       s.waiting.push({ resolve, reject });
       if (!this.scheduled) {
