@@ -12,7 +12,9 @@
  * and peak RSS.
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -28,6 +30,7 @@ import {
   startGatewayFleet,
 } from './cases/gateway-load.js';
 import { deletePrefix } from './cases/redis-util.js';
+import { readProfileDir } from './cpuprofile.js';
 import { codeState, loadavg } from './machine.js';
 import { writeBenchSection, writeJson } from './report.js';
 import { round } from './stats.js';
@@ -45,6 +48,11 @@ async function main(): Promise<void> {
       seconds: { type: 'string' },
       'redis-url': { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
       'no-markdown': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'boolean', default: false },
+      // e.g. '--max-semi-space-size=64': flags for the gateway's node (GC tuning).
+      'gateway-node-flags': { type: 'string', default: '' },
+      // Another checkout (built): its gateway serves, for a before/after on one machine.
+      'gateway-from': { type: 'string' },
     },
     strict: true,
   });
@@ -57,15 +65,28 @@ async function main(): Promise<void> {
   const loadBefore = loadavg()[0] ?? 0;
   const prefix = `sbbench-gw-${randomBytes(3).toString('hex')}`;
   const redis = new Redis(v['redis-url'], { maxRetriesPerRequest: 3 });
-  const fleet = await startGatewayFleet(v['redis-url'], prefix);
+  // A key with a rate limit, as a production gateway has: authentication and the
+  // fleet-wide limit are part of the measured path (the limit is never reached).
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-gw-'));
+  const keysFile = path.join(tmp, 'keys');
+  fs.writeFileSync(keysFile, `${BENCH_KEY} bench 100000000\n`);
+  const profDir = path.join(tmp, 'prof');
+  const fleet = await startGatewayFleet(v['redis-url'], prefix, {
+    keysFile,
+    ...(v['gateway-from'] && { bin: path.resolve(v['gateway-from'], 'bin/streambed.js') }),
+    execArgv: [
+      ...v['gateway-node-flags'].split(' ').filter(Boolean),
+      ...(v['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+    ],
+  });
   const sdk = new StreambedClient({ redis: v['redis-url'], prefix, maxBacklog: 1_000_000 });
   const api = new OpenAI({
     baseURL: `http://127.0.0.1:${fleet.port}/v1`,
-    apiKey: 'bench',
+    apiKey: BENCH_KEY,
     maxRetries: 0,
   });
   const viaSdk = () => sdk.embed([TEXT], { model: 'bench' }).then(() => undefined);
-  const raw = rawEmbedder(fleet.port, clients);
+  const raw = rawEmbedder(fleet.port, clients, BENCH_KEY);
   const viaGateway = () =>
     raw('bench', TEXT).then((v) => {
       if (v.length !== 384) throw new Error('wrong vector length');
@@ -82,15 +103,19 @@ async function main(): Promise<void> {
     const slices = Math.max(1, Math.round(seconds / SLICE_S));
     const paths = { sdk: viaSdk, gateway: viaGateway, openai: viaOpenai };
     const runs: Record<keyof typeof paths, LoadResult[]> = { sdk: [], gateway: [], openai: [] };
-    let gwCpu = 0;
+    // CPU seconds of each process while each path ran.
+    const cpu = { sdk: { ...NO_CPU }, gateway: { ...NO_CPU }, openai: { ...NO_CPU } };
     for (let i = 0; i < slices; i++) {
       const order = Object.keys(paths) as Array<keyof typeof paths>;
-      for (const path of i % 2 === 0 ? order : order.reverse()) {
-        const cpu0 = fleet.gateway.cpuSeconds() ?? 0;
-        runs[path].push(await closedLoop(clients, seconds / slices, paths[path]));
-        if (path === 'gateway') gwCpu += (fleet.gateway.cpuSeconds() ?? 0) - cpu0;
+      for (const p of i % 2 === 0 ? order : order.reverse()) {
+        const g0 = fleet.gateway.cpuSeconds() ?? 0;
+        const w0 = fleet.worker.cpuSeconds() ?? 0;
+        runs[p].push(await closedLoop(clients, seconds / slices, paths[p]));
+        cpu[p].gateway += (fleet.gateway.cpuSeconds() ?? 0) - g0;
+        cpu[p].worker += (fleet.worker.cpuSeconds() ?? 0) - w0;
       }
     }
+    const gwCpu = cpu.gateway.gateway;
     const sdkRun = combine(runs.sdk);
     const gwRun = combine(runs.gateway);
     const openaiRun = combine(runs.openai);
@@ -108,6 +133,11 @@ async function main(): Promise<void> {
       gateway: { ...gwRun, samples: undefined },
       openai: { ...openaiRun, samples: undefined },
       gatewayCores: round(gwCpu / gwRun.seconds, 2),
+      cpuMs: {
+        gatewayPerRequest: round((1000 * gwCpu) / gwRun.requests, 3),
+        workerPerEntry: round((1000 * cpu.gateway.worker) / gwRun.requests, 3),
+        workerPerEntrySdk: round((1000 * cpu.sdk.worker) / sdkRun.requests, 3),
+      },
       gatewayPeakRssMb: fleet.gateway.peakRssMb() ?? null,
       ratios: {
         throughput: round(gwRun.perSecond / sdkRun.perSecond, 2),
@@ -115,6 +145,10 @@ async function main(): Promise<void> {
         p99: round((gwRun.latency?.p99Ms ?? 0) / (sdkRun.latency?.p99Ms ?? 1), 2),
       },
     };
+    const ms = result.cpuMs;
+    console.log(
+      `CPU ms: gateway ${ms.gatewayPerRequest} per request, worker ${ms.workerPerEntry} per entry (${ms.workerPerEntrySdk} on the SDK path): gateway/worker ${round(ms.gatewayPerRequest / ms.workerPerEntry, 2)}`,
+    );
     console.log(
       `gateway/sdk: throughput ${result.ratios.throughput}, p50 ${result.ratios.p50}, p99 ${result.ratios.p99}; gateway ${result.gatewayCores} cores, peak RSS ${result.gatewayPeakRssMb} MiB`,
     );
@@ -127,6 +161,23 @@ async function main(): Promise<void> {
     await Promise.all([fleet.gateway.stop(), fleet.worker.stop()]);
     await deletePrefix(redis, prefix);
     await redis.quit();
+    fs.rmSync(keysFile, { force: true });
+    if (v['cpu-prof']) printProfile(profDir);
+    else fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const BENCH_KEY = 'sk-bench-gateway';
+const NO_CPU = { gateway: 0, worker: 0 };
+
+/** The gateway's main-thread profile (whole run: every path's slices), by category and function. */
+function printProfile(dir: string): void {
+  console.log(`gateway profile kept in ${dir}`);
+  for (const t of readProfileDir(dir)) {
+    console.log(`gateway profile ${t.file} (${t.wallMs} ms wall), self ms:`);
+    for (const [name, ms] of t.categories) console.log(`  ${String(ms).padStart(7)}  ${name}`);
+    console.log('  top functions:');
+    for (const [name, ms] of t.top) console.log(`  ${String(ms).padStart(7)}  ${name}`);
   }
 }
 
@@ -148,6 +199,7 @@ function markdown(r: {
   gateway: Omit<LoadResult, 'samples'>;
   openai: Omit<LoadResult, 'samples'>;
   gatewayCores: number;
+  cpuMs: { gatewayPerRequest: number; workerPerEntry: number; workerPerEntrySdk: number };
   gatewayPeakRssMb: number | null;
   ratios: { throughput: number; p50: number; p99: number };
 }): string {
@@ -165,6 +217,8 @@ function markdown(r: {
     row('gateway (official `openai` client, base64)', r.openai),
     '',
     `Gateway / SDK in this run: throughput ${r.ratios.throughput}x, p50 ${r.ratios.p50}x, p99 ${r.ratios.p99}x. Gateway process: ${r.gatewayCores} cores, peak RSS ${r.gatewayPeakRssMb ?? '?'} MiB.`,
+    '',
+    `CPU in the same slices: the gateway ${r.cpuMs.gatewayPerRequest} ms per request, the worker ${r.cpuMs.workerPerEntry} ms per entry (${r.cpuMs.workerPerEntrySdk} on the SDK path): gateway / worker ${round(r.cpuMs.gatewayPerRequest / r.cpuMs.workerPerEntry, 2)}. Below 1, a fleet scaled on CPU needs fewer gateway cores than worker cores for the no-op core; a real model's worker costs far more per entry.`,
   ].join('\n');
 }
 

@@ -50,6 +50,8 @@ describe('an unreachable Redis', () => {
     ['search', ['search', '-m', 'tiny', '--sink', `pglite:${path.join(tmp, 'pg')}`, 'hello']],
     ['backfill', ['backfill', tmp, '-m', 'tiny', '--wait']],
     ['dlq list', ['dlq', 'list']],
+    ['status', ['status']],
+    ['status --check', ['status', '--check']],
   ];
   it.each(clients)(
     '%s exits 3 within seconds, naming the URL without its password',

@@ -183,6 +183,11 @@ describe('streambed console', () => {
     const answers = await answersById(redis, [`${prefix}:reply:docs/backfill:j1`]);
     expect(answers.get(`p${POISON}`)).toEqual(['error', 'error']);
     expect(await dlqLength()).toBe(1);
+    // The replay was answered (and failed) again: the bar still ends at PAGES of PAGES,
+    // its first failure no longer counted, and the replay shown.
+    await expect.poll(() => meta.textContent()).toMatch(/failed 1\s*replayed 1/);
+    expect(Number(await bar.getAttribute('aria-valuenow'))).toBe(PAGES);
+    expect(Number(await bar.getAttribute('aria-valuemax'))).toBe(PAGES);
 
     const shot = path.join(os.tmpdir(), `streambed-console-${Date.now()}.png`);
     await page.screenshot({ path: shot, fullPage: true });

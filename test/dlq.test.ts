@@ -46,6 +46,15 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
+/** A source's row of `streambed status --json`. */
+async function sourceProgress(source: string): Promise<Record<string, unknown> | undefined> {
+  const { stdout } = await run(process.execPath, [BIN, 'status', '--json', '--sample-ms', '0'], {
+    env: { ...process.env, REDIS_URL, KEY_PREFIX: prefix },
+  });
+  const report = JSON.parse(stdout) as { sources: Array<Record<string, unknown>> };
+  return report.sources.find((s) => s.source === source);
+}
+
 async function results(): Promise<Map<string, EmbedResult>> {
   const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
   return new Map(
@@ -64,6 +73,8 @@ beforeAll(async () => {
     const env = pack({ id: `stuck-${i}`, source: 'alpha', text: `${TEXT} ${i}`, reply_to: reply });
     stuck.push((await redis.xadd(stream, '*', 'env', env)) as string);
   }
+  // Counted as submitted, as the SDK's submit would.
+  await redis.hincrby(k.progress('alpha'), 'submitted', stuck.length);
   await redis.xreadgroup('GROUP', k.group, 'ghost', 'COUNT', 3, 'STREAMS', stream, '>');
   await redis.xclaim(stream, k.group, 'ghost', 0, ...stuck, 'RETRYCOUNT', 5);
 
@@ -146,6 +157,7 @@ describe('dlq', () => {
   });
 
   it('replays max_deliveries entries to their stream once the cause is gone: ok results', async () => {
+    expect(await sourceProgress('alpha')).toMatchObject({ submitted: 3, done: 0, failed: 3 });
     const dry = await replayDlq(redis, k, { reason: 'max_deliveries' }, { dryRun: true });
     expect(dry.replayed).toHaveLength(3);
     expect(await redis.xlen(dlq)).toBe(8);
@@ -175,6 +187,17 @@ describe('dlq', () => {
     expect(log.map(([, f]) => f[f.indexOf('new_rid') + 1]).sort()).toEqual([...newIds].sort());
     expect(log.map(([, f]) => f[f.indexOf('rid') + 1]).sort()).toEqual([...stuck].sort());
     expect(await redis.hget(k.progress('alpha'), 'replayed')).toBe('3');
+    // Each replayed entry was counted failed, then done: progress shows it once, as done.
+    expect(await redis.hmget(k.progress('alpha'), 'done', 'failed')).toEqual(['3', '3']);
+    expect(await sourceProgress('alpha')).toMatchObject({
+      submitted: 3,
+      done: 3,
+      failed: 0,
+      replayed: 3,
+      finished: 3,
+      percent: 100,
+      state: 'done',
+    });
     expect((await redis.xpending(stream, k.group))[0]).toBe(0);
   });
 

@@ -1,7 +1,8 @@
 /**
  * The gateway's parts on their own: the reply router against a real Redis
  * stream (a result before its XADD returned, a result with the wrong rid, a
- * late result after a timeout), the keys file, and the request parser.
+ * late result after a timeout), the rate limiter (two gateways on one key),
+ * the keys file, and the request parser.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { okFields } from '../src/codec/result.js';
 import { bearer, KeyRing, KeysFile } from '../src/gateway/keys-file.js';
 import { estimateTokens, parseEmbeddingsRequest } from '../src/gateway/openai-shapes.js';
+import { RateLimiter } from '../src/gateway/rate-limit.js';
 import { ReplyRouter } from '../src/gateway/reply-router.js';
+import { keys } from '../src/keys.js';
 import { createLogger } from '../src/log.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
 
@@ -121,6 +124,66 @@ describe('ReplyRouter, one stream per source', () => {
       async () => (await redis.xlen(late)) <= 1 && (await redis.xlen(stream)) <= 1,
     );
     expect(await redis.ttl(late)).toBeGreaterThan(0);
+  });
+});
+
+describe('RateLimiter', () => {
+  // Mid-minute, so no batch of the test straddles a window.
+  const clock = () => 1_800_000_000_000 + 30_000;
+
+  it('counts requests of one turn together and grants exactly rpm across two gateways', async () => {
+    const other = redisClient();
+    const a = new RateLimiter(redis, keys(prefix), clock);
+    const b = new RateLimiter(other, keys(prefix), clock);
+    try {
+      // One turn each on both gateways, then a second turn on one of them.
+      const first = await Promise.all([
+        ...Array.from({ length: 30 }, () => a.take('k1', 50)),
+        ...Array.from({ length: 30 }, () => b.take('k1', 50)),
+      ]);
+      const second = await Promise.all(Array.from({ length: 20 }, () => a.take('k1', 50)));
+      const waits = [...first, ...second];
+      expect(waits.filter((w) => w === 0)).toHaveLength(50);
+      for (const w of waits.filter((w) => w > 0)) expect(w).toBe(30);
+      // Within one gateway's turn, places go in arrival order: the granted ones come first.
+      const refusedThenGranted = (ws: number[]) =>
+        ws.some((w, i) => i > 0 && w === 0 && ws[i - 1]! > 0);
+      expect(refusedThenGranted(first.slice(0, 30))).toBe(false);
+      expect(refusedThenGranted(first.slice(30))).toBe(false);
+      // Every request was counted, refused ones too (as one INCR each would).
+      const minute = Math.floor(clock() / 60_000);
+      expect(await redis.get(keys(prefix).gatewayRate('k1', minute))).toBe('80');
+      expect(await redis.ttl(keys(prefix).gatewayRate('k1', minute))).toBeGreaterThan(60);
+      // Another key has its own count.
+      expect(await Promise.all([a.take('k2', 1), a.take('k2', 1)])).toEqual([0, 30]);
+    } finally {
+      await other.quit();
+    }
+  });
+
+  it('grants a busy key from reserved blocks: never over rpm, short of it by at most 1% per gateway', async () => {
+    const other = redisClient();
+    const a = new RateLimiter(redis, keys(prefix), clock);
+    const b = new RateLimiter(other, keys(prefix), clock);
+    try {
+      // 25 clients per gateway, each taking one place after the other: 1,500 tries for 1,000 places.
+      const client = async (limiter: RateLimiter) => {
+        let granted = 0;
+        for (let i = 0; i < 30; i++) if ((await limiter.take('busy', 1000)) === 0) granted++;
+        return granted;
+      };
+      const granted = (
+        await Promise.all([...Array(25).fill(a), ...Array(25).fill(b)].map(client))
+      ).reduce((n, g) => n + g, 0);
+      expect(granted).toBeLessThanOrEqual(1000);
+      expect(granted).toBeGreaterThanOrEqual(1000 - 2 * 10);
+      // A lone client on a roomy key: most requests are granted with no Redis call.
+      const before = a.reservations;
+      for (let i = 0; i < 1000; i++) expect(await a.take('roomy', 100_000)).toBe(0);
+      expect(a.reservations - before).toBeLessThan(200);
+    } finally {
+      await other.quit();
+    }
   });
 });
 

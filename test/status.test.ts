@@ -368,7 +368,14 @@ describe('status report', () => {
       sources: [
         {
           source: 'a-source-with-a-very-long-name',
-          progress: { submitted: 250_000, done, failed: 3, deduped: 0, lastDoneMs: atMs - 500 },
+          progress: {
+            submitted: 250_000,
+            done,
+            failed: 3,
+            deduped: 0,
+            replayed: 0,
+            lastDoneMs: atMs - 500,
+          },
         },
       ],
       jobs: [],
@@ -406,7 +413,14 @@ describe('status report', () => {
       sources: [
         {
           source: 's',
-          progress: { submitted: 10, done: 8, failed: 2, deduped: 0, lastDoneMs: atMs },
+          progress: {
+            submitted: 10,
+            done: 8,
+            failed: 2,
+            deduped: 0,
+            replayed: 0,
+            lastDoneMs: atMs,
+          },
         },
       ],
       jobs: [job(answered, failed)],
@@ -432,5 +446,12 @@ describe('status report', () => {
     const text = renderText(done);
     expect(text).toMatch(/^j +1000 +1000 +7 +100\.0 +200\.0 +- +9s +done$/m);
     expect(text).toMatch(/^s +8 +2 +10 +100\.0 +0\.0 +- +0ms +done$/m);
+    expect(text).not.toContain('REPLAY');
+    // Replays add their column (the failures they cured are no longer in FAIL).
+    const replayed = sample(14_000, 1000, 7);
+    Object.assign(replayed.sources[0]!.progress, { failed: 1, done: 9, replayed: 1 });
+    const withReplays = renderText(buildReport(replayed, sample(12_000, 600, 5), ctx));
+    expect(withReplays).toMatch(/^SOURCE +OK +FAIL +REPLAY +TOTAL/m);
+    expect(withReplays).toMatch(/^s +9 +1 +1 +10 +100\.0/m);
   });
 });

@@ -92,8 +92,8 @@ export class StreambedProcess {
   readonly exited: Promise<number | null>;
   private output = '';
 
-  constructor(command: string, env: Record<string, string>) {
-    this.proc = spawn(process.execPath, [BIN, command], {
+  constructor(command: string, env: Record<string, string>, execArgv: string[] = [], bin = BIN) {
+    this.proc = spawn(process.execPath, [...execArgv, bin, command], {
       env: { ...process.env, LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -131,10 +131,16 @@ export class StreambedProcess {
   }
 }
 
-/** One worker (no-op core, model `bench`) and one gateway on a free port, under `prefix`. */
+/**
+ * One worker (no-op core, model `bench`) and one gateway on a free port, under
+ * `prefix`; the gateway's `execArgv` e.g. `--cpu-prof` to profile it, and
+ * `keysFile` its GATEWAY_KEYS_FILE (authentication and rate limits measured too),
+ * `bin` another checkout's bin/streambed.js (a gateway at another commit).
+ */
 export async function startGatewayFleet(
   redisUrl: string,
   prefix: string,
+  gateway: { execArgv?: string[]; keysFile?: string; bin?: string } = {},
 ): Promise<{ worker: StreambedProcess; gateway: StreambedProcess; port: number }> {
   const common = { REDIS_URL: redisUrl, KEY_PREFIX: prefix, METRICS_PORT: '0' };
   const worker = new StreambedProcess('worker', {
@@ -144,16 +150,22 @@ export async function startGatewayFleet(
     // Repeated texts must be computed, not answered from a cache.
     DEDUPE_TTL_S: '0',
   });
-  const gateway = new StreambedProcess('serve', {
-    ...common,
-    MODELS: 'bench',
-    GATEWAY_PORT: '0',
-    // The load is the point: never refuse it for backlog.
-    GATEWAY_MAX_BACKLOG: '1000000',
-  });
+  const serve = new StreambedProcess(
+    'serve',
+    {
+      ...common,
+      MODELS: 'bench',
+      GATEWAY_PORT: '0',
+      // The load is the point: never refuse it for backlog.
+      GATEWAY_MAX_BACKLOG: '1000000',
+      ...(gateway.keysFile && { GATEWAY_KEYS_FILE: gateway.keysFile }),
+    },
+    gateway.execArgv,
+    gateway.bin,
+  );
   await worker.ready(/"msg":"worker reading"/);
-  const port = Number(await gateway.ready(/"port":(\d+),[^\n]*"msg":"gateway listening"/));
-  return { worker, gateway, port };
+  const port = Number(await serve.ready(/"port":(\d+),[^\n]*"msg":"gateway listening"/));
+  return { worker, gateway: serve, port };
 }
 
 /**
@@ -161,7 +173,7 @@ export async function startGatewayFleet(
  * what the openai client does, at a fraction of its CPU, so on a shared
  * machine the load generator is not what is measured.
  */
-export function rawEmbedder(port: number, clients: number) {
+export function rawEmbedder(port: number, clients: number, apiKey?: string) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   return (model: string, input: string): Promise<Float32Array> =>
     new Promise((resolve, reject) => {
@@ -173,7 +185,11 @@ export function rawEmbedder(port: number, clients: number) {
           path: '/v1/embeddings',
           method: 'POST',
           agent,
-          headers: { 'content-type': 'application/json', 'content-length': body.length },
+          headers: {
+            'content-type': 'application/json',
+            'content-length': body.length,
+            ...(apiKey && { authorization: `Bearer ${apiKey}` }),
+          },
         },
         (res) => {
           const chunks: Buffer[] = [];

@@ -11,7 +11,7 @@ import { loadSettings } from '../config/load.js';
 import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
 import { keys as buildKeys } from '../keys.js';
-import { connectRedis, redisTarget } from '../redis/connect.js';
+import { connectClient, connectRedis, redisTarget } from '../redis/connect.js';
 import { type GatherOptions, gatherSample, type Sample } from '../status/gather.js';
 import { FailureTally } from '../status/jobs.js';
 import { renderText } from '../status/render-text.js';
@@ -99,10 +99,10 @@ export function statusCommand(): Command {
     // Only what status uses: a worker setting (THREADS=abc) in the environment is not its business.
     const config = loadSettings(process.env, flags, [...REDIS_SETTINGS, 'keyPrefix', 'group']);
     quietOnClosedPipe();
-    const redis = connectRedis({
-      ...redisTarget(config),
-      name: 'streambed-status',
-    });
+    // One sample: a PING first, so an unreachable Redis ends it within seconds with the
+    // line every command prints. --watch keeps retrying instead (it rides out a restart).
+    const target = { ...redisTarget(config), name: 'streambed-status' };
+    const redis = flags.watch ? connectRedis(target) : await connectClient(target);
     const keys = buildKeys(config.keyPrefix, config.group);
     const thresholds: Thresholds = {
       maxPendingAgeMs: threshold(flags.maxPendingAgeMs),

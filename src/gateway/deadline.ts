@@ -11,7 +11,9 @@ import { GatewayError } from './openai-shapes.js';
 /** How long a request waits for a Redis read it needs before it can queue work. */
 export const REDIS_WAIT_MS = 2_000;
 
-export function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+/** A value known now is taken as it is: no timer, no extra turn (the common path). */
+export function withDeadline<T>(work: Promise<T> | T, ms: number): Promise<T> | T {
+  if (!(work instanceof Promise)) return work;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(

@@ -45,7 +45,9 @@ export async function embed(
   lane: Lane,
 ): Promise<ReturnType<typeof embeddingsResponse>> {
   const { model, inputs } = req;
-  if (!(await withDeadline(deps.catalog.has(model), REDIS_WAIT_MS))) throw modelNotFound(model);
+  const served =
+    deps.catalog.hasNow(model) ?? (await withDeadline(deps.catalog.has(model), REDIS_WAIT_MS));
+  if (!served) throw modelNotFound(model);
   checkLimits(deps, inputs);
   const known = deps.catalog.dimension(model);
   if (req.dimensions !== undefined && known !== undefined && req.dimensions !== known)

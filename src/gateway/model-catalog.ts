@@ -37,6 +37,18 @@ export class ModelCatalog {
     return this.refreshing;
   }
 
+  /**
+   * The answer without Redis when there is one (MODELS set, or a fresh scan
+   * that lists the model): undefined when only `has` can tell. Lets a
+   * request skip a wait (and its timer) on the common path.
+   */
+  hasNow(model: string): boolean | undefined {
+    if (!MODEL_NAME.test(model)) return false;
+    if (this.fixed) return this.fixed.includes(model);
+    const fresh = this.cached && Date.now() - this.cached.at < CACHE_MS;
+    return fresh && this.cached?.models.includes(model) ? true : undefined;
+  }
+
   async has(model: string): Promise<boolean> {
     if (!MODEL_NAME.test(model)) return false;
     if ((await this.list()).includes(model)) return true;

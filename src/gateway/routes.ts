@@ -62,8 +62,10 @@ async function handle(
     if (isEmbed) {
       if (req.method !== 'POST') throw notAllowed('POST');
       const body = parseEmbeddingsRequest(await readJson(req, bodyLimit(deps.maxEnvelopeBytes)));
-      if (await withDeadline(deps.catalog.has(body.model), REDIS_WAIT_MS))
-        labels.model = body.model;
+      const known =
+        deps.catalog.hasNow(body.model) ??
+        (await withDeadline(deps.catalog.has(body.model), REDIS_WAIT_MS));
+      if (known) labels.model = body.model;
       inputs = body.inputs.length;
       send(res, 200, await embed(deps, body, labels.source, laneOf(req)));
     } else if (path === '/v1/models' || path.startsWith('/v1/models/')) {
@@ -107,7 +109,8 @@ async function authenticate(deps: RouteDeps, req: http.IncomingMessage): Promise
       'Incorrect or missing API key: send Authorization: Bearer <key>',
     );
   if (key.rpm !== undefined) {
-    const wait = await withDeadline(deps.limiter.take(key.id, key.rpm), REDIS_WAIT_MS);
+    const taken = deps.limiter.take(key.id, key.rpm);
+    const wait = typeof taken === 'number' ? taken : await withDeadline(taken, REDIS_WAIT_MS);
     if (wait > 0)
       throw new GatewayError(
         429,

@@ -277,11 +277,11 @@ export function registerFleetGauges(registry: Registry, reader: FleetReader): vo
   });
   gauge(
     'streambed_source_entries',
-    'Progress counters of an allow-listed source (METRICS_SOURCES), fleet-wide: submitted, done, failed, deduped.',
+    'Progress counters of an allow-listed source (METRICS_SOURCES), fleet-wide: submitted, done, failed (not replayed since), deduped, replayed (DLQ replays).',
     ['source', 'state'],
     (g, snap) => {
       for (const s of snap.sources)
-        for (const state of ['submitted', 'done', 'failed', 'deduped'] as const)
+        for (const state of ['submitted', 'done', 'failed', 'deduped', 'replayed'] as const)
           g.set({ source: s.source, state }, s.progress[state]);
     },
   );

@@ -18,6 +18,8 @@ export interface SourceStatus {
   failed: number;
   /** Answered with vectors already stored. */
   deduped: number;
+  /** Dead letters re-submitted (`dlq replay`); their first failure is no longer in `failed`. */
+  replayed: number;
   /** done + failed + deduped. */
   finished: number;
   /** submitted - finished, never below 0; null when nothing was counted as submitted. */
@@ -84,6 +86,7 @@ export function sourceStatus(
     done: p.done,
     failed: p.failed,
     deduped: p.deduped,
+    replayed: p.replayed,
     finished,
     remaining,
     percent: percent(finished, p.submitted),

@@ -47,8 +47,11 @@ export interface ConsumerRecord {
 export interface ProgressRecord {
   submitted: number;
   done: number;
+  /** Answered with an error and not replayed since (see queueProgress). */
   failed: number;
   deduped: number;
+  /** DLQ entries re-submitted by `dlq replay` (each answered, and counted, again). */
+  replayed: number;
   lastDoneMs: number | null;
 }
 
@@ -209,11 +212,15 @@ export function queueProgress(p: ChainableCommander, key: string): Parser<Progre
   return (replies) => {
     const h = ok<Record<string, string>>(replies[at] as Reply, {});
     const n = (f: string) => (h[f] === undefined ? 0 : Number(h[f]));
+    // A replayed dead letter was counted `failed` when it was dead-lettered and is
+    // counted again when its replay is answered: without taking its first failure
+    // back, done + failed + deduped would pass submitted (201/200 after one replay).
     return {
       submitted: n('submitted'),
       done: n('done'),
-      failed: n('failed'),
+      failed: Math.max(0, n('failed') - n('replayed')),
       deduped: n('deduped'),
+      replayed: n('replayed'),
       lastDoneMs: h.last_done_ms === undefined ? null : Number(h.last_done_ms),
     };
   };

@@ -1,7 +1,8 @@
 /**
  * The progress tables of the text report: per source (lifetime counters)
- * and per backfill job. OK and FAIL are separate columns, and anything
- * finished shows `-` for ETA, never `0ms`.
+ * and per backfill job. OK and FAIL are separate columns (FAIL without the
+ * dead letters replayed since, REPLAY, shown once there were replays), and
+ * anything finished shows `-` for ETA, never `0ms`.
  */
 import { cut, NAME, rate, row } from './columns.js';
 import { count, duration } from './format.js';
@@ -13,11 +14,14 @@ export function renderProgress(r: StatusReport): string[] {
   if (r.sources.length === 0) {
     lines.push('no progress counters yet (sources appear once the SDK submits)');
   } else {
+    // Only when there were replays: the row fits 80 columns without it.
+    const replays = r.sources.some((s) => s.replayed > 0);
     lines.push(
       row([
         ['SOURCE', -NAME],
         ['OK', 8],
         ['FAIL', 6],
+        ...replayColumn(replays, 'REPLAY'),
         ['TOTAL', 8],
         ['%', 6],
         ['RATE/s', 7],
@@ -26,7 +30,7 @@ export function renderProgress(r: StatusReport): string[] {
         ['STATE', -7],
       ]),
     );
-    lines.push(...r.sources.map(sourceRow));
+    lines.push(...r.sources.map((s) => sourceRow(s, replays)));
   }
   if (r.jobs.length > 0) {
     lines.push(
@@ -48,11 +52,16 @@ export function renderProgress(r: StatusReport): string[] {
   return lines;
 }
 
-function sourceRow(s: SourceStatus): string {
+function replayColumn(shown: boolean, cell: string): Array<[string, number]> {
+  return shown ? [[cell, 6]] : [];
+}
+
+function sourceRow(s: SourceStatus, replays: boolean): string {
   return row([
     [cut(s.source, NAME), -NAME],
     [count(s.done + s.deduped), 8],
     [count(s.failed), 6],
+    ...replayColumn(replays, count(s.replayed)),
     [s.submitted > 0 ? count(s.submitted) : '?', 8],
     [pct(s.percent), 6],
     [rate(s.ratePerSec), 7],

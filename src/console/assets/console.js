@@ -182,6 +182,7 @@ function progressRow(kind, name, p) {
       h('span', {}, `rate ${fmt.rate(p.ratePerSec)}`),
       h('span', {}, `ETA ${p.state === 'done' ? 'done' : fmt.eta(p.etaSec)}`),
       h('span', { class: p.failed ? 'bad' : '' }, `failed ${fmt.n(p.failed)}`),
+      p.replayed ? h('span', {}, `replayed ${fmt.n(p.replayed)}`) : undefined,
       h('span', { class: p.state === 'stale' ? 'bad' : '' }, `last answer ${fmt.ago(lastMs)}`),
     ),
   );
