@@ -174,7 +174,7 @@ function gatewayRules(p: string): string[] {
     '+multi',
     '+exec',
     '+discard',
-    `(~${p}:gateway-rate:* +incr +expire)`,
+    `(~${p}:gateway-rate:* +incrby +expire)`,
     `(~${p}:reply:*/gateway-* +xread +xtrim +xlen +del +expire)`,
   ];
 }
