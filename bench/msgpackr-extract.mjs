@@ -3,8 +3,9 @@
 // the payloads the fleet encodes and decodes: envelopes (the worker unpacks
 // one per entry) and results (a client unpacks one per answer). Plain JS so
 // it can load msgpackr from another install: MSGPACKR_FROM=/path/to/project
-// (a folder with node_modules/msgpackr), default this project, whose
-// msgpackr-extract is a stand-in (stubs/) that leaves msgpackr on pure JS.
+// (a folder with node_modules/msgpackr), default this project (the real
+// accelerator since the stand-in went; MSGPACKR_NATIVE_ACCELERATION_DISABLED=true
+// for pure JS).
 // Prints one JSON line per case; BENCHMARKS.md ("msgpackr-extract") has the
 // numbers and how they were taken.
 //   node bench/msgpackr-extract.mjs
