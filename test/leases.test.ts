@@ -165,9 +165,10 @@ describe('recovery', () => {
     const a = t.spawn({ ...base, CONSUMER_NAME: 'victim' });
     await t.reading(a);
     // 16 = what the victim may hold ((IN_FLIGHT_BATCHES + 2) x BATCH_SIZE): it takes them all,
-    // and computes them for 6.4 s.
+    // and computes them for 12.8 s: long enough that starting the survivor on a loaded
+    // machine (seconds) still leaves it holding some (at 6.4 s it once held none).
     const n = 16;
-    const slowMs = 400;
+    const slowMs = 800;
     await t.client.submit(
       Array.from({ length: n }, (_, i) => ({
         id: `p${i}`,
