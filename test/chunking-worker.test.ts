@@ -21,6 +21,7 @@ import {
   startFakeProvider,
   textHash,
 } from './helpers/fake-provider.js';
+import { spawnGateway } from './helpers/gateway.js';
 import { tinyModel } from './helpers/models.js';
 import { coverageProblem, englishPage, graphemeBoundaries, unicodePage } from './helpers/pages.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
@@ -258,5 +259,29 @@ describe('chunking in the worker', () => {
         Array.from(fakeVector(p, res.dim)),
       );
     });
+  });
+
+  it('gives one vector per input where the model chunks by default: SDK embed and the OpenAI gateway', async () => {
+    const page = englishPage(400, tokensOf);
+    const direct = await core.embed([page]);
+    const want = Array.from(direct.data.subarray(0, direct.dim));
+    const close = (got: ArrayLike<number>) =>
+      Math.max(...Array.from(got, (v, j) => Math.abs(v - (want[j] as number))));
+
+    const [viaSdk] = await client.embed([page], { model: 'paged', source: 'docs' });
+    expect(close(viaSdk as Float32Array)).toBeLessThanOrEqual(1e-5);
+
+    const gateway = await spawnGateway(prefix, {});
+    try {
+      const res = await gateway.client().embeddings.create({
+        model: 'paged',
+        input: [page, 'a short one'],
+        encoding_format: 'float',
+      });
+      expect(res.data).toHaveLength(2);
+      expect(close(res.data[0]?.embedding ?? [])).toBeLessThanOrEqual(1e-5);
+    } finally {
+      await gateway.stop();
+    }
   });
 });

@@ -201,7 +201,8 @@ export class StreambedClient {
   async embed(texts: readonly string[], options: EmbedOptions): Promise<Float32Array[]> {
     const source = options.source ?? 'sdk';
     const replies = this.replyReader(source);
-    const pages = texts.map((text) => ({ id: randomUUID(), source, text }));
+    // One vector per text is this call's contract: never chunked, even where the model chunks by default.
+    const pages = texts.map((text) => ({ id: randomUUID(), source, text, chunk: false }));
     const waits = pages.map((p) => replies.expect(p.id, options.timeoutMs ?? 30_000));
     await this.submit(pages, {
       model: options.model,

@@ -60,7 +60,8 @@ export async function embed(
   try {
     const rids = await withDeadline(
       deps.client.submit(
-        inputs.map((text, i) => ({ id: ids[i] as string, source, text, deadlineMs })),
+        // One embedding per input (OpenAI's contract): never chunked, even where the model chunks by default.
+        inputs.map((text, i) => ({ id: ids[i] as string, source, text, deadlineMs, chunk: false })),
         { model, lane, replyTo: deps.router.streamFor(source) },
       ),
       deps.timeoutMs,
