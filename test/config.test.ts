@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 
 import { loadConfig, loadSettings, redactUrl, resolveThreads } from '../src/config/load.js';
 import { flagName, SETTINGS } from '../src/config/settings.js';
-import { formatModelTable, parseModelTable } from '../src/models/table.js';
+import {
+  formatModelTable,
+  modelRef,
+  type ModelSpec,
+  parseModelTable,
+} from '../src/models/table.js';
 
 describe('configuration', () => {
   it('layers defaults < env < flags', () => {
@@ -71,12 +76,32 @@ describe('model table', () => {
     expect(parseModelTable(formatModelTable(specs), '/srv')).toEqual(specs);
   });
 
+  it('takes chunking defaults for local and remote models, kept out of the sink model ref', () => {
+    const specs = parseModelTable(
+      'pages=./models/tiny;dtype=fp32;chunk=true;chunkWindow=128;chunkOverlap=16,' +
+        'remote=openai:text-embedding-3-small;chunkWindow=4096,plain=./models/tiny;dtype=fp32',
+      '/srv',
+    );
+    expect(specs.map((s) => s.chunk)).toEqual([
+      { on: true, window: 128, overlap: 16 },
+      { on: true, window: 4096 },
+      undefined,
+    ]);
+    expect(parseModelTable(formatModelTable(specs), '/srv')).toEqual(specs);
+    // Chunking does not change a text's vector: a sink table keeps serving the model.
+    expect(modelRef(specs[0] as ModelSpec)).toBe(modelRef(specs[2] as ModelSpec));
+  });
+
   it.each([
     ['Bad=x', /model name/],
     ['a=x;colour=red', /colour/],
     ['a=x;dtype=int4', /dtype/],
     ['a=x,a=y', /twice/],
     ['a', /name=model/],
+    ['a=x;chunk=yes', /chunk/],
+    ['a=x;chunkWindow=4', /chunkWindow/],
+    ['a=x;chunkWindow=64;chunkOverlap=32', /chunkOverlap must be under half of chunkWindow/],
+    ['a=openai:m;chunk=true;rpm=0', /rpm/],
   ])('rejects %s', (table, message) => {
     expect(() => parseModelTable(table)).toThrow(message);
   });

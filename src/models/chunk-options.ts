@@ -35,15 +35,17 @@ const schema = z
   );
 
 /** Take the chunk options out of a model's `;key=value` options; the rest go to its backend's schema. */
-export function takeChunkOptions(
-  given: Record<string, string>,
-): { chunk?: ChunkDefaults; rest: Record<string, string>; error?: string } {
-  const mine = Object.fromEntries(
-    Object.entries(given).filter(([k]) => (CHUNK_OPTION_KEYS as readonly string[]).includes(k)),
-  );
-  const rest = Object.fromEntries(
-    Object.entries(given).filter(([k]) => !(CHUNK_OPTION_KEYS as readonly string[]).includes(k)),
-  );
+export function takeChunkOptions(given: Record<string, string>): {
+  chunk?: ChunkDefaults;
+  rest: Record<string, string>;
+  error?: string;
+} {
+  const mine: Record<string, string> = {};
+  const rest: Record<string, string> = {};
+  for (const [k, v] of Object.entries(given)) {
+    if ((CHUNK_OPTION_KEYS as readonly string[]).includes(k)) mine[k] = v;
+    else rest[k] = v;
+  }
   if (Object.keys(mine).length === 0) return { rest };
   const parsed = schema.safeParse(mine);
   if (!parsed.success) {
