@@ -6,7 +6,8 @@
  * on inputs per request (400 above it), texts it rejects (400), 429s with
  * `Retry-After` on a schedule (and 429 to anything arriving inside a window
  * it announced, as a real provider would), a few 503s, a refusal of base64
- * (422) as float-only servers do, a fixed latency. It records every request:
+ * (422) as float-only servers do, NaN vectors for chosen inputs, a fixed
+ * latency. It records every request:
  * arrival time, status, and a hash of each input (never the text).
  *
  * What it does not cover: real tokenisation (usage is ~4 characters a token),
@@ -37,6 +38,8 @@ export interface FakeProviderOptions {
   alwaysFloat?: boolean;
   /** Answer 422 to `encoding_format: base64` (servers that only know floats). */
   refuseBase64?: boolean;
+  /** Inputs answered with a vector of NaN (a GPU server overflowing in fp16; base64 carries it). */
+  nan?: (text: string) => boolean;
 }
 
 export interface ProviderRequest {
@@ -134,7 +137,7 @@ export async function startFakeProvider(opts: FakeProviderOptions = {}): Promise
         // Reversed, so a client that ignores `index` gets the wrong order.
         data: input
           .map((t, index) => {
-            const v = fakeVector(t, size);
+            const v = opts.nan?.(t) ? new Float32Array(size).fill(NaN) : fakeVector(t, size);
             const embedding = base64 ? Buffer.from(v.buffer).toString('base64') : Array.from(v);
             return { object: 'embedding', index, embedding };
           })

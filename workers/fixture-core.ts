@@ -5,6 +5,7 @@
  *   @@throw       throws             @@exit   ends its thread (like a crash)
  *   @@oom         exhausts the heap  @@hang   never returns
  *   @@slow:MS     computes for MS milliseconds
+ *   @@nan         returns a vector of NaN (as a model overflowing in fp16 does)
  * Never used unless a model table names it.
  */
 import type { Embedder, EmbedOutput } from './embed-core.js';
@@ -18,7 +19,11 @@ export function fixtureEmbedder(dim: number): Embedder {
     embed: async (texts) => {
       for (const t of texts) misbehave(t);
       const data = new Float32Array(texts.length * dim);
-      texts.forEach((t, i) => fill(data.subarray(i * dim, (i + 1) * dim), t));
+      texts.forEach((t, i) => {
+        const row = data.subarray(i * dim, (i + 1) * dim);
+        if (t.includes('@@nan')) row.fill(NaN);
+        else fill(row, t);
+      });
       const out: EmbedOutput = {
         data,
         dim,

@@ -357,6 +357,7 @@ export class InFlight {
           const bySource = new Map<string, number>();
           let tokens = 0;
           const done: Entry[] = [];
+          const nonFinite: Item[] = [];
           items.forEach((item, k) => {
             const source = item.entry.envelope.source;
             const n = out.tokens[k] ?? 0;
@@ -364,8 +365,10 @@ export class InFlight {
             bySource.set(source, (bySource.get(source) ?? 0) + n);
             // An overdue run that finishes still answers whatever its retries have not.
             if (item.done) return;
+            const vector = out.data.subarray(k * out.dim, (k + 1) * out.dim);
+            if (!allFinite(vector)) return void nonFinite.push(item);
             item.done = true;
-            item.entry.vectors[item.chunk] = out.data.subarray(k * out.dim, (k + 1) * out.dim);
+            item.entry.vectors[item.chunk] = vector;
             item.entry.truncated[item.chunk] = out.truncated[k] === 1;
             item.entry.computeMs += out.ms / items.length;
             if (--item.entry.remaining === 0) done.push(item.entry);
@@ -379,6 +382,7 @@ export class InFlight {
             bySource,
           });
           this.complete(done);
+          if (nonFinite.length > 0) this.nonFinite(model, items.length, nonFinite, attempt);
         },
         (err: unknown) => {
           if (!isOverdue) this.failed(model, items, toStreambedError(err, 'model_error'), attempt);
@@ -391,6 +395,26 @@ export class InFlight {
         this.pump();
         this.ledger.notify();
       });
+  }
+
+  /**
+   * Texts whose vectors came back with NaN or Infinity (a model overflowing in
+   * fp16, a broken export, a provider's bad answer). Such a vector is never
+   * published or stored: it would poison a client's index, and the sink
+   * refuses it. A text that ran with others runs again alone (padding and
+   * batch shape can be the cause); one that was already alone fails as
+   * `model_error` and is dead-lettered like any text the model throws on.
+   */
+  private nonFinite(model: string, batchTexts: number, items: Item[], attempt: number): void {
+    if (batchTexts > 1) {
+      for (const item of items) this.dispatch(model, [item], attempt);
+      return;
+    }
+    const err = new StreambedError(
+      'model_error',
+      'the model returned a vector with NaN or Infinity for this text',
+    );
+    this.failed(model, items, err, attempt);
   }
 
   /** A batch failed: split it, retry it, or fail its lone text (batch-failures.ts decides). */
@@ -485,4 +509,9 @@ export class InFlight {
   private release(answers: Answer[]): void {
     for (const a of answers) this.ledger.delete(a.delivery.stream, a.delivery.id);
   }
+}
+
+function allFinite(vector: Float32Array): boolean {
+  for (let d = 0; d < vector.length; d++) if (!Number.isFinite(vector[d])) return false;
+  return true;
 }
