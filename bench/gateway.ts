@@ -26,12 +26,14 @@ import {
   closedLoop,
   combine,
   type LoadResult,
+  openLoop,
   rawEmbedder,
   startGatewayFleet,
 } from './cases/gateway-load.js';
 import { deletePrefix } from './cases/redis-util.js';
 import { readProfileDir } from './cpuprofile.js';
 import { codeState, loadavg } from './machine.js';
+import { ensureModel } from './model.js';
 import { writeBenchSection, writeJson } from './report.js';
 import { round } from './stats.js';
 
@@ -53,6 +55,10 @@ async function main(): Promise<void> {
       'gateway-node-flags': { type: 'string', default: '' },
       // Another checkout (built): its gateway serves, for a before/after on one machine.
       'gateway-from': { type: 'string' },
+      // Open-loop rates, as fractions of the gateway's closed-loop requests/s in this run.
+      'open-rates': { type: 'string', default: '0.25,0.5,0.75' },
+      // minilm: the worker runs the generated MiniLM-shaped model (q8) instead of the no-op core.
+      model: { type: 'string', default: 'noop' },
     },
     strict: true,
   });
@@ -71,8 +77,14 @@ async function main(): Promise<void> {
   const keysFile = path.join(tmp, 'keys');
   fs.writeFileSync(keysFile, `${BENCH_KEY} bench 100000000\n`);
   const profDir = path.join(tmp, 'prof');
+  if (v.model !== 'noop' && v.model !== 'minilm') throw new Error('--model is noop or minilm');
+  const modelRef =
+    v.model === 'minilm'
+      ? `${(await ensureModel('.streambed/bench/models', 'q8')).dir};dtype=q8`
+      : 'noop:384';
   const fleet = await startGatewayFleet(v['redis-url'], prefix, {
     keysFile,
+    modelRef,
     ...(v['gateway-from'] && { bin: path.resolve(v['gateway-from'], 'bin/streambed.js') }),
     execArgv: [
       ...v['gateway-node-flags'].split(' ').filter(Boolean),
@@ -122,6 +134,12 @@ async function main(): Promise<void> {
     line('sdk embed', sdkRun);
     line('gateway', gwRun);
     line('openai', openaiRun);
+    const open = await sameLoad(
+      v['open-rates'].split(',').map(Number),
+      gwRun.perSecond,
+      v.quick ? 4 : 10,
+      { sdk: viaSdk, gateway: viaGateway },
+    );
     const result = {
       command,
       startedAt: new Date().toISOString(),
@@ -129,6 +147,7 @@ async function main(): Promise<void> {
       machine: { nproc: os.availableParallelism(), loadBefore, loadAfter: loadavg()[0] ?? 0 },
       clients,
       seconds,
+      model: modelRef.startsWith('noop') ? 'noop:384' : 'minilm (generated, q8)',
       sdk: { ...sdkRun, samples: undefined },
       gateway: { ...gwRun, samples: undefined },
       openai: { ...openaiRun, samples: undefined },
@@ -139,6 +158,7 @@ async function main(): Promise<void> {
         workerPerEntrySdk: round((1000 * cpu.sdk.worker) / sdkRun.requests, 3),
       },
       gatewayPeakRssMb: fleet.gateway.peakRssMb() ?? null,
+      open,
       ratios: {
         throughput: round(gwRun.perSecond / sdkRun.perSecond, 2),
         p50: round((gwRun.latency?.p50Ms ?? 0) / (sdkRun.latency?.p50Ms ?? 1), 2),
@@ -152,10 +172,11 @@ async function main(): Promise<void> {
     console.log(
       `gateway/sdk: throughput ${result.ratios.throughput}, p50 ${result.ratios.p50}, p99 ${result.ratios.p99}; gateway ${result.gatewayCores} cores, peak RSS ${result.gatewayPeakRssMb} MiB`,
     );
-    const name = v.quick ? 'gateway-quick' : 'gateway';
+    const name = `gateway${v.model === 'minilm' ? '-minilm' : ''}${v.quick ? '-quick' : ''}`;
     console.log(`wrote ${await writeJson(result, name)}`);
     if (!v['no-markdown']) console.log(`wrote ${await writeBenchSection(name, markdown(result))}`);
-    if (sdkRun.errors + gwRun.errors + openaiRun.errors > 0) process.exitCode = 1;
+    const openErrors = open.reduce((n, o) => n + o.sdk.errors + o.gateway.errors, 0);
+    if (sdkRun.errors + gwRun.errors + openaiRun.errors + openErrors > 0) process.exitCode = 1;
   } finally {
     await sdk.close();
     await Promise.all([fleet.gateway.stop(), fleet.worker.stop()]);
@@ -165,6 +186,49 @@ async function main(): Promise<void> {
     if (v['cpu-prof']) printProfile(profDir);
     else fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+interface SameLoad {
+  perSecond: number;
+  sdk: Omit<LoadResult, 'samples'>;
+  gateway: Omit<LoadResult, 'samples'>;
+  /** Gateway p50 minus the SDK's at this load, ms. */
+  p50OverMs: number;
+}
+
+/**
+ * Both paths at the same offered load (open loop), at fractions of the
+ * gateway's closed-loop throughput: the gateway's latency over the SDK's is
+ * then what it adds, not queueing at saturation. Each rate runs the two paths
+ * in turn, twice, in opposite orders.
+ */
+async function sameLoad(
+  fractions: number[],
+  capacity: number,
+  seconds: number,
+  paths: { sdk: () => Promise<void>; gateway: () => Promise<void> },
+): Promise<SameLoad[]> {
+  const out: SameLoad[] = [];
+  for (const f of fractions.filter((x) => x > 0)) {
+    const perSecond = Math.max(1, Math.round((f * capacity) / 50) * 50);
+    const runs: { sdk: LoadResult[]; gateway: LoadResult[] } = { sdk: [], gateway: [] };
+    for (const p of ['sdk', 'gateway', 'gateway', 'sdk'] as const) {
+      runs[p].push(await openLoop(perSecond, seconds / 2, paths[p]));
+    }
+    const sdk = combine(runs.sdk);
+    const gateway = combine(runs.gateway);
+    const p50OverMs = round((gateway.latency?.p50Ms ?? 0) - (sdk.latency?.p50Ms ?? 0), 2);
+    console.log(`  same load ${perSecond} req/s (open loop):`);
+    line('sdk embed', sdk);
+    line('gateway', gateway);
+    out.push({
+      perSecond,
+      sdk: { ...sdk, samples: undefined } as Omit<LoadResult, 'samples'>,
+      gateway: { ...gateway, samples: undefined } as Omit<LoadResult, 'samples'>,
+      p50OverMs,
+    });
+  }
+  return out;
 }
 
 const BENCH_KEY = 'sk-bench-gateway';
@@ -195,20 +259,22 @@ function markdown(r: {
   machine: { nproc: number; loadBefore: number; loadAfter: number };
   clients: number;
   seconds: number;
+  model: string;
   sdk: Omit<LoadResult, 'samples'>;
   gateway: Omit<LoadResult, 'samples'>;
   openai: Omit<LoadResult, 'samples'>;
   gatewayCores: number;
   cpuMs: { gatewayPerRequest: number; workerPerEntry: number; workerPerEntrySdk: number };
   gatewayPeakRssMb: number | null;
+  open: SameLoad[];
   ratios: { throughput: number; p50: number; p99: number };
 }): string {
   const row = (label: string, x: Omit<LoadResult, 'samples'>) =>
     `| ${label} | ${x.perSecond.toFixed(0)} | ${x.latency?.p50Ms.toFixed(1)} | ${x.latency?.p99Ms.toFixed(1)} | ${x.errors} |`;
   return [
-    `### Gateway${r.command.includes('--quick') ? ' (quick)' : ''}, ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`,
+    `### Gateway${r.model.startsWith('noop') ? '' : `, ${r.model}`}${r.command.includes('--quick') ? ' (quick)' : ''}, ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`,
     '',
-    `Command: \`${r.command}\` at ${r.code.commit}; ${r.machine.nproc} cores shared by Redis, one worker (\`noop:384\`), the gateway and the load generator (1-min load average ${r.machine.loadBefore} before, ${r.machine.loadAfter} after: other work on the machine). ${r.clients} clients, one input per request, ${r.seconds} s per path in alternating slices of ${SLICE_S} s.`,
+    `Command: \`${r.command}\` at ${r.code.commit}; ${r.machine.nproc} cores shared by Redis, one worker (\`${r.model}\`), the gateway and the load generator (1-min load average ${r.machine.loadBefore} before, ${r.machine.loadAfter} after: other work on the machine). ${r.clients} clients, one input per request, ${r.seconds} s per path in alternating slices of ${SLICE_S} s.`,
     '',
     '| path | requests/s | p50 ms | p99 ms | errors |',
     '| --- | --- | --- | --- | --- |',
@@ -218,7 +284,20 @@ function markdown(r: {
     '',
     `Gateway / SDK in this run: throughput ${r.ratios.throughput}x, p50 ${r.ratios.p50}x, p99 ${r.ratios.p99}x. Gateway process: ${r.gatewayCores} cores, peak RSS ${r.gatewayPeakRssMb ?? '?'} MiB.`,
     '',
-    `CPU in the same slices: the gateway ${r.cpuMs.gatewayPerRequest} ms per request, the worker ${r.cpuMs.workerPerEntry} ms per entry (${r.cpuMs.workerPerEntrySdk} on the SDK path): gateway / worker ${round(r.cpuMs.gatewayPerRequest / r.cpuMs.workerPerEntry, 2)}. Below 1, a fleet scaled on CPU needs fewer gateway cores than worker cores for the no-op core; a real model's worker costs far more per entry.`,
+    ...(r.open.length > 0
+      ? [
+          'At the same offered load (open loop, requests sent at a fixed rate, latency from when each was due; the two paths in turn):',
+          '',
+          '| requests/s | SDK p50 / p99 ms | gateway p50 / p99 ms | gateway p50 over SDK, ms | errors |',
+          '| --- | --- | --- | --- | --- |',
+          ...r.open.map(
+            (o) =>
+              `| ${o.perSecond} | ${o.sdk.latency?.p50Ms.toFixed(1)} / ${o.sdk.latency?.p99Ms.toFixed(1)} | ${o.gateway.latency?.p50Ms.toFixed(1)} / ${o.gateway.latency?.p99Ms.toFixed(1)} | ${o.p50OverMs.toFixed(1)} | ${o.sdk.errors + o.gateway.errors} |`,
+          ),
+          '',
+        ]
+      : []),
+    `CPU in the same slices: the gateway ${r.cpuMs.gatewayPerRequest} ms per request, the worker ${r.cpuMs.workerPerEntry} ms per entry (${r.cpuMs.workerPerEntrySdk} on the SDK path): gateway / worker ${round(r.cpuMs.gatewayPerRequest / r.cpuMs.workerPerEntry, 2)}. Below 1, a fleet scaled on CPU needs fewer gateway cores than worker cores for this model.`,
   ].join('\n');
 }
 

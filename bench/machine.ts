@@ -87,6 +87,27 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** CPU seconds (user + system) of each thread of a process, by thread id, from /proc/<pid>/task. */
+export function threadCpuSeconds(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let tids: string[] = [];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return out;
+}
+
 /** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat. */
 export function systemBusySeconds(): number | undefined {
   try {

@@ -121,6 +121,17 @@ export function summarise(input: SummariseInput): BenchReport {
     const aCpu = cpuOf(limit[corpus]?.layout);
     const dCpu = cpuOf('d');
     if (aCpu && dCpu) r['a/d CPU ms per text'] = { value: round(aCpu / dCpu, 2) };
+    // The same, split: how much of the gap is in the compute threads, how much around them.
+    const split = byCase.d?.detail?.cpuSplit as
+      { main: number; compute: number; other: number } | undefined;
+    const texts = records.find((x) => x.corpus === corpus && x.caseId === 'd')?.measurement.texts;
+    if (aCpu && split && texts) {
+      const perText = (s: number) => (s * 1000) / texts;
+      if (split.compute > 0)
+        r['a/d CPU, d compute threads only'] = { value: round(aCpu / perText(split.compute), 2) };
+      r['d CPU ms per text: main thread'] = { value: round(perText(split.main), 3) };
+      r['d CPU ms per text: other threads'] = { value: round(perText(split.other), 3) };
+    }
     const esCpu = cpuOf('e:streambed');
     const ebCpu = cpuOf('e:bullmq');
     if (esCpu && ebCpu)

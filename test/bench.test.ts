@@ -8,6 +8,7 @@ import { ComputeLimitCase } from '../bench/cases/compute-limit.js';
 import {
   closedLoop,
   combine,
+  openLoop,
   rawEmbedder,
   startGatewayFleet,
 } from '../bench/cases/gateway-load.js';
@@ -82,6 +83,15 @@ describe('bench harness', () => {
     expect(r.requests).toBeGreaterThan(0);
     expect(r.latency!.p99Ms).toBeGreaterThanOrEqual(r.latency!.p50Ms);
     expect(combine([r, r]).requests).toBe(2 * r.requests);
+    // An open loop sends at its rate whatever the answers do: every request goes, in time.
+    const sent: number[] = [];
+    const open = await openLoop(100, 1, async (n) => {
+      sent.push(n);
+      expect(await embed('bench', 'some text')).toHaveLength(384);
+    });
+    expect(open).toMatchObject({ requests: 100, errors: 0 });
+    expect(sent).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(open.seconds).toBeGreaterThanOrEqual(0.99);
     expect(fleet.gateway.peakRssMb()).toBeGreaterThan(0);
     expect(await fleet.gateway.stop()).toBe(0);
     const redis = redisClient();
@@ -130,6 +140,49 @@ describe('bench harness', () => {
       'd/b': { value: 2.38, met: true },
       'd/c': { value: 1.9, met: true },
       'e streambed/BullMQ': { value: 3, met: true },
+    });
+  });
+
+  it("splits d's CPU per text into compute threads, main thread and the rest", () => {
+    const rec = (caseId: string, cpuSeconds: number, detail?: Record<string, unknown>) => ({
+      round: 0,
+      corpus: 'short' as const,
+      caseId,
+      position: 0,
+      loadavg1: 0,
+      measurement: {
+        texts: 1000,
+        seconds: 1,
+        perSecond: 1000,
+        cpuSeconds,
+        ...(detail && { detail }),
+      },
+    });
+    const report = summarise({
+      options: parseOptions(['--quick', '--corpora', 'short']),
+      command: 'npm run bench -- --quick',
+      machine: machineFacts('7'),
+      code: { commit: 'abc', dirty: [] },
+      model: { dir: '/m', dtype: 'q8', file: 'model_quantized.onnx' },
+      corpora: [],
+      drivers: [
+        { id: 'a:2x1', label: 'a' },
+        { id: 'd', label: 'd' },
+      ],
+      records: [
+        rec('a:2x1', 0.9),
+        rec('d', 1.5, { cpuSplit: { main: 0.3, compute: 1.0, other: 0.2 } }),
+      ],
+      peakRss: {},
+      startedAt: new Date().toISOString(),
+      seconds: 1,
+      nproc: 2,
+    });
+    expect(report.ratios.short).toMatchObject({
+      'a/d CPU ms per text': { value: 0.6 },
+      'a/d CPU, d compute threads only': { value: 0.9 },
+      'd CPU ms per text: main thread': { value: 0.3 },
+      'd CPU ms per text: other threads': { value: 0.2 },
     });
   });
 });

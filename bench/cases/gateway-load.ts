@@ -63,6 +63,49 @@ export async function closedLoop(
   return summary(latencies, errors, errorSamples, (performance.now() - t0) / 1000);
 }
 
+/**
+ * Requests sent at a fixed rate for `seconds`, whatever the answers do (an
+ * open loop: a slow path queues requests instead of slowing the senders
+ * down). Latency at a load both paths can carry is what a caller feels;
+ * a closed loop at saturation only measures queueing (Little's law).
+ * Arrivals are evenly spaced, sent in ticks of `TICK_MS`; each latency
+ * counts from when its request was due.
+ */
+export async function openLoop(
+  perSecond: number,
+  seconds: number,
+  call: (n: number) => Promise<void>,
+): Promise<LoadResult> {
+  const latencies: number[] = [];
+  const errorSamples: string[] = [];
+  let errors = 0;
+  const pending: Promise<void>[] = [];
+  const t0 = performance.now();
+  const total = Math.round(perSecond * seconds);
+  for (let n = 0; n < total;) {
+    const upTo = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * perSecond) + 1);
+    for (; n < upTo; n++) {
+      // From when it was due, not when it went: a late sender is part of the latency.
+      const due = t0 + (n * 1000) / perSecond;
+      pending.push(
+        call(n).then(
+          () => void latencies.push(performance.now() - due),
+          (err: unknown) => {
+            errors++;
+            if (errorSamples.length < 5) errorSamples.push((err as Error).message);
+          },
+        ),
+      );
+    }
+    await new Promise((r) => setTimeout(r, TICK_MS));
+  }
+  await Promise.all(pending);
+  return summary(latencies, errors, errorSamples, (performance.now() - t0) / 1000);
+}
+
+/** Open-loop send interval (requests due within it go together). */
+const TICK_MS = 2;
+
 /** Slices of the same path measured at different times, as one result. */
 export function combine(slices: readonly LoadResult[]): LoadResult {
   return summary(
@@ -132,20 +175,21 @@ export class StreambedProcess {
 }
 
 /**
- * One worker (no-op core, model `bench`) and one gateway on a free port, under
- * `prefix`; the gateway's `execArgv` e.g. `--cpu-prof` to profile it, and
- * `keysFile` its GATEWAY_KEYS_FILE (authentication and rate limits measured too),
- * `bin` another checkout's bin/streambed.js (a gateway at another commit).
+ * One worker (model `bench`: the no-op core unless `modelRef` says otherwise)
+ * and one gateway on a free port, under `prefix`; the gateway's `execArgv`
+ * e.g. `--cpu-prof` to profile it, and `keysFile` its GATEWAY_KEYS_FILE
+ * (authentication and rate limits measured too), `bin` another checkout's
+ * bin/streambed.js (a gateway at another commit).
  */
 export async function startGatewayFleet(
   redisUrl: string,
   prefix: string,
-  gateway: { execArgv?: string[]; keysFile?: string; bin?: string } = {},
+  gateway: { execArgv?: string[]; keysFile?: string; bin?: string; modelRef?: string } = {},
 ): Promise<{ worker: StreambedProcess; gateway: StreambedProcess; port: number }> {
   const common = { REDIS_URL: redisUrl, KEY_PREFIX: prefix, METRICS_PORT: '0' };
   const worker = new StreambedProcess('worker', {
     ...common,
-    MODELS: 'bench=noop:384',
+    MODELS: `bench=${gateway.modelRef ?? 'noop:384'}`,
     ALLOW_REMOTE_MODELS: 'false',
     // Repeated texts must be computed, not answered from a cache.
     DEDUPE_TTL_S: '0',

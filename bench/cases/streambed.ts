@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 
 import { StreambedClient } from '../../src/client/client.js';
 import type { Corpus } from '../corpus.js';
-import { cpuSeconds, peakRssMb } from '../machine.js';
+import { cpuSeconds, peakRssMb, threadCpuSeconds } from '../machine.js';
 import { latencyOf, round } from '../stats.js';
 import { collectResults, deletePrefix } from './redis-util.js';
 import type { CaseDriver, Measurement } from './types.js';
@@ -89,12 +89,20 @@ export class StreambedCase implements CaseDriver {
   async run(corpus: Corpus): Promise<Measurement> {
     const pid = this.proc?.pid ?? -1;
     const cpu0 = cpuSeconds(pid);
+    const threads0 = threadCpuSeconds(pid);
     const m = await this.pass(corpus.texts, `${corpus.name}-${++this.runs}`);
     const cpu1 = cpuSeconds(pid);
+    const split = cpuSplit(pid, threads0, threadCpuSeconds(pid), this.computeThreads());
     return {
       ...m,
       ...(cpu0 !== undefined && cpu1 !== undefined && { cpuSeconds: round(cpu1 - cpu0, 2) }),
+      ...(split && { detail: { ...m.detail, cpuSplit: split } }),
     };
+  }
+
+  /** THREADS of the worker, from its start line. */
+  private computeThreads(): number {
+    return Number(/"threads":(\d+)[^\n]*"msg":"worker starting"/.exec(this.output)?.[1] ?? 0);
   }
 
   private async pass(texts: readonly string[], tag: string): Promise<Measurement> {
@@ -154,4 +162,30 @@ export class StreambedCase implements CaseDriver {
   log(): string {
     return this.output;
   }
+}
+
+/**
+ * Where the worker's CPU went during a run: its main thread (reading,
+ * decoding, tokenising, packing, writing), its compute threads (ONNX Runtime
+ * and what runs around it: tensors, pooling, messages) and the rest (V8's
+ * GC and compiler helpers, libuv). The compute threads are the `threads`
+ * busiest threads besides the main one: with a model loaded they are busy
+ * for most of a run, the helpers for a few percent.
+ */
+function cpuSplit(
+  pid: number,
+  before: Map<number, number>,
+  after: Map<number, number>,
+  threads: number,
+): { main: number; compute: number; other: number } | undefined {
+  if (after.size === 0 || threads <= 0) return undefined;
+  const used = [...after].map(([tid, s]) => ({ tid, s: s - (before.get(tid) ?? 0) }));
+  const main = used.find((u) => u.tid === pid)?.s ?? 0;
+  const rest = used.filter((u) => u.tid !== pid).sort((x, y) => y.s - x.s);
+  const sum = (xs: Array<{ s: number }>) => xs.reduce((n, u) => n + u.s, 0);
+  return {
+    main: round(main, 2),
+    compute: round(sum(rest.slice(0, threads)), 2),
+    other: round(sum(rest.slice(threads)), 2),
+  };
 }
