@@ -1,7 +1,8 @@
 /**
  * What `streambed backfill` embeds: a directory of .txt/.md files (id = the
  * path relative to the directory, one page each) or a JSONL file of
- * `{id, source?, text | texts, meta?}`, read as a stream in a stable order
+ * `{id, source?, text | texts, meta?, chunk?, page_vector?}` (page-line.ts),
+ * read as a stream in a stable order
  * (file lines in order; a directory walked one directory at a time, names
  * sorted), so memory does not grow with the corpus. A page's position in
  * that order is its index in the job's checkpoint (state.ts).
@@ -10,8 +11,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { pageKey } from '../client/client.js';
+import { checkId, checkSource, parsePageLine, withChunkDefault } from '../codec/page-line.js';
 import { StreambedError } from '../errors.js';
-import type { Page } from '../types.js';
+import type { ChunkRequest, Page } from '../types.js';
 
 export interface CorpusPage {
   /** Position in the input, from 0. */
@@ -22,7 +24,6 @@ export interface CorpusPage {
 }
 
 const TEXT_FILE = /\.(txt|md|markdown)$/i;
-const SOURCE_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export async function checkInput(input: string): Promise<'dir' | 'jsonl'> {
   const stat = await fs.promises.stat(input).catch(() => undefined);
@@ -44,10 +45,14 @@ export async function countPages(input: string): Promise<number> {
   return n;
 }
 
-/** The input's pages in order; a malformed one throws when it is reached. */
+/**
+ * The input's pages in order; a malformed one throws when it is reached.
+ * `chunk` (`--chunk`): how to chunk the text pages that do not say their own.
+ */
 export async function* readCorpus(
   input: string,
   defaultSource: string,
+  chunk?: ChunkRequest,
 ): AsyncGenerator<CorpusPage> {
   if ((await checkInput(input)) === 'dir') {
     checkSource(defaultSource, input);
@@ -59,11 +64,11 @@ export async function* readCorpus(
       yield {
         index: index++,
         key: () => key,
-        load: async () => ({
-          id,
-          source: defaultSource,
-          text: await fs.promises.readFile(file, 'utf8'),
-        }),
+        load: async () =>
+          withChunkDefault(
+            { id, source: defaultSource, text: await fs.promises.readFile(file, 'utf8') },
+            chunk,
+          ),
       };
     }
     return;
@@ -77,7 +82,11 @@ export async function* readCorpus(
       const where = `${input}:${lineNo}`;
       // Parsed only when needed: a resumed job skips its answered pages by index alone.
       let parsed: Page | undefined;
-      const page = () => (parsed ??= parseLine(line.toString('utf8'), defaultSource, where));
+      const page = () =>
+        (parsed ??= withChunkDefault(
+          parsePageLine(line.toString('utf8'), defaultSource, where),
+          chunk,
+        ));
       yield { index: index++, key: () => pageKey(page()), load: async () => page() };
     }
   }
@@ -119,36 +128,4 @@ async function eachLine(file: string, onLine: (line: Buffer) => void): Promise<v
 function isBlank(line: Buffer): boolean {
   for (const b of line) if (b !== 0x20 && b !== 0x09 && b !== 0x0d) return false;
   return true;
-}
-
-function parseLine(line: string, defaultSource: string, where: string): Page {
-  let row: Record<string, unknown>;
-  try {
-    row = JSON.parse(line) as Record<string, unknown>;
-  } catch (err) {
-    throw new StreambedError('invalid', `${where}: not JSON (${(err as Error).message})`);
-  }
-  if (typeof row.id !== 'string' || (typeof row.text !== 'string' && !Array.isArray(row.texts)))
-    throw new StreambedError('invalid', `${where}: needs a string "id" and "text" (or "texts")`);
-  const source = typeof row.source === 'string' ? row.source : defaultSource;
-  checkId(row.id, where);
-  checkSource(source, where);
-  return {
-    id: row.id,
-    source,
-    ...(typeof row.text === 'string' ? { text: row.text } : { texts: row.texts as string[] }),
-    ...(row.meta !== undefined && { meta: row.meta as Record<string, unknown> }),
-  };
-}
-
-// Checked here, not only by the worker: a page's key must come back intact in its result.
-function checkId(id: string, where: string): void {
-  const bytes = Buffer.byteLength(id);
-  if (bytes < 1 || bytes > 256)
-    throw new StreambedError('invalid', `${where}: id must be 1-256 bytes`);
-}
-
-function checkSource(source: string, where: string): void {
-  if (!SOURCE_NAME.test(source))
-    throw new StreambedError('invalid', `${where}: source must be 1-128 chars of [A-Za-z0-9._:-]`);
 }

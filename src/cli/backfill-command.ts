@@ -12,6 +12,7 @@ import { loadConfig } from '../config/load.js';
 import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
 import type { ReplyMode } from '../types.js';
+import { addChunkOptions, chunkOption } from './chunk-option.js';
 import { openCliConnection } from './client-connection.js';
 import { warnUnlessServed } from './fleet-check.js';
 import { ProgressBar } from './progress-bar.js';
@@ -20,7 +21,7 @@ import { addSettingOptions } from './settings-options.js';
 export function backfillCommand(): Command {
   const cmd = new Command('backfill')
     .description(
-      'Embed a corpus (directory of .txt/.md files, or JSONL of {id, source?, text|texts, meta?}) through the bulk lane; re-run to resume.',
+      'Embed a corpus (directory of .txt/.md files, or JSONL of {id, source?, text|texts, meta?, chunk?, page_vector?}) through the bulk lane; re-run to resume.',
     )
     .argument('<input>', 'a directory (id = path relative to it) or a .jsonl file')
     .requiredOption('-m, --model <name>', 'model short name (from the fleet MODELS table)')
@@ -49,6 +50,7 @@ export function backfillCommand(): Command {
       'time between progress lines when stderr is not a terminal',
       '5000',
     );
+  addChunkOptions(cmd);
   addSettingOptions(cmd, [
     ...REDIS_SETTINGS,
     'keyPrefix',
@@ -73,7 +75,7 @@ export function backfillCommand(): Command {
         redis,
         model: o.model as string,
         job,
-        pages: readCorpus(input, o.source as string),
+        pages: readCorpus(input, o.source as string, chunkOption(o)),
         total,
         reply,
         replyTtlS: config.backfillReplyTtlS,

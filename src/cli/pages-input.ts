@@ -1,10 +1,12 @@
 /**
  * Where `submit` gets its pages: texts given as arguments, text/markdown
- * files (id = the path), or JSONL lines `{id, source?, text | texts, meta?}`.
+ * files (id = the path), or JSONL lines `{id, source?, text | texts, meta?,
+ * chunk?, page_vector?}` (page-line.ts).
  */
 import fs from 'node:fs';
 import readline from 'node:readline';
 
+import { parsePageLine } from '../codec/page-line.js';
 import { StreambedError } from '../errors.js';
 import type { Page } from '../types.js';
 
@@ -43,25 +45,7 @@ async function readJsonl(file: string, source: string): Promise<Page[]> {
   let n = 0;
   for await (const line of lines) {
     n++;
-    if (!line.trim()) continue;
-    let row: Record<string, unknown>;
-    try {
-      row = JSON.parse(line) as Record<string, unknown>;
-    } catch (err) {
-      throw new StreambedError('invalid', `${file}:${n}: not JSON (${(err as Error).message})`);
-    }
-    if (typeof row.id !== 'string' || (typeof row.text !== 'string' && !Array.isArray(row.texts))) {
-      throw new StreambedError(
-        'invalid',
-        `${file}:${n}: needs a string "id" and "text" (or "texts")`,
-      );
-    }
-    out.push({
-      id: row.id,
-      source: typeof row.source === 'string' ? row.source : source,
-      ...(typeof row.text === 'string' ? { text: row.text } : { texts: row.texts as string[] }),
-      ...(row.meta !== undefined && { meta: row.meta as Record<string, unknown> }),
-    });
+    if (line.trim()) out.push(parsePageLine(line, source, `${file}:${n}`));
   }
   return out;
 }

@@ -3,10 +3,12 @@ import { randomUUID } from 'node:crypto';
 
 import { Command, Option } from 'commander';
 
+import { withChunkDefault } from '../codec/page-line.js';
 import { loadConfig } from '../config/load.js';
 import { REDIS_SETTINGS } from '../config/settings.js';
 import { StreambedError } from '../errors.js';
-import type { ChunkRequest, EmbedResult } from '../types.js';
+import type { EmbedResult } from '../types.js';
+import { addChunkOptions, chunkOption } from './chunk-option.js';
 import { openCliConnection } from './client-connection.js';
 import { checkReplyTo, warnUnlessServed } from './fleet-check.js';
 import { readPages } from './pages-input.js';
@@ -24,7 +26,11 @@ export function submitCommand(): Command {
     .requiredOption('-m, --model <name>', 'model short name (from the fleet MODELS table)')
     .option('-s, --source <name>', 'source (tenant) name for pages without one', 'cli')
     .option('-f, --file <path...>', 'text or markdown files, one page each (id = path)', [])
-    .option('--jsonl <path...>', 'JSONL files of {id, source?, text|texts, meta?}', [])
+    .option(
+      '--jsonl <path...>',
+      'JSONL files of {id, source?, text|texts, meta?, chunk?, page_vector?}',
+      [],
+    )
     .option(
       '--reply-to <stream>',
       'result stream, matching REPLY_TO_PATTERN (default: sb:results, or with --wait a private one under each source, sb:reply:{source}/cli-…, deleted at the end)',
@@ -34,11 +40,6 @@ export function submitCommand(): Command {
         .choices(['interactive', 'bulk'])
         .default('interactive'),
     )
-    .option(
-      '--chunk [window]',
-      "split each page into token windows (the model's own window unless given; docs/design.md, Chunking)",
-    )
-    .option('--chunk-overlap <tokens>', 'with --chunk, tokens shared by consecutive chunks')
     .option('-w, --wait', 'wait for the results and print a summary')
     .option('--timeout-ms <ms>', 'with --wait, give up after this long', '300000')
     .option('--print', 'with --wait, print one line per result')
@@ -48,12 +49,13 @@ export function submitCommand(): Command {
       'with --wait, time between progress lines when stderr is not a terminal',
       '5000',
     );
+  addChunkOptions(cmd);
   addSettingOptions(cmd, [...REDIS_SETTINGS, 'keyPrefix', 'group', 'replyToPattern']);
   cmd.action(async (texts: string[], o: Record<string, unknown>) => {
     const config = loadConfig(process.env, o);
     const model = o.model as string;
     const lane = o.lane as 'interactive' | 'bulk';
-    const pages = await readPages({
+    let pages = await readPages({
       texts,
       files: o.file as string[],
       jsonl: o.jsonl as string[],
@@ -61,8 +63,8 @@ export function submitCommand(): Command {
     });
     if (pages.length === 0)
       throw new StreambedError('invalid', 'nothing to submit: give texts, --file or --jsonl');
-    const chunk = chunkOption(o.chunk, o.chunkOverlap);
-    if (chunk !== undefined) for (const p of pages) if (p.text !== undefined) p.chunk = chunk;
+    const chunk = chunkOption(o);
+    pages = pages.map((p) => withChunkDefault(p, chunk));
     const conn = await openCliConnection(config, 'streambed-submit');
     const { client, redis } = conn;
     const givenReplyTo = o.replyTo as string | undefined;
@@ -119,23 +121,6 @@ export function submitCommand(): Command {
     }
   });
   return cmd;
-}
-
-/** `--chunk` alone: the model's window; `--chunk 256`: that window; `--chunk-overlap` either way. */
-function chunkOption(chunk: unknown, overlap: unknown): ChunkRequest | undefined {
-  if (chunk === undefined) return undefined;
-  const int = (v: unknown, name: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0)
-      throw new StreambedError('config', `${name} must be a whole number, got ${String(v)}`);
-    return n;
-  };
-  const window = chunk === true ? undefined : int(chunk, '--chunk');
-  const own = {
-    ...(window !== undefined && { window }),
-    ...(overlap !== undefined && { overlap: int(overlap, '--chunk-overlap') }),
-  };
-  return Object.keys(own).length > 0 ? own : true;
 }
 
 function printable(r: EmbedResult) {
