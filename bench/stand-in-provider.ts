@@ -6,8 +6,9 @@
  * on inputs per request (400 above it), texts it rejects (400), 429s with
  * `Retry-After` on a schedule (and 429 to anything arriving inside a window
  * it announced, as a real provider would), a few 503s, a refusal of base64
- * (422) as float-only servers do, NaN vectors for chosen inputs, a fixed
- * latency. It records every request:
+ * (422) as float-only servers do, NaN vectors for chosen inputs, answers
+ * that leave chosen inputs out, an HTML page with a 200, a fixed latency. It
+ * records every request:
  * arrival time, status, and a hash of each input (never the text).
  *
  * What it does not cover: real tokenisation (usage is ~4 characters a token),
@@ -40,6 +41,10 @@ export interface FakeProviderOptions {
   refuseBase64?: boolean;
   /** Inputs answered with a vector of NaN (a GPU server overflowing in fp16; base64 carries it). */
   nan?: (text: string) => boolean;
+  /** Inputs left out of a 200 answer (a server that skips what it cannot embed). */
+  drops?: (text: string) => boolean;
+  /** Request numbers answered 200 with an HTML page (a proxy's maintenance page). */
+  htmlAt?: ReadonlySet<number>;
 }
 
 export interface ProviderRequest {
@@ -121,6 +126,11 @@ export async function startFakeProvider(opts: FakeProviderOptions = {}): Promise
         });
       }
       if (opts.unavailableAt?.has(num)) return error(503, 'overloaded');
+      if (opts.htmlAt?.has(num)) {
+        record.status = 200;
+        res.writeHead(200, { 'content-type': 'text/html' });
+        return void res.end('<html><body>Down for maintenance</body></html>');
+      }
       if (opts.refuseBase64 && body.encoding_format === 'base64')
         return error(422, 'unknown variant `base64`, expected `float`');
       if (opts.maxInputs !== undefined && input.length > opts.maxInputs)
@@ -136,7 +146,9 @@ export async function startFakeProvider(opts: FakeProviderOptions = {}): Promise
         model: 'fake',
         // Reversed, so a client that ignores `index` gets the wrong order.
         data: input
-          .map((t, index) => {
+          .map((t, index) => ({ t, index }))
+          .filter(({ t }) => !opts.drops?.(t))
+          .map(({ t, index }) => {
             const v = opts.nan?.(t) ? new Float32Array(size).fill(NaN) : fakeVector(t, size);
             const embedding = base64 ? Buffer.from(v.buffer).toString('base64') : Array.from(v);
             return { object: 'embedding', index, embedding };

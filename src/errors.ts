@@ -26,6 +26,10 @@ export const TRANSIENT_ERROR_CODES = [
   'provider_unavailable',
   // A remote provider refused the key or the model (401/403/404): not ready until fixed.
   'provider_refused',
+  // A remote provider answered 200 with something that is not one vector per input:
+  // retried a few times (a proxy's hiccup), then split like a text's failure
+  // (batch-failures.ts), so one input the provider always mishandles cannot hold a batch forever.
+  'provider_malformed',
 ] as const;
 export type TransientErrorCode = (typeof TRANSIENT_ERROR_CODES)[number];
 

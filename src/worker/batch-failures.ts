@@ -13,6 +13,10 @@
  * - transient (`model_load_failed`, Redis, sink): nothing is wrong with the
  *   texts. The batch is retried whole after a backoff; the entries stay held
  *   (their leases renewed), no delivery is counted, nothing is dead-lettered.
+ *   Except `provider_malformed` (a provider answered 200 with something that
+ *   is not one vector per input): after MALFORMED_RETRIES whole retries it is
+ *   an input failure, since a provider that always mishandles one input would
+ *   otherwise hold its whole batch forever.
  */
 import type { StreambedError } from '../errors.js';
 import { backoffMs } from '../redis/connect.js';
@@ -25,8 +29,13 @@ export const POISON_STRIKES = 3;
 export type FailureDecision =
   { action: 'split' } | { action: 'retry'; afterMs: number } | { action: 'fail' };
 
-export function classify(err: StreambedError): FailureClass {
+/** Whole retries of a batch the provider answered malformed, before it is split. */
+export const MALFORMED_RETRIES = 2;
+
+/** `attempt`: transient retries of this batch so far. */
+export function classify(err: StreambedError, attempt = 0): FailureClass {
   if (err.code === 'timeout' || err.code === 'worker_crashed') return 'thread';
+  if (err.code === 'provider_malformed' && attempt >= MALFORMED_RETRIES) return 'input';
   if (err.transient) return 'transient';
   return 'input';
 }

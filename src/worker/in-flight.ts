@@ -421,7 +421,7 @@ export class InFlight {
   private failed(model: string, batch: Item[], err: StreambedError, attempt: number): void {
     const items = batch.filter((i) => !i.done);
     if (items.length === 0) return;
-    const cls = classify(err);
+    const cls = classify(err, attempt);
     const lone = items[0] as Item;
     const decision = decide(cls, items.length, lone.strikes, attempt);
     if (decision.action === 'split') {

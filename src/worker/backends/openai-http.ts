@@ -255,6 +255,8 @@ export class OpenAiBackend implements EmbedBackend {
       answer = parseEmbeddings(JSON.parse(text), input.length);
     } catch (err) {
       report('malformed', { status: res.status });
+      // Not JSON (a proxy's HTML page): the provider is not answering; a wrong answer to
+      // these inputs is `provider_malformed` from parseEmbeddings.
       throw toStreambedError(err, 'provider_unavailable');
     }
     if (remote.dim !== undefined && answer.dim !== remote.dim) {

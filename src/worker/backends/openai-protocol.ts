@@ -12,6 +12,10 @@
  *   the text fails alone; it alone is answered and dead-lettered).
  * - 401, 403, 404: the key or the model is refused: `provider_refused`
  *   (transient, and the model reports not ready until an answer succeeds).
+ * - 200 with an embeddings list that is not one vector per input:
+ *   `provider_malformed` (retried whole a few times, then split until the
+ *   text fails alone). A 200 that is not an embeddings answer at all (not
+ *   JSON, no `data`: a proxy's page) is `provider_unavailable`.
  * Provider messages are cut short and never carry the key; they may name a
  * token count, never the texts (we never echo the request).
  */
@@ -45,14 +49,15 @@ interface Item {
 /**
  * Vectors in input order (by `index`), as base64 float32 LE or JSON floats
  * whatever was asked (some servers ignore `encoding_format`). Throws
- * `provider_unavailable` on an answer that is not one vector per input.
+ * `provider_malformed` on an answer that is not one vector per input.
  */
 export function parseEmbeddings(body: unknown, inputs: number): EmbeddingsAnswer {
   const b = body as { data?: unknown; usage?: { prompt_tokens?: unknown; total_tokens?: unknown } };
-  if (!Array.isArray(b?.data) || b.data.length !== inputs)
-    throw malformed(
-      `expected ${inputs} embeddings, got ${Array.isArray(b?.data) ? b.data.length : 'none'}`,
-    );
+  // No embeddings list at all (an error body, another API): the provider is not answering.
+  if (!Array.isArray(b?.data))
+    throw new StreambedError('provider_unavailable', 'provider answer has no "data" list');
+  if (b.data.length !== inputs)
+    throw malformed(`expected ${inputs} embeddings, got ${b.data.length}`);
   const items = (b.data as Item[]).map((item, i) => ({
     index: typeof item?.index === 'number' ? item.index : i,
     vector: vectorOf(item?.embedding),
@@ -83,7 +88,7 @@ function vectorOf(embedding: unknown): Float32Array {
 }
 
 function malformed(why: string): StreambedError {
-  return new StreambedError('provider_unavailable', `provider answer malformed: ${why}`);
+  return new StreambedError('provider_malformed', `provider answer malformed: ${why}`);
 }
 
 /** Retry-After as ms: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or an HTTP date. */
