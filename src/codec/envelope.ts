@@ -44,7 +44,9 @@ const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
 const shape = z.object({
   id: z
     .string()
-    .refine((s) => byteLength(s) >= 1 && byteLength(s) <= 256, 'id must be 1-256 bytes'),
+    .refine((s) => byteLength(s) >= 1 && byteLength(s) <= 256, 'id must be 1-256 bytes')
+    // Postgres text cannot hold U+0000: a sink could never store the page (nor look it up).
+    .refine((s) => !s.includes('\u0000'), 'id must not contain U+0000 (NUL)'),
   source: z
     .string()
     .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'source must be 1-128 chars of [A-Za-z0-9._:-]'),
@@ -160,6 +162,9 @@ function decodeEntry(
         `meta is ${metaBytes} bytes, over the limit of ${limits.maxMetaBytes}`,
       );
     }
+    // The sink's jsonb column refuses U+0000 in a key or a string: refused here, with a
+    // reason, rather than an upsert that could never succeed.
+    if (holdsNul(env.meta)) return reject('invalid', 'meta must not contain U+0000 (NUL)');
   }
   if (env.reply_to !== undefined && !replyAllowed(env.reply_to, env.source)) {
     return reject(
@@ -317,6 +322,15 @@ function flatFlag(v: string): unknown {
     }
   }
   return v;
+}
+
+/** Whether a key or a string anywhere in `value` holds U+0000 (meta's depth is bounded by then). */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(holdsNul);
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).some(([k, v]) => k.includes('\u0000') || holdsNul(v));
+  return false;
 }
 
 /** Encoded size of meta as JSON (64-bit integers as their digits), or undefined when too deep to encode. */

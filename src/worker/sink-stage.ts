@@ -107,7 +107,10 @@ export class SinkStage {
         continue;
       const rows = ok.vectors.map((vector, chunk): SinkRow => {
         const span = ok.spans?.[chunk];
-        const passage = this.opts.storePassages ? a.chunkTexts?.[chunk] : undefined;
+        // Postgres text cannot hold U+0000; U+FFFD keeps every offset of `span` where it was.
+        const passage = this.opts.storePassages
+          ? a.chunkTexts?.[chunk]?.replaceAll('\u0000', '\uFFFD')
+          : undefined;
         return {
           source,
           id,
