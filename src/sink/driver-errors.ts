@@ -32,6 +32,17 @@ export function sqlState(err: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
+/**
+ * Whether the server refused a statement for the data in it: SQLSTATE class
+ * 22 (data exception: a value the column cannot hold) or 23 (a constraint,
+ * e.g. a CHECK an operator added), or our own check of a row before sending
+ * it (`invalid`). Retrying the same rows can never succeed.
+ */
+export function isDataError(err: unknown): boolean {
+  if (err instanceof StreambedError && err.code === 'invalid') return true;
+  return /^(22|23)/.test(sqlState(err) ?? '');
+}
+
 /** Classify a driver error; `what` says which operation failed, for the message. */
 export function toSinkError(err: unknown, what: string): StreambedError {
   if (err instanceof StreambedError) return err;

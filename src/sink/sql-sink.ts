@@ -209,7 +209,7 @@ export function createSqlSink(client: SqlClient, opts: SqlSinkOptions): Sink {
   };
 }
 
-/** Offsets go into int columns: a span that is not two ordered non-negative int32s is a bug upstream. */
+/** Offsets go into int columns: a span that is not two ordered non-negative int32s cannot be stored. */
 function spanOf(row: { span?: [number, number] }, table: string): [number, number] | undefined {
   const span = row.span;
   if (span === undefined) return undefined;
@@ -217,7 +217,7 @@ function spanOf(row: { span?: [number, number] }, table: string): [number, numbe
   const ok = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0x7fffffff;
   if (!ok(start) || !ok(end) || start > end) {
     throw new StreambedError(
-      'internal',
+      'invalid',
       `sink: "${table}": span [${span.join(', ')}] is not [start, end)`,
     );
   }

@@ -8,17 +8,17 @@ import { fromSql, toSql } from 'pgvector';
 
 import { StreambedError } from '../errors.js';
 
-/** Text form for a `$n::vector` parameter; rejects what pgvector would reject. */
+/** Text form for a `$n::vector` parameter; rejects (`invalid`) what pgvector would reject. */
 export function encodeVector(vector: Float32Array, dim: number, where: string): string {
   if (vector.length !== dim) {
     throw new StreambedError(
-      'internal',
+      'invalid',
       `sink: ${where}: vector has ${vector.length} dimensions, table expects ${dim}`,
     );
   }
   for (const v of vector) {
     if (!Number.isFinite(v)) {
-      throw new StreambedError('internal', `sink: ${where}: vector contains ${v}`);
+      throw new StreambedError('invalid', `sink: ${where}: vector contains ${v}`);
     }
   }
   return toSql(Array.from(vector)) as string;

@@ -7,7 +7,7 @@
  * batch. An idle queue writes at once, so latency does not change.
  */
 import type { Logger } from '../log.js';
-import type { Answer } from './answer.js';
+import { type Answer, errorAnswer } from './answer.js';
 import type { WorkerEvents } from './events.js';
 import type { AnswerWriter, WriteReport } from './result-writer.js';
 import type { SinkStage } from './sink-stage.js';
@@ -63,8 +63,15 @@ export class AnswerQueue {
 
   private async write(answers: Answer[]): Promise<void> {
     try {
-      await this.deps.sink?.persist(answers, this.deps.abort);
-      this.announce(await this.deps.writer.write(answers, this.deps.abort));
+      // A page the sink refuses for its data is answered `invalid`: never acknowledged unstored.
+      const refused = await this.deps.sink?.persist(answers, this.deps.abort);
+      const final = refused?.size
+        ? answers.map((a) => {
+            const why = refused.get(a);
+            return why === undefined ? a : errorAnswer(a.delivery, 'invalid', why, a);
+          })
+        : answers;
+      this.announce(await this.deps.writer.write(final, this.deps.abort));
     } catch (err) {
       // Only an abandoned (forced) shutdown gets here: the entries stay pending for others.
       this.deps.log.warn(

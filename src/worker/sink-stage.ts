@@ -7,6 +7,7 @@
  */
 import type { Logger } from '../log.js';
 import { backoffMs } from '../redis/connect.js';
+import { isDataError } from '../sink/driver-errors.js';
 import { type Sink, sinkKey, type SinkRow } from '../sink/index.js';
 import type { Answer } from './answer.js';
 
@@ -65,25 +66,60 @@ export class SinkStage {
     });
   }
 
-  /** Upsert the vectors of computed answers, one statement per model; retries until stored or aborted. */
-  async persist(answers: Answer[], abort: AbortSignal): Promise<void> {
-    for (const [model, rows] of this.rowsByModel(answers)) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await this.sink.upsert(model, rows);
-          if (this.outage) this.log.info({ model }, 'sink reachable again');
-          this.outage = false;
-          break;
-        } catch (err) {
-          if (abort.aborted) throw err;
-          if (!this.outage)
-            this.log.warn(
-              { model, rows: rows.length, err: (err as Error).message },
-              'sink write failed; entries stay pending, retrying',
-            );
-          this.outage = true;
-          await new Promise((r) => setTimeout(r, backoffMs(attempt, 200, 10_000)));
+  /**
+   * Upsert the vectors of computed answers, one statement per model; retries
+   * until stored or aborted. A statement the server refuses for its data
+   * (isDataError: a value a column cannot hold, an operator's constraint) is
+   * never retried as it is: its pages are stored one by one, and a page
+   * refused alone is returned with the reason, to be answered `invalid`
+   * instead of acknowledged unstored (it would otherwise hold its whole
+   * group, and the worker's writes, forever).
+   */
+  async persist(answers: Answer[], abort: AbortSignal): Promise<Map<Answer, string>> {
+    const refused = new Map<Answer, string>();
+    for (const [model, pages] of this.pagesByModel(answers))
+      await this.store(model, pages, abort, refused);
+    return refused;
+  }
+
+  private async store(
+    model: string,
+    pages: StoredPage[],
+    abort: AbortSignal,
+    refused: Map<Answer, string>,
+  ): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.sink.upsert(
+          model,
+          pages.flatMap((p) => p.rows),
+        );
+        if (this.outage) this.log.info({ model }, 'sink reachable again');
+        this.outage = false;
+        return;
+      } catch (err) {
+        if (abort.aborted) throw err;
+        if (isDataError(err)) {
+          if (pages.length > 1) {
+            for (const page of pages) await this.store(model, [page], abort, refused);
+            return;
+          }
+          const page = pages[0] as StoredPage;
+          const reason = (err as Error).message.slice(0, 300);
+          this.log.warn(
+            { model, entry: page.answer.delivery.id, err: reason },
+            'sink refused a page for its data; answering it invalid',
+          );
+          refused.set(page.answer, `the sink cannot store this page: ${reason}`);
+          return;
         }
+        if (!this.outage)
+          this.log.warn(
+            { model, rows: pages.length, err: (err as Error).message },
+            'sink write failed; entries stay pending, retrying',
+          );
+        this.outage = true;
+        await new Promise((r) => setTimeout(r, backoffMs(attempt, 200, 10_000)));
       }
     }
   }
@@ -99,8 +135,8 @@ export class SinkStage {
    * only its last answer's rows go: mixing two versions' chunks would keep
    * chunks the last version no longer has.
    */
-  private rowsByModel(answers: Answer[]): Map<string, SinkRow[]> {
-    const pages = new Map<string, { model: string; rows: SinkRow[] }>();
+  private pagesByModel(answers: Answer[]): Map<string, StoredPage[]> {
+    const pages = new Map<string, { model: string; page: StoredPage }>();
     for (const a of answers) {
       const { ok, chunkHashes, source, id } = a;
       if (a.outcome !== 'ok' || !ok || !chunkHashes || source === undefined || id === undefined)
@@ -122,16 +158,22 @@ export class SinkStage {
           ...(passage !== undefined && { passage }),
         };
       });
-      const page = `${a.delivery.model}\u0000${sinkKey(source, id, 0)}`;
-      pages.delete(page); // re-inserted last, so rows keep the order of the answers
-      pages.set(page, { model: a.delivery.model, rows });
+      const key = `${a.delivery.model}\u0000${sinkKey(source, id, 0)}`;
+      pages.delete(key); // re-inserted last, so rows keep the order of the answers
+      pages.set(key, { model: a.delivery.model, page: { answer: a, rows } });
     }
-    const byModel = new Map<string, SinkRow[]>();
-    for (const { model, rows } of pages.values()) {
+    const byModel = new Map<string, StoredPage[]>();
+    for (const { model, page } of pages.values()) {
       const all = byModel.get(model) ?? [];
-      all.push(...rows);
+      all.push(page);
       byModel.set(model, all);
     }
     return byModel;
   }
+}
+
+/** One page's rows, with the answer they came from. */
+interface StoredPage {
+  answer: Answer;
+  rows: SinkRow[];
 }
