@@ -256,7 +256,9 @@ export class InFlight {
           strikes: 0,
         });
       });
-      if (performance.now() - sliceStarted > TOKENIZE_SLICE_MS) {
+      // Without a tokenizer an entry costs microseconds: nothing to yield for (and a batch
+      // is not cut in two by a GC pause longer than the slice).
+      if (loaded.encode && performance.now() - sliceStarted > TOKENIZE_SLICE_MS) {
         // Tokenising a read of long texts takes tens of ms (0.5 ms a 190-token text):
         // pool hand-offs, result writes and health probes must not wait behind it.
         this.queue.push(model, items);
