@@ -210,6 +210,20 @@ describe('sink rows per chunk', () => {
     ]);
   });
 
+  it('a page the server refuses for its data is returned refused with every answer of it in the call; the rest are stored', async () => {
+    const { sink, table } = newSink();
+    await sink.ensureTable({ model: 'pages', modelRef: 'org/pages', dim: DIM });
+    await client.query(`ALTER TABLE "${table('pages')}" ADD CONSTRAINT no_bad CHECK (id <> 'bad')`);
+    const stage = new SinkStage(sink, createLogger('silent'), { storePassages: false });
+    const first = pageAnswer('bad', 'one two', spansOf('one two', [0, 4, 7]), 0);
+    const again = pageAnswer('bad', 'one two three', spansOf('one two three', [0, 8, 13]), 5);
+    const good = pageAnswer('good', PAGE, spansOf(PAGE, CUTS), 10);
+    const refused = await stage.persist([first, good, again], never);
+    expect([...refused.keys()]).toEqual([again, first]);
+    expect(refused.get(first)).toMatch(/the sink cannot store this page: .*no_bad/);
+    expect(new Set((await stored(table('pages'))).map((r) => r.id))).toEqual(new Set(['good']));
+  });
+
   it('lookup answers a page only when its hashes, spans and length match (and its passage, when asked)', async () => {
     const { sink } = newSink();
     await sink.ensureTable({ model: 'pages', modelRef: 'org/pages', dim: DIM });

@@ -110,7 +110,9 @@ export class SinkStage {
             { model, entry: page.answer.delivery.id, err: reason },
             'sink refused a page for its data; answering it invalid',
           );
-          refused.set(page.answer, `the sink cannot store this page: ${reason}`);
+          // An earlier answer of the same page in this call was never stored either.
+          for (const a of [page.answer, ...page.superseded])
+            refused.set(a, `the sink cannot store this page: ${reason}`);
           return;
         }
         if (!this.outage)
@@ -159,8 +161,10 @@ export class SinkStage {
         };
       });
       const key = `${a.delivery.model}\u0000${sinkKey(source, id, 0)}`;
+      const before = pages.get(key)?.page;
+      const superseded = before ? [...before.superseded, before.answer] : [];
       pages.delete(key); // re-inserted last, so rows keep the order of the answers
-      pages.set(key, { model: a.delivery.model, page: { answer: a, rows } });
+      pages.set(key, { model: a.delivery.model, page: { answer: a, superseded, rows } });
     }
     const byModel = new Map<string, StoredPage[]>();
     for (const { model, page } of pages.values()) {
@@ -172,8 +176,9 @@ export class SinkStage {
   }
 }
 
-/** One page's rows, with the answer they came from. */
+/** One page's rows, with the answer they came from (and earlier answers of the page they replace). */
 interface StoredPage {
   answer: Answer;
+  superseded: Answer[];
   rows: SinkRow[];
 }
