@@ -3,9 +3,10 @@
  * skips what it cannot embed): before, the whole batch was retried as an
  * outage forever and none of its texts was ever answered. Now the batch is
  * retried whole MALFORMED_RETRIES times, then split until the text fails
- * alone: its neighbours get their vectors, it is dead-lettered. A 200 that
- * is not an embeddings answer at all (a proxy's maintenance page) is still an
- * outage: waited out, nothing dead-lettered.
+ * alone: its neighbours get their vectors, it is dead-lettered. A provider
+ * that answers every request so (broken, not the inputs) and a 200 that is
+ * not an embeddings answer at all (a proxy's maintenance page) are outages:
+ * waited out, nothing dead-lettered.
  *
  * The provider is the stand-in (bench/stand-in-provider.ts; what it does not
  * cover is in its header).
@@ -99,6 +100,31 @@ describe('a provider answer that is not one vector per input', () => {
       const alone = withIt.filter((q) => q.inputs.length === 1);
       expect(alone).toHaveLength(1 + MALFORMED_RETRIES);
       expect(withIt.length - alone.length).toBeGreaterThanOrEqual(1 + MALFORMED_RETRIES);
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
+
+  it('a provider that leaves out every input is broken, not the inputs: nothing is dead-lettered, all are answered once it recovers', async () => {
+    let broken = false;
+    const { provider, prefix, client } = await fleet({ drops: () => broken });
+    try {
+      broken = true;
+      const texts = Array.from({ length: 4 }, (_, i) => `page ${i}`);
+      const results = answered(client, prefix, texts);
+      // Long enough for the retries and splits to reach every text alone, several times.
+      await until(
+        'each text tried alone twice',
+        () => {
+          const alone = provider.requests.filter((q) => q.inputs.length === 1).length;
+          return alone >= 2 * texts.length + 1 ? true : undefined;
+        },
+        20_000,
+      );
+      expect(await redis.xlen(keys(prefix).dlq('emb'))).toBe(0);
+      broken = false;
+      expect((await results).map((r) => r.status)).toEqual(['ok', 'ok', 'ok', 'ok']);
+      expect(await redis.xlen(keys(prefix).dlq('emb'))).toBe(0);
     } finally {
       await client.close();
     }

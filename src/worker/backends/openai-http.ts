@@ -60,7 +60,14 @@ interface Remote {
   encoding: 'base64' | 'float';
   dim?: number;
   refused?: string;
+  /** When this process last had a usable answer from the provider (ms). */
+  lastOkAt?: number;
+  /** When each input was first in a request answered malformed; dropped once answered. */
+  malformedSince: Map<string, number>;
 }
+
+/** Inputs remembered in `malformedSince`, at most (cleared when full: a provider gone wrong). */
+const MALFORMED_MEMORY = 10_000;
 
 export interface OpenAiBackendDeps {
   redis: Redis;
@@ -90,6 +97,7 @@ export class OpenAiBackend implements EmbedBackend {
         slots: new Slots(opts.concurrency),
         limiter,
         encoding: opts.encoding,
+        malformedSince: new Map(),
       });
     }
   }
@@ -257,7 +265,9 @@ export class OpenAiBackend implements EmbedBackend {
       report('malformed', { status: res.status });
       // Not JSON (a proxy's HTML page): the provider is not answering; a wrong answer to
       // these inputs is `provider_malformed` from parseEmbeddings.
-      throw toStreambedError(err, 'provider_unavailable');
+      const e = toStreambedError(err, 'provider_unavailable');
+      if (e.code === 'provider_malformed') throw this.malformed(remote, input, e);
+      throw e;
     }
     if (remote.dim !== undefined && answer.dim !== remote.dim) {
       // The provider now serves another model under this name: nothing can be answered.
@@ -268,6 +278,8 @@ export class OpenAiBackend implements EmbedBackend {
     if (remote.refused !== undefined) await this.refuse(remote, undefined);
     const tokens = answer.tokens ?? estimate;
     report('ok', { status: res.status, tokens });
+    remote.lastOkAt = Date.now();
+    for (const text of input) remote.malformedSince.delete(text);
     if (answer.tokens !== undefined)
       await remote.limiter
         .settle(answer.tokens - estimate)
@@ -283,6 +295,29 @@ export class OpenAiBackend implements EmbedBackend {
       paddedTokens: tokens,
       ms: performance.now() - t0,
     };
+  }
+
+  /**
+   * A malformed answer is the inputs' fault (`provider_malformed`: split, and
+   * a lone input dead-lettered) only with evidence that the provider works:
+   * a proper answer to other requests since these inputs were first answered
+   * malformed. Without it the provider itself may be broken, and a lone input
+   * waits as in an outage (`provider_unavailable`) instead of being
+   * dead-lettered along with everything else.
+   */
+  private malformed(remote: Remote, input: string[], e: StreambedError): StreambedError {
+    const now = Date.now();
+    if (remote.malformedSince.size + input.length > MALFORMED_MEMORY) remote.malformedSince.clear();
+    let since = now;
+    for (const text of input) {
+      const first = remote.malformedSince.get(text) ?? now;
+      remote.malformedSince.set(text, first);
+      since = Math.min(since, first);
+    }
+    const provedWorking = (remote.lastOkAt ?? -Infinity) > since;
+    return input.length === 1 && !provedWorking
+      ? new StreambedError('provider_unavailable', e.message, { cause: e })
+      : e;
   }
 
   /**
