@@ -55,6 +55,10 @@ describe('a JSONL page line', () => {
       [{ id: 'd', text: 'x', page_vector: 'yes' }, /f\.jsonl:3: "page_vector" must be true or/],
       [{ id: 'd', source: 'no spaces', text: 'x' }, /f\.jsonl:3: source must be/],
       [{ text: 'x' }, /f\.jsonl:3: needs a string "id"/],
+      // The envelope's own rules, so a line the worker would refuse stops the run here.
+      [{ id: 'a\u0000b', text: 'x' }, /f\.jsonl:3: id must not contain U\+0000/],
+      [{ id: 'd', text: 'x', chunk: { window: 16, overlap: 8 } }, /"chunk" must be/],
+      [{ id: 'd', text: 'x', chunk: { window: 4 } }, /window at least 8/],
     ] as const)
       expect(() => line(bad)).toThrow(why);
     expect(() => parsePageLine('{nope', 's', 'f.jsonl:9')).toThrow(/f\.jsonl:9: not JSON/);

@@ -41,36 +41,39 @@ export const REPLY_MODES = ['vectors', 'status'] as const;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
 
+/** The envelope's field rules, shared with the CLI's JSONL lines (page-line.ts). */
+export const idSchema = z
+  .string()
+  .refine((s) => byteLength(s) >= 1 && byteLength(s) <= 256, 'id must be 1-256 bytes')
+  // Postgres text cannot hold U+0000: a sink could never store the page (nor look it up).
+  .refine((s) => !s.includes('\u0000'), 'id must not contain U+0000 (NUL)');
+export const sourceSchema = z
+  .string()
+  .regex(SOURCE_NAME, 'source must be 1-128 chars of [A-Za-z0-9._:-]');
+export const chunkSchema = z.union([
+  z.boolean(),
+  z
+    .object({
+      window: z.number().int().min(MIN_CHUNK_WINDOW).optional(),
+      overlap: z.number().int().min(0).optional(),
+    })
+    .strict()
+    .refine(
+      (c) => c.overlap === undefined || c.window === undefined || c.overlap * 2 < c.window,
+      'overlap must be under half of window',
+    ),
+]);
+
 const shape = z.object({
-  id: z
-    .string()
-    .refine((s) => byteLength(s) >= 1 && byteLength(s) <= 256, 'id must be 1-256 bytes')
-    // Postgres text cannot hold U+0000: a sink could never store the page (nor look it up).
-    .refine((s) => !s.includes('\u0000'), 'id must not contain U+0000 (NUL)'),
-  source: z
-    .string()
-    .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'source must be 1-128 chars of [A-Za-z0-9._:-]'),
+  id: idSchema,
+  source: sourceSchema,
   text: z.string().optional(),
   texts: z.array(z.string()).optional(),
   reply_to: z.string().min(1).optional(),
   meta: z.record(z.string(), z.unknown()).optional(),
   deadline_ms: z.number().int().nonnegative().optional(),
   reply: z.enum(REPLY_MODES).optional(),
-  chunk: z
-    .union([
-      z.boolean(),
-      z
-        .object({
-          window: z.number().int().min(MIN_CHUNK_WINDOW).optional(),
-          overlap: z.number().int().min(0).optional(),
-        })
-        .strict()
-        .refine(
-          (c) => c.overlap === undefined || c.window === undefined || c.overlap * 2 < c.window,
-          'overlap must be under half of window',
-        ),
-    ])
-    .optional(),
+  chunk: chunkSchema.optional(),
   page_vector: z.boolean().optional(),
 });
 type RawEnvelope = z.infer<typeof shape>;

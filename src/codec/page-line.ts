@@ -7,9 +7,14 @@
  * dead-letter the page. The worker validates the envelope again (the
  * chunk's window and overlap against the model).
  */
+import type { z } from 'zod';
+
 import { StreambedError } from '../errors.js';
-import { SOURCE_NAME } from '../keys.js';
+import { MIN_CHUNK_WINDOW } from '../models/chunk-options.js';
 import type { ChunkRequest, Page } from '../types.js';
+import { chunkSchema, idSchema, sourceSchema } from './envelope.js';
+
+const CHUNK_RULE = `"chunk" must be true, false or {"window": N, "overlap": N} (window at least ${MIN_CHUNK_WINDOW}, overlap under half of it)`;
 
 export function parsePageLine(line: string, defaultSource: string, where: string): Page {
   let row: Record<string, unknown>;
@@ -23,7 +28,8 @@ export function parsePageLine(line: string, defaultSource: string, where: string
   const source = typeof row.source === 'string' ? row.source : defaultSource;
   checkId(row.id, where);
   checkSource(source, where);
-  const chunk = chunkOf(row.chunk, where);
+  const chunk =
+    row.chunk === undefined ? undefined : checked(chunkSchema, row.chunk, where, CHUNK_RULE);
   if (row.page_vector !== undefined && typeof row.page_vector !== 'boolean')
     throw invalid(where, '"page_vector" must be true or false');
   return {
@@ -36,14 +42,13 @@ export function parsePageLine(line: string, defaultSource: string, where: string
   };
 }
 
+/** The envelope's own id rule (1-256 bytes, no U+0000), with the file and line in the error. */
 export function checkId(id: string, where: string): void {
-  const bytes = Buffer.byteLength(id);
-  if (bytes < 1 || bytes > 256) throw invalid(where, 'id must be 1-256 bytes');
+  checked(idSchema, id, where);
 }
 
 export function checkSource(source: string, where: string): void {
-  if (!SOURCE_NAME.test(source))
-    throw invalid(where, 'source must be 1-128 chars of [A-Za-z0-9._:-]');
+  checked(sourceSchema, source, where);
 }
 
 /** A default chunking (`--chunk`) for the text pages that do not say their own. */
@@ -53,13 +58,16 @@ export function withChunkDefault(page: Page, chunk: ChunkRequest | undefined): P
     : { ...page, chunk };
 }
 
-function chunkOf(value: unknown, where: string): ChunkRequest | undefined {
-  if (value === undefined || typeof value === 'boolean') return value;
-  const isMap = typeof value === 'object' && value !== null && !Array.isArray(value);
-  const fields = isMap ? Object.entries(value as Record<string, unknown>) : [];
-  if (isMap && fields.every(([k, v]) => (k === 'window' || k === 'overlap') && Number.isInteger(v)))
-    return value as ChunkRequest;
-  throw invalid(where, '"chunk" must be true, false or {"window": N, "overlap": N}');
+/** `value` as `schema` has it, or an `invalid` error naming `where` and the rule (or `message`). */
+export function checked<T>(
+  schema: z.ZodType<T>,
+  value: unknown,
+  where: string,
+  message?: string,
+): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  throw invalid(where, message ?? r.error.issues[0]?.message ?? 'invalid');
 }
 
 function invalid(where: string, why: string): StreambedError {
