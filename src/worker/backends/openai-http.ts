@@ -13,6 +13,8 @@
  * model and reads the dimension, so the sink table is sized (and a mismatch
  * fails) before any entry is read, as for a local model.
  */
+import { createHash } from 'node:crypto';
+
 import type { Redis } from 'ioredis';
 
 import type { EmbedTaskResult } from '../../../workers/embed-worker.js';
@@ -62,12 +64,17 @@ interface Remote {
   refused?: string;
   /** When this process last had a usable answer from the provider (ms). */
   lastOkAt?: number;
-  /** When each input was first in a request answered malformed; dropped once answered. */
+  /**
+   * When each input (by a digest: a page may be large, and a dead-lettered one
+   * is never dropped) was first in a request answered malformed; dropped once answered.
+   */
   malformedSince: Map<string, number>;
 }
 
 /** Inputs remembered in `malformedSince`, at most (cleared when full: a provider gone wrong). */
 const MALFORMED_MEMORY = 10_000;
+
+const digest = (text: string): string => createHash('sha1').update(text).digest('base64');
 
 export interface OpenAiBackendDeps {
   redis: Redis;
@@ -279,7 +286,9 @@ export class OpenAiBackend implements EmbedBackend {
     const tokens = answer.tokens ?? estimate;
     report('ok', { status: res.status, tokens });
     remote.lastOkAt = Date.now();
-    for (const text of input) remote.malformedSince.delete(text);
+    // Empty but for a provider that answered malformed lately: no digest on the usual path.
+    if (remote.malformedSince.size > 0)
+      for (const text of input) remote.malformedSince.delete(digest(text));
     if (answer.tokens !== undefined)
       await remote.limiter
         .settle(answer.tokens - estimate)
@@ -310,8 +319,9 @@ export class OpenAiBackend implements EmbedBackend {
     if (remote.malformedSince.size + input.length > MALFORMED_MEMORY) remote.malformedSince.clear();
     let since = now;
     for (const text of input) {
-      const first = remote.malformedSince.get(text) ?? now;
-      remote.malformedSince.set(text, first);
+      const key = digest(text);
+      const first = remote.malformedSince.get(key) ?? now;
+      remote.malformedSince.set(key, first);
       since = Math.min(since, first);
     }
     const provedWorking = (remote.lastOkAt ?? -Infinity) > since;
