@@ -17,12 +17,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
-import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
 import type { EmbedResult } from '../src/types.js';
 import type { WorkerHandle } from '../src/worker/worker-process.js';
 import { type FakeProvider, startFakeProvider } from './helpers/fake-provider.js';
-import { deletePrefix, groupInfo, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { deletePrefix, groupInfo, randomPrefix, redisClient } from './helpers/redis.js';
+import { resultsById } from './helpers/results.js';
 import { startTestWorker, stopAllWorkers } from './helpers/worker.js';
 
 const redis = redisClient();
@@ -48,17 +48,8 @@ async function answers(
   const reply = `${prefix}:reply:s/${tag}`;
   const pages = texts.map((text, i) => ({ id: `${tag}-${i}`, source: 's', text }));
   await client.submit(pages, { model, replyTo: reply });
-  return until(
-    `${tag} answered`,
-    async () => {
-      const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-      const all = entries.map(([id, f]) => decodeResult(id.toString(), f));
-      if (all.length < texts.length) return undefined;
-      const byId = new Map(all.map((r) => [r.id, r]));
-      return pages.map((p) => byId.get(p.id) as EmbedResult);
-    },
-    30_000,
-  );
+  const byId = await resultsById(redis, reply, texts.length);
+  return pages.map((p) => byId.get(p.id) as EmbedResult);
 }
 
 async function setUp(

@@ -13,11 +13,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { readPages } from '../src/cli/pages-input.js';
 import { parsePageLine, withChunkDefault } from '../src/codec/page-line.js';
-import { decodeResult } from '../src/codec/result.js';
-import type { EmbedResult } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
 import { tinyModel } from './helpers/models.js';
 import { deletePrefix, randomPrefix, redisClient } from './helpers/redis.js';
+import { readResults } from './helpers/results.js';
 import { startTestWorker, stopAllWorkers } from './helpers/worker.js';
 
 const redis = redisClient();
@@ -109,10 +108,7 @@ describe('a JSONL page line', () => {
     );
     expect(run.code, run.stderr).toBe(0);
     const reply = `${prefix}:reply:backfill/backfill:lines`;
-    const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-    const byId = new Map<string, EmbedResult>(
-      entries.map(([id, f]) => decodeResult(id.toString(), f)).map((r) => [r.id, r]),
-    );
+    const byId = new Map((await readResults(redis, reply)).map((r) => [r.id, r]));
     const ok = (id: string) => {
       const r = byId.get(id);
       if (r?.status !== 'ok') throw new Error(`${id}: ${JSON.stringify(r)}`);

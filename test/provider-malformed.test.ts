@@ -14,7 +14,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
-import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
 import type { EmbedResult } from '../src/types.js';
 import { MALFORMED_RETRIES } from '../src/worker/batch-failures.js';
@@ -25,6 +24,7 @@ import {
   textHash,
 } from './helpers/fake-provider.js';
 import { deletePrefix, groupInfo, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { resultsById } from './helpers/results.js';
 import { startTestWorker, stopAllWorkers } from './helpers/worker.js';
 
 const redis = redisClient();
@@ -55,19 +55,8 @@ async function answered(
   const reply = `${prefix}:reply:s/all`;
   const pages = texts.map((text, i) => ({ id: `p${i}`, source: 's', text }));
   await client.submit(pages, { model: 'emb', replyTo: reply });
-  return until(
-    'every page answered',
-    async () => {
-      const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-      const byId = new Map(
-        entries.map(([id, f]) => decodeResult(id.toString(), f)).map((r) => [r.id, r]),
-      );
-      return byId.size >= texts.length
-        ? pages.map((p) => byId.get(p.id) as EmbedResult)
-        : undefined;
-    },
-    30_000,
-  );
+  const byId = await resultsById(redis, reply, texts.length);
+  return pages.map((p) => byId.get(p.id) as EmbedResult);
 }
 
 describe('a provider answer that is not one vector per input', () => {

@@ -18,12 +18,12 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
-import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
 import type { EmbedResult, Page } from '../src/types.js';
 import { fill } from '../workers/fixture-core.js';
 import { startPgliteServer } from './helpers/pglite-server.js';
-import { deletePrefix, groupInfo, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { deletePrefix, groupInfo, randomPrefix, redisClient } from './helpers/redis.js';
+import { resultsById } from './helpers/results.js';
 import { startTestWorker, stopAllWorkers } from './helpers/worker.js';
 
 const redis = redisClient();
@@ -56,15 +56,7 @@ describe('U+0000 in an envelope, with a sink', () => {
     ];
     try {
       await client.submit(pages, { model: 'fx', replyTo: reply });
-      const results = await until(
-        'four answers',
-        async () => {
-          const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-          const all = entries.map(([id, f]) => decodeResult(id.toString(), f));
-          return all.length >= 4 ? new Map(all.map((r) => [r.id, r])) : undefined;
-        },
-        20_000,
-      );
+      const results = await resultsById(redis, reply, 4, 20_000);
       const err = (r: EmbedResult | undefined) => (r?.status === 'error' ? r.res : undefined);
       expect(err(results.get('a\u0000b'))).toMatchObject({ code: 'invalid' });
       expect(err(results.get('a\u0000b'))?.message).toMatch(/id must not contain U\+0000/);
@@ -101,18 +93,7 @@ describe('U+0000 in an envelope, with a sink', () => {
       });
       const client = new StreambedClient({ redis, prefix: p });
       const reply = `${p}:reply:s/check`;
-      const answersOf = async (n: number) =>
-        until(
-          `${n} answers`,
-          async () => {
-            const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<
-              [Buffer, Buffer[]]
-            >;
-            const all = entries.map(([id, f]) => decodeResult(id.toString(), f));
-            return all.length >= n ? new Map(all.map((r) => [r.id, r])) : undefined;
-          },
-          20_000,
-        );
+      const answersOf = (n: number) => resultsById(redis, reply, n, 20_000);
       await client.submit([{ id: 'first', source: 's', text: 'makes the table' }], {
         model: 'fx',
         replyTo: reply,
