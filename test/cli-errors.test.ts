@@ -180,6 +180,18 @@ describe('configuration and usage mistakes exit 2 at once, saying what to change
       { LOG_LEVEL: 'verbose' },
       /LOG_LEVEL="verbose"/,
     ],
+    [
+      'a chunk window under the minimum (backfill)',
+      ['backfill', tmp, '-m', 'fx', '--chunk', '4'],
+      {},
+      /--chunk\/--chunk-overlap: "chunk" must be .*window at least 8/,
+    ],
+    [
+      'a chunk overlap of half the window (submit)',
+      ['submit', '-m', 'fx', '--chunk', '64', '--chunk-overlap', '32', 'x'],
+      {},
+      /overlap under half of it/,
+    ],
     ['a missing required option', ['submit', 'x'], {}, /required option '-m, --model <name>'/],
     ['an unknown option', ['submit', '-m', 'fx', '--nosuch', 'x'], {}, /unknown option '--nosuch'/],
     [

@@ -62,6 +62,7 @@ export function backfillCommand(): Command {
     const config = loadConfig(process.env, o);
     const job = checkJobName((o.job as string | undefined) ?? defaultJobName(input));
     const reply = replyMode(o.reply as string | undefined, config.sink ?? config.pgUrl);
+    const chunk = chunkOption(o);
     const total = await countPages(input);
     const conn = await openCliConnection(config, `streambed-backfill-${job}`);
     const { client, redis } = conn;
@@ -75,7 +76,7 @@ export function backfillCommand(): Command {
         redis,
         model: o.model as string,
         job,
-        pages: readCorpus(input, o.source as string, chunkOption(o)),
+        pages: readCorpus(input, o.source as string, chunk),
         total,
         reply,
         replyTtlS: config.backfillReplyTtlS,

@@ -5,6 +5,8 @@
  */
 import type { Command } from 'commander';
 
+import { chunkSchema } from '../codec/envelope.js';
+import { CHUNK_RULE } from '../codec/page-line.js';
 import { StreambedError } from '../errors.js';
 import type { ChunkRequest } from '../types.js';
 
@@ -32,5 +34,9 @@ export function chunkOption(o: Record<string, unknown>): ChunkRequest | undefine
     ...(window !== undefined && { window }),
     ...(overlap !== undefined && { overlap: int(overlap, '--chunk-overlap') }),
   };
-  return Object.keys(own).length > 0 ? own : true;
+  const request = Object.keys(own).length > 0 ? own : true;
+  // The envelope's own rule, so a bad window stops the command instead of every page failing.
+  if (!chunkSchema.safeParse(request).success)
+    throw new StreambedError('config', `--chunk/--chunk-overlap: ${CHUNK_RULE}`);
+  return request;
 }

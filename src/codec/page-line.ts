@@ -14,7 +14,8 @@ import { MIN_CHUNK_WINDOW } from '../models/chunk-options.js';
 import type { ChunkRequest, Page } from '../types.js';
 import { chunkSchema, idSchema, sourceSchema } from './envelope.js';
 
-const CHUNK_RULE = `"chunk" must be true, false or {"window": N, "overlap": N} (window at least ${MIN_CHUNK_WINDOW}, overlap under half of it)`;
+/** What a `chunk` may be, said the same way wherever one is refused. */
+export const CHUNK_RULE = `"chunk" must be true, false or {"window": N, "overlap": N} (window at least ${MIN_CHUNK_WINDOW}, overlap under half of it)`;
 
 export function parsePageLine(line: string, defaultSource: string, where: string): Page {
   let row: Record<string, unknown>;
