@@ -70,7 +70,7 @@ export class SinkStage {
    * Upsert the vectors of computed answers, one statement per model; retries
    * until stored or aborted. A statement the server refuses for its data
    * (isDataError: a value a column cannot hold, an operator's constraint) is
-   * never retried as it is: its pages are stored one by one, and a page
+   * never retried as it is: its pages are stored in halves down to one, and a page
    * refused alone is returned with the reason, to be answered `invalid`
    * instead of acknowledged unstored (it would otherwise hold its whole
    * group, and the worker's writes, forever).
@@ -101,7 +101,11 @@ export class SinkStage {
         if (abort.aborted) throw err;
         if (isDataError(err)) {
           if (pages.length > 1) {
-            for (const page of pages) await this.store(model, [page], abort, refused);
+            // Halves, as batch-failures splits a batch: one bad page in a group of 512
+            // costs ~18 statements, not 512.
+            const half = Math.ceil(pages.length / 2);
+            await this.store(model, pages.slice(0, half), abort, refused);
+            await this.store(model, pages.slice(half), abort, refused);
             return;
           }
           const page = pages[0] as StoredPage;
