@@ -29,6 +29,7 @@ import {
   openLoop,
   rawEmbedder,
   startGatewayFleet,
+  startHttpFloor,
 } from './cases/gateway-load.js';
 import { deletePrefix } from './cases/redis-util.js';
 import { readProfileDir } from './cpuprofile.js';
@@ -103,6 +104,9 @@ async function main(): Promise<void> {
     raw('bench', TEXT).then((v) => {
       if (v.length !== 384) throw new Error('wrong vector length');
     });
+  const { floor, port: floorPort } = await startHttpFloor();
+  const rawFloor = rawEmbedder(floorPort, clients, BENCH_KEY);
+  const viaFloor = () => rawFloor('bench', TEXT).then(() => undefined);
   const viaOpenai = () =>
     api.embeddings.create({ model: 'bench', input: TEXT }).then((r) => {
       if (r.data[0]?.embedding.length !== 384) throw new Error('wrong vector length');
@@ -138,7 +142,12 @@ async function main(): Promise<void> {
       v['open-rates'].split(',').map(Number),
       gwRun.perSecond,
       v.quick ? 4 : 10,
-      { sdk: viaSdk, gateway: viaGateway },
+      { sdk: viaSdk, gateway: viaGateway, floor: viaFloor },
+      {
+        gateway: () => fleet.gateway.cpuSeconds() ?? 0,
+        worker: () => fleet.worker.cpuSeconds() ?? 0,
+        floor: () => floor.cpuSeconds() ?? 0,
+      },
     );
     const result = {
       command,
@@ -175,11 +184,14 @@ async function main(): Promise<void> {
     const name = `gateway${v.model === 'minilm' ? '-minilm' : ''}${v.quick ? '-quick' : ''}`;
     console.log(`wrote ${await writeJson(result, name)}`);
     if (!v['no-markdown']) console.log(`wrote ${await writeBenchSection(name, markdown(result))}`);
-    const openErrors = open.reduce((n, o) => n + o.sdk.errors + o.gateway.errors, 0);
+    const openErrors = open.reduce(
+      (n, o) => n + o.sdk.errors + o.gateway.errors + o.floor.errors,
+      0,
+    );
     if (sdkRun.errors + gwRun.errors + openaiRun.errors + openErrors > 0) process.exitCode = 1;
   } finally {
     await sdk.close();
-    await Promise.all([fleet.gateway.stop(), fleet.worker.stop()]);
+    await Promise.all([fleet.gateway.stop(), fleet.worker.stop(), floor.stop()]);
     await deletePrefix(redis, prefix);
     await redis.quit();
     fs.rmSync(keysFile, { force: true });
@@ -192,40 +204,74 @@ interface SameLoad {
   perSecond: number;
   sdk: Omit<LoadResult, 'samples'>;
   gateway: Omit<LoadResult, 'samples'>;
+  floor: Omit<LoadResult, 'samples'>;
   /** Gateway p50 minus the SDK's at this load, ms. */
   p50OverMs: number;
+  /**
+   * CPU ms at this rate: the gateway per request and the worker per entry in
+   * the same gateway runs (the cores each needs for the same traffic), the
+   * worker per entry on the SDK path, the bare Node HTTP server
+   * (bench/http-floor.ts) per request. Per-request costs fall as the rate
+   * rises (more work per wake-up), so they are compared at one rate.
+   */
+  cpuMs: { gateway: number; worker: number; workerSdk: number; floor: number };
 }
+
+type PathName = 'sdk' | 'gateway' | 'floor';
+type ProcName = 'gateway' | 'worker' | 'floor';
 
 /**
  * Both paths at the same offered load (open loop), at fractions of the
  * gateway's closed-loop throughput: the gateway's latency over the SDK's is
- * then what it adds, not queueing at saturation. Each rate runs the two paths
- * in turn, twice, in opposite orders.
+ * then what it adds, not queueing at saturation. Each rate runs the paths in
+ * turn, twice, in opposite orders; the bare HTTP floor runs beside them for
+ * its CPU.
  */
 async function sameLoad(
   fractions: number[],
   capacity: number,
   seconds: number,
-  paths: { sdk: () => Promise<void>; gateway: () => Promise<void> },
+  paths: Record<PathName, () => Promise<void>>,
+  cpuOf: Record<ProcName, () => number>,
 ): Promise<SameLoad[]> {
   const out: SameLoad[] = [];
+  const procs = Object.keys(cpuOf) as ProcName[];
   for (const f of fractions.filter((x) => x > 0)) {
     const perSecond = Math.max(1, Math.round((f * capacity) / 50) * 50);
-    const runs: { sdk: LoadResult[]; gateway: LoadResult[] } = { sdk: [], gateway: [] };
-    for (const p of ['sdk', 'gateway', 'gateway', 'sdk'] as const) {
+    const runs: Record<PathName, LoadResult[]> = { sdk: [], gateway: [], floor: [] };
+    // CPU seconds of each process while each path ran.
+    const cpu = Object.fromEntries(
+      (Object.keys(paths) as PathName[]).map((p) => [p, { gateway: 0, worker: 0, floor: 0 }]),
+    ) as Record<PathName, Record<ProcName, number>>;
+    for (const p of ['sdk', 'gateway', 'floor', 'floor', 'gateway', 'sdk'] as const) {
+      const before = procs.map((c) => cpuOf[c]());
       runs[p].push(await openLoop(perSecond, seconds / 2, paths[p]));
+      procs.forEach((c, i) => (cpu[p][c] += cpuOf[c]() - (before[i] as number)));
     }
-    const sdk = combine(runs.sdk);
-    const gateway = combine(runs.gateway);
+    const [sdk, gateway, floor] = [combine(runs.sdk), combine(runs.gateway), combine(runs.floor)];
+    const perItem = (s: number, r: LoadResult) => round((1000 * s) / Math.max(1, r.requests), 3);
+    const cpuMs = {
+      gateway: perItem(cpu.gateway.gateway, gateway),
+      worker: perItem(cpu.gateway.worker, gateway),
+      workerSdk: perItem(cpu.sdk.worker, sdk),
+      floor: perItem(cpu.floor.floor, floor),
+    };
     const p50OverMs = round((gateway.latency?.p50Ms ?? 0) - (sdk.latency?.p50Ms ?? 0), 2);
     console.log(`  same load ${perSecond} req/s (open loop):`);
     line('sdk embed', sdk);
     line('gateway', gateway);
+    line('http floor', floor);
+    console.log(
+      `  CPU ms: gateway ${cpuMs.gateway} per request, worker ${cpuMs.worker} per entry (${cpuMs.workerSdk} on the SDK path), bare Node HTTP ${cpuMs.floor} per request`,
+    );
+    const bare = (r: LoadResult) => ({ ...r, samples: undefined }) as Omit<LoadResult, 'samples'>;
     out.push({
       perSecond,
-      sdk: { ...sdk, samples: undefined } as Omit<LoadResult, 'samples'>,
-      gateway: { ...gateway, samples: undefined } as Omit<LoadResult, 'samples'>,
+      sdk: bare(sdk),
+      gateway: bare(gateway),
+      floor: bare(floor),
       p50OverMs,
+      cpuMs,
     });
   }
   return out;
@@ -288,12 +334,14 @@ function markdown(r: {
       ? [
           'At the same offered load (open loop, requests sent at a fixed rate, latency from when each was due; the two paths in turn):',
           '',
-          '| requests/s | SDK p50 / p99 ms | gateway p50 / p99 ms | gateway p50 over SDK, ms | errors |',
-          '| --- | --- | --- | --- | --- |',
+          '| requests/s | SDK p50 / p99 ms | gateway p50 / p99 ms | gateway p50 over SDK, ms | CPU ms: gateway per request / worker per entry (SDK path) / bare Node HTTP per request | gateway / worker CPU | errors |',
+          '| --- | --- | --- | --- | --- | --- | --- |',
           ...r.open.map(
             (o) =>
-              `| ${o.perSecond} | ${o.sdk.latency?.p50Ms.toFixed(1)} / ${o.sdk.latency?.p99Ms.toFixed(1)} | ${o.gateway.latency?.p50Ms.toFixed(1)} / ${o.gateway.latency?.p99Ms.toFixed(1)} | ${o.p50OverMs.toFixed(1)} | ${o.sdk.errors + o.gateway.errors} |`,
+              `| ${o.perSecond} | ${o.sdk.latency?.p50Ms.toFixed(1)} / ${o.sdk.latency?.p99Ms.toFixed(1)} | ${o.gateway.latency?.p50Ms.toFixed(1)} / ${o.gateway.latency?.p99Ms.toFixed(1)} | ${o.p50OverMs.toFixed(1)} | ${o.cpuMs.gateway} / ${o.cpuMs.worker} (${o.cpuMs.workerSdk}) / ${o.cpuMs.floor} | ${round(o.cpuMs.gateway / o.cpuMs.worker, 2)} | ${o.sdk.errors + o.gateway.errors + o.floor.errors} |`,
           ),
+          '',
+          'Bare Node HTTP is bench/http-floor.ts: a `node:http` server that reads and parses the body and answers a canned response of the same size, the least any Node front door pays per request at that rate.',
           '',
         ]
       : []),

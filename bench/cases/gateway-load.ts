@@ -129,7 +129,7 @@ function summary(samples: number[], errors: number, errorSamples: string[], seco
   };
 }
 
-/** A `streambed` child process, ready once its log has printed `ready` (a message). */
+/** A `streambed` child process (or another script, `bin`), ready once its output matches a pattern. */
 export class StreambedProcess {
   readonly proc: ChildProcess;
   readonly exited: Promise<number | null>;
@@ -252,4 +252,18 @@ export function rawEmbedder(port: number, clients: number, apiKey?: string) {
       req.on('error', reject);
       req.end(body);
     });
+}
+
+/**
+ * The bare Node HTTP server of bench/http-floor.ts on a free port: the same
+ * load against it says what Node's HTTP alone costs at that rate.
+ */
+export async function startHttpFloor(): Promise<{ floor: StreambedProcess; port: number }> {
+  const floor = new StreambedProcess(
+    'floor',
+    {},
+    [],
+    fileURLToPath(new URL('../http-floor.js', import.meta.url)),
+  );
+  return { floor, port: Number(await floor.ready(/"port":(\d+)/)) };
 }
