@@ -6,15 +6,18 @@
  * entry (chunks may land in different micro-batches) and finished entries go
  * to the answer queue (answer-queue.ts). A failed batch is decided on in one
  * place (batch-failures.ts): split, retried, or its lone text failed.
+ * Texts become items in text-items.ts, a finished batch's vectors go into
+ * their entries in batch-vectors.ts, and a finished entry becomes its answer
+ * in entry-answer.ts.
  *
  * A batch still running after BATCH_TIMEOUT_MS (from its start on a thread)
- * is overdue: its texts are split and sent again, and whichever run finishes
- * first answers each text (the overdue one usually does, when it was merely
- * slow). Its thread is counted busy until it returns or the backend replaces it.
+ * is overdue (overdue-watch.ts): its texts are split and sent again, and
+ * whichever run finishes first answers each text (the overdue one usually
+ * does, when it was merely slow). Its thread is counted busy until it returns
+ * or the backend replaces it.
  */
 import { joinRows } from '../../workers/tokenize.js';
 import type { DecodeOutcome } from '../codec/envelope.js';
-import { contentHash } from '../codec/result.js';
 import { type ResultErrorCode, StreambedError, toStreambedError } from '../errors.js';
 import type { Lane } from '../keys.js';
 import type { Logger } from '../log.js';
@@ -23,30 +26,19 @@ import { type Answer, type Delivery, errorAnswer } from './answer.js';
 import { AnswerQueue } from './answer-queue.js';
 import type { EmbedBackend } from './backend.js';
 import { classify, decide } from './batch-failures.js';
-import { estimateTokens, type PackLimits, SOLO_TOKENS } from './batcher.js';
+import { spreadVectors, type TextItem as Item } from './batch-vectors.js';
+import { type PackLimits, SOLO_TOKENS } from './batcher.js';
 import type { DedupeCache } from './dedupe-cache.js';
 import { DispatchQueue } from './dispatch-queue.js';
+import { entryAnswer } from './entry-answer.js';
 import type { WorkerEvents } from './events.js';
 import { HeldLedger } from './held-ledger.js';
-import { chunkingOf, pageVector, splitPage } from './page-split.js';
+import { watchOverdue } from './overdue-watch.js';
+import { splitPages } from './page-split.js';
 import type { LoadedModel } from './pool.js';
 import type { AnswerWriter } from './result-writer.js';
 import type { SinkStage } from './sink-stage.js';
-
-interface Item {
-  entry: Entry;
-  chunk: number;
-  text: string;
-  tokens: number;
-  /** Token ids, cut to the model's limit (models with a main-thread tokenizer). */
-  encoded?: { ids: number[]; truncated: boolean };
-  seq: number;
-  urgent: boolean;
-  /** Answered (vector in, or failed): a second run of it changes nothing. */
-  done: boolean;
-  /** Runs this text took down alone (thread died or hung): poison at POISON_STRIKES. */
-  strikes: number;
-}
+import { textItems } from './text-items.js';
 
 export interface InFlightDeps {
   pool: EmbedBackend;
@@ -72,9 +64,6 @@ export interface InFlightDeps {
   /** Most chunks of one page (MAX_CHUNKS), after chunking too. */
   maxChunks: number;
 }
-
-/** Longest the main thread tokenises before letting the event loop run (pool hand-offs, reads). */
-const TOKENIZE_SLICE_MS = 1;
 
 export class InFlight {
   /** Every entry we hold, from delivery until its answer is written or fenced. */
@@ -206,7 +195,13 @@ export class InFlight {
 
   /** Answer what the sink already knows; pack the rest into micro-batches for the pool. */
   private async schedule(model: string, entries: Entry[]): Promise<void> {
-    let todo = await this.splitPages(model, entries);
+    const pages = await splitPages(
+      entries,
+      this.deps.models.get(model) as LoadedModel,
+      this.deps.maxChunks,
+    );
+    if (pages.refused.length) this.finish(pages.refused);
+    let todo = pages.kept;
     const sink = this.deps.sink;
     if (sink) {
       const known = await sink.known(
@@ -236,63 +231,15 @@ export class InFlight {
       this.complete(plan.cached);
       todo = plan.compute;
     }
-    const loaded = this.deps.models.get(model) as LoadedModel;
-    let items: Item[] = [];
-    let sliceStarted = performance.now();
-    for (const entry of todo) {
-      if (this.abort.signal.aborted) return;
-      const urgent = this.deps.laneOf(entry.delivery.stream) === 'interactive';
-      entry.envelope.texts.forEach((text, chunk) => {
-        const encoded = entry.encoded?.[chunk] ?? loaded.encode?.(text);
-        items.push({
-          entry,
-          chunk,
-          text,
-          tokens: encoded ? encoded.ids.length : estimateTokens(text, loaded.maxTokens),
-          ...(encoded && { encoded }),
-          seq: this.seq++,
-          urgent,
-          done: false,
-          strikes: 0,
-        });
-      });
-      // Without a tokenizer an entry costs microseconds: nothing to yield for (and a batch
-      // is not cut in two by a GC pause longer than the slice).
-      if (loaded.encode && performance.now() - sliceStarted > TOKENIZE_SLICE_MS) {
-        // Tokenising a read of long texts takes tens of ms (0.5 ms a 190-token text):
-        // pool hand-offs, result writes and health probes must not wait behind it.
-        this.queue.push(model, items);
-        this.pump();
-        items = [];
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        sliceStarted = performance.now();
-      }
+    const slices = textItems(todo, this.deps.models.get(model) as LoadedModel, {
+      urgent: (entry) => this.deps.laneOf(entry.delivery.stream) === 'interactive',
+      nextSeq: () => this.seq++,
+      aborted: () => this.abort.signal.aborted,
+    });
+    for await (const items of slices) {
+      this.queue.push(model, items);
+      this.pump();
     }
-    this.queue.push(model, items);
-    this.pump();
-  }
-
-  /**
-   * Chunk the pages that ask for it (page-split.ts), yielding between pages
-   * like tokenising does; a page over MAX_CHUNKS is answered `too_large`.
-   */
-  private async splitPages(model: string, entries: Entry[]): Promise<Entry[]> {
-    const loaded = this.deps.models.get(model) as LoadedModel;
-    const kept: Entry[] = [];
-    const refused: Answer[] = [];
-    let sliceStarted = performance.now();
-    for (const entry of entries) {
-      const chunking = chunkingOf(entry.envelope, loaded, this.deps.maxChunks);
-      const problem = chunking && splitPage(entry, loaded, chunking);
-      if (problem) refused.push(errorAnswer(entry.delivery, 'too_large', problem, entry.envelope));
-      else kept.push(entry);
-      if (chunking && performance.now() - sliceStarted > TOKENIZE_SLICE_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        sliceStarted = performance.now();
-      }
-    }
-    if (refused.length) this.finish(refused);
-    return kept;
   }
 
   /** Fill the pool's free slots from the queue; batches that could still grow only for an idle thread. */
@@ -317,64 +264,33 @@ export class InFlight {
       : items.map((i) => i.text);
     const run = this.deps.pool.embed(model, input);
     let isOverdue = false;
-    let waitedOut = false;
     const timeoutMs = this.deps.batchTimeoutMs;
-    // Measured from the batch's start on a thread: time queued behind others is not its fault.
-    let timer: NodeJS.Timeout;
-    const watch = (): void => {
-      const started = run.startedAt();
-      const left = started === undefined ? timeoutMs : started + timeoutMs - Date.now();
-      if (left > 0 || run.uninterruptible()) {
-        if (left <= 0 && !waitedOut) {
-          // Inside ONNX Runtime: slow, not hung (a run always ends), and it cannot be
-          // interrupted without taking the process down. Computing it again would only
-          // double the load, so it is waited for; its entries' leases are renewed meanwhile.
-          waitedOut = true;
-          this.deps.events.emit('overdue', { model, texts: items.length, waiting: true });
-          this.deps.log.warn(
-            { model, batchTexts: items.length, batchTimeoutMs: timeoutMs },
-            'batch still running in ONNX Runtime past BATCH_TIMEOUT_MS (or a provider request still on the wire); waiting for it (lower BATCH_SIZE or MAX_BATCH_TOKENS, or raise BATCH_TIMEOUT_MS)',
-          );
-        }
-        timer = setTimeout(watch, Math.max(left, Math.min(timeoutMs, 1_000)));
-        return;
-      }
-      isOverdue = true;
-      this.batches--;
-      this.overdue++;
-      this.deps.events.emit('overdue', { model, texts: items.length, waiting: false });
-      const err = new StreambedError(
-        'timeout',
-        `batch of ${items.length} ran over ${timeoutMs} ms`,
-      );
-      this.failed(model, items, err, attempt);
-      this.pump();
-      this.ledger.notify();
-    };
-    timer = setTimeout(watch, timeoutMs);
+    const stopWatching = watchOverdue(run, timeoutMs, {
+      waitingOut: () => {
+        this.deps.events.emit('overdue', { model, texts: items.length, waiting: true });
+        this.deps.log.warn(
+          { model, batchTexts: items.length, batchTimeoutMs: timeoutMs },
+          'batch still running in ONNX Runtime past BATCH_TIMEOUT_MS (or a provider request still on the wire); waiting for it (lower BATCH_SIZE or MAX_BATCH_TOKENS, or raise BATCH_TIMEOUT_MS)',
+        );
+      },
+      overdue: () => {
+        isOverdue = true;
+        this.batches--;
+        this.overdue++;
+        this.deps.events.emit('overdue', { model, texts: items.length, waiting: false });
+        const err = new StreambedError(
+          'timeout',
+          `batch of ${items.length} ran over ${timeoutMs} ms`,
+        );
+        this.failed(model, items, err, attempt);
+        this.pump();
+        this.ledger.notify();
+      },
+    });
     run.result
       .then(
         (out) => {
-          // One pass: tokens per source (metrics) and each text's vector into its entry.
-          const bySource = new Map<string, number>();
-          let tokens = 0;
-          const done: Entry[] = [];
-          const nonFinite: Item[] = [];
-          items.forEach((item, k) => {
-            const source = item.entry.envelope.source;
-            const n = out.tokens[k] ?? 0;
-            tokens += n;
-            bySource.set(source, (bySource.get(source) ?? 0) + n);
-            // An overdue run that finishes still answers whatever its retries have not.
-            if (item.done) return;
-            const vector = out.data.subarray(k * out.dim, (k + 1) * out.dim);
-            if (!allFinite(vector)) return void nonFinite.push(item);
-            item.done = true;
-            item.entry.vectors[item.chunk] = vector;
-            item.entry.truncated[item.chunk] = out.truncated[k] === 1;
-            item.entry.computeMs += out.ms / items.length;
-            if (--item.entry.remaining === 0) done.push(item.entry);
-          });
+          const { done, nonFinite, tokens, bySource } = spreadVectors(items, out);
           this.deps.events.emit('batch', {
             model,
             texts: items.length,
@@ -391,7 +307,7 @@ export class InFlight {
         },
       )
       .finally(() => {
-        clearTimeout(timer);
+        stopWatching();
         if (isOverdue) this.overdue--;
         else this.batches--;
         this.pump();
@@ -472,34 +388,14 @@ export class InFlight {
     // Entries waiting on an identical one finish with it; computed vectors fill the cache.
     const entries = this.deps.dedupe ? this.deps.dedupe.settle(done) : done;
     if (entries.length === 0) return;
-    const loaded = (name: string) => this.deps.models.get(name) as LoadedModel;
+    const opts = {
+      consumer: this.deps.consumer,
+      storesPassages: this.deps.sink?.storesPassages ?? false,
+    };
     this.finish(
-      entries.map((e): Answer => {
-        if (e.failure) return errorAnswer(e.delivery, 'model_error', e.failure.message, e.envelope);
-        const model = loaded(e.delivery.model);
-        return {
-          delivery: e.delivery,
-          id: e.envelope.id,
-          source: e.envelope.source,
-          ...(e.envelope.replyTo !== undefined && { replyTo: e.envelope.replyTo }),
-          outcome: e.deduped ? 'deduped' : 'ok',
-          ...(e.envelope.reply === 'status' && { statusOnly: true }),
-          ...(e.hashes && { chunkHashes: e.hashes }),
-          ...(this.deps.sink?.storesPassages && { chunkTexts: e.envelope.texts }),
-          ok: {
-            model: model.spec.name,
-            dim: model.dim,
-            vectors: e.vectors,
-            truncated: e.truncated,
-            ...(e.spans && { spans: e.spans }),
-            ...(e.envelope.pageVector && { pageVector: pageVector(e.vectors) }),
-            hash: contentHash(e.envelope.texts),
-            ...(e.envelope.meta !== undefined && { meta: e.envelope.meta }),
-            ms: Math.round(e.computeMs * 100) / 100,
-            worker: this.deps.consumer,
-          },
-        };
-      }),
+      entries.map((e) =>
+        entryAnswer(e, this.deps.models.get(e.delivery.model) as LoadedModel, opts),
+      ),
     );
   }
 
@@ -511,9 +407,4 @@ export class InFlight {
   private release(answers: Answer[]): void {
     for (const a of answers) this.ledger.delete(a.delivery.stream, a.delivery.id);
   }
-}
-
-function allFinite(vector: Float32Array): boolean {
-  for (let d = 0; d < vector.length; d++) if (!Number.isFinite(vector[d])) return false;
-  return true;
 }

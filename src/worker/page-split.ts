@@ -10,7 +10,9 @@ import { estimatedTokenizer } from '../chunking/tokenizers.js';
 import { contentHash } from '../codec/result.js';
 import type { Envelope } from '../types.js';
 import type { Entry } from './admit.js';
+import { type Answer, errorAnswer } from './answer.js';
 import type { LoadedModel } from './pool.js';
+import { TOKENIZE_SLICE_MS } from './text-items.js';
 
 /** Without a window of its own, consecutive chunks share an eighth of it. */
 const DEFAULT_OVERLAP_SHARE = 1 / 8;
@@ -50,6 +52,32 @@ export function splitPage(entry: Entry, model: LoadedModel, o: ChunkOptions): st
   entry.remaining = n;
   if (entry.hashes) entry.hashes = chunks.texts.map((t) => contentHash([t]));
   return undefined;
+}
+
+/**
+ * Chunk the pages of a read that ask for it, yielding to the event loop
+ * between pages like tokenising does (text-items.ts). A page over MAX_CHUNKS
+ * is refused (`too_large`); the rest are kept, chunked or not.
+ */
+export async function splitPages(
+  entries: readonly Entry[],
+  model: LoadedModel,
+  maxChunks: number,
+): Promise<{ kept: Entry[]; refused: Answer[] }> {
+  const kept: Entry[] = [];
+  const refused: Answer[] = [];
+  let sliceStarted = performance.now();
+  for (const entry of entries) {
+    const chunking = chunkingOf(entry.envelope, model, maxChunks);
+    const problem = chunking && splitPage(entry, model, chunking);
+    if (problem) refused.push(errorAnswer(entry.delivery, 'too_large', problem, entry.envelope));
+    else kept.push(entry);
+    if (chunking && performance.now() - sliceStarted > TOKENIZE_SLICE_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStarted = performance.now();
+    }
+  }
+  return { kept, refused };
 }
 
 /** The normalised mean of a page's chunk vectors (`page_vector`). */
