@@ -6,11 +6,15 @@
  * and retried the whole answer group forever, and the worker stopped
  * answering anything.
  *
- * Two producers of NaN: the fixture core (`@@nan`, in a real worker thread)
- * and a remote model whose stand-in provider answers NaN in base64, as a
- * text-embeddings-inference server overflowing in fp16 would.
+ * Three producers of NaN: the fixture core (`@@nan`, in a real worker
+ * thread); a real model in ONNX Runtime (the generated tiny model with one
+ * token's embedding row set to NaN in its fp32 graph: any text holding that
+ * word comes out NaN, as an fp16 overflow does, through the real tokenizer,
+ * padding, batching and pooling); and a remote model whose stand-in provider
+ * answers NaN in base64, as a text-embeddings-inference server overflowing
+ * in fp16 would.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,9 +22,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
 import { keys } from '../src/keys.js';
+import { resolveShape } from '../src/models/generate/presets.js';
+import { buildVocab } from '../src/models/generate/vocab.js';
+import { generateWeights } from '../src/models/generate/weights.js';
 import type { EmbedResult } from '../src/types.js';
 import type { WorkerHandle } from '../src/worker/worker-process.js';
 import { type FakeProvider, startFakeProvider } from './helpers/fake-provider.js';
+import { tinyModel } from './helpers/models.js';
 import { deletePrefix, groupInfo, randomPrefix, redisClient } from './helpers/redis.js';
 import { resultsById } from './helpers/results.js';
 import { startTestWorker, stopAllWorkers } from './helpers/worker.js';
@@ -124,6 +132,16 @@ describe('a vector with NaN', () => {
     }
   }, 60_000);
 
+  it('from ONNX Runtime running a real model: the same', async () => {
+    const { dir, word } = await modelWithNanWord();
+    const { prefix, worker, client } = await setUp('nanort', `ort=${dir};dtype=fp32`);
+    try {
+      await expectPoisonHandled(prefix, worker, client, 'ort', word);
+    } finally {
+      await client.close();
+    }
+  }, 90_000);
+
   it('from a remote provider answering base64: the same', async () => {
     const fake = await startFakeProvider({ dim: 12, nan: (t) => t.includes('overflows') });
     providers.push(fake);
@@ -138,3 +156,33 @@ describe('a vector with NaN', () => {
     }
   }, 60_000);
 });
+
+/**
+ * A copy of the generated tiny model whose fp32 graph has NaN in one
+ * token's row of the word-embedding table, and that token's word. The row is
+ * found by its bytes: the generator's weights are seeded, so they are
+ * computed again here, and the row must occur exactly once in the file.
+ */
+async function modelWithNanWord(): Promise<{ dir: string; word: string }> {
+  const model = await tinyModel();
+  const dir = await mkdtemp(join(tmpdir(), 'sb-nan-model-'));
+  dirs.push(dir);
+  await cp(model.dir, dir, { recursive: true });
+  const shape = resolveShape({ preset: 'tiny', seed: model.seed, hidden: model.dim, out: dir });
+  const { tokens } = buildVocab(shape.vocab, shape.vocabSize);
+  // Not a word (or, as WordPiece matches longest prefixes first, a prefix of one) of the other texts.
+  const others = ['overflows', 'here', 'neighbour', 'after', 'the', 'poison'];
+  const id = tokens.findIndex((t) => /^[a-z]{5,}$/.test(t) && !others.some((w) => w.startsWith(t)));
+  expect(id).toBeGreaterThan(0);
+  const table = generateWeights(shape, model.seed).wordEmbeddings;
+  const h = shape.hidden;
+  const row = Buffer.from(table.buffer, table.byteOffset + id * h * 4, h * 4);
+  const file = join(dir, 'onnx', 'model.onnx');
+  const bytes = await readFile(file);
+  const at = bytes.indexOf(row);
+  expect(at).toBeGreaterThan(0);
+  expect(bytes.indexOf(row, at + 1)).toBe(-1);
+  Buffer.from(new Float32Array(h).fill(NaN).buffer).copy(bytes, at);
+  await writeFile(file, bytes);
+  return { dir, word: tokens[id] as string };
+}
