@@ -57,6 +57,13 @@ export interface OkPayload {
   vectors: Float32Array[];
   truncated: boolean[];
   /**
+   * Tokens the model read per chunk, special tokens included, after any
+   * truncation (a remote model: its provider's `usage` for the request,
+   * shared evenly between the request's inputs). Absent when the vectors were
+   * not computed for this entry (stored in the sink, or cached).
+   */
+  tokens?: number[];
+  /**
    * A chunked page's `[start, end)` per chunk: offsets into the page's `text` in
    * UTF-16 code units (JavaScript string indices), so `text.slice(start, end)`
    * is the exact passage the chunk's vector embeds.

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
 import { keys as buildKeys } from '../src/keys.js';
+import { loadTokenizer } from '../workers/tokenize.js';
 import { type ChildGateway, spawnGateway } from './helpers/gateway.js';
 import { tinyModel } from './helpers/models.js';
 import { deletePrefix, randomPrefix, REDIS_URL, redisClient, until } from './helpers/redis.js';
@@ -28,6 +29,13 @@ let worker: ChildWorker;
 let gateway: ChildGateway;
 let sdk: StreambedClient;
 let api: OpenAI;
+let modelDir: string;
+
+/** What the model's own tokenizer counts for the texts, [CLS] and [SEP] included. */
+async function tokenCount(texts: string[]): Promise<number> {
+  const { tokenizer } = await loadTokenizer({ ref: modelDir, local: true, allowRemote: false });
+  return texts.reduce((n, t) => n + (tokenizer.encode(t) as number[]).length, 0);
+}
 
 /** The stream path's vectors for the same texts: what the gateway must return. */
 async function expected(texts: string[]): Promise<number[][]> {
@@ -38,6 +46,7 @@ async function expected(texts: string[]): Promise<number[][]> {
 beforeAll(async () => {
   redis = redisClient();
   const model = await tinyModel();
+  modelDir = model.dir;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-gw-keys-'));
   const keysFile = path.join(dir, 'keys');
   fs.writeFileSync(keysFile, `# key source rpm\n${KEY} alpha\n${LIMITED} limited 2\n`);
@@ -77,7 +86,7 @@ describe('POST /v1/embeddings', () => {
     expect(res.data).toHaveLength(1);
     expect(res.data[0]).toMatchObject({ object: 'embedding', index: 0 });
     expect(res.data[0]!.embedding).toEqual((await expected(['hello gateway']))[0]);
-    expect(res.usage.prompt_tokens).toBeGreaterThan(0);
+    expect(res.usage.prompt_tokens).toBe(await tokenCount(['hello gateway']));
     expect(res.usage.total_tokens).toBe(res.usage.prompt_tokens);
   });
 
@@ -88,6 +97,8 @@ describe('POST /v1/embeddings', () => {
     const want = await expected(input);
     res.data.forEach((d, i) => expect(d.embedding, input[i]).toEqual(want[i]));
     expect(res.data[0]!.embedding).toHaveLength(64);
+    // The workers' own counts, not the gateway's estimate.
+    expect(res.usage.prompt_tokens).toBe(await tokenCount(input));
   });
 
   it('sends base64 as little-endian float32 bytes', async () => {

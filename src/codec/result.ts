@@ -38,6 +38,7 @@ export function okFields(
     dim: payload.dim,
     ...(reply === 'vectors' && { vectors: payload.vectors.map(float32Bytes) }),
     truncated: payload.truncated,
+    ...(payload.tokens && { tokens: payload.tokens }),
     ...(payload.spans && { spans: payload.spans }),
     ...(reply === 'vectors' &&
       payload.pageVector && { page_vector: float32Bytes(payload.pageVector) }),

@@ -101,7 +101,21 @@ export async function embed(
   deps.catalog.noteDimension(model, dim);
   if (req.dimensions !== undefined && req.dimensions !== dim)
     throw unsupportedDimensions(model, dim, req.dimensions);
-  return embeddingsResponse(model, vectors, req.encoding, estimateTokens(inputs));
+  return embeddingsResponse(model, vectors, req.encoding, promptTokens(results, inputs));
+}
+
+/**
+ * `usage.prompt_tokens`: what the workers' tokenizers counted (a remote
+ * model: its provider's usage), and an estimate only for an input answered
+ * from stored or cached vectors, which carries no count.
+ */
+function promptTokens(results: readonly EmbedResult[], inputs: readonly string[]): number {
+  let n = 0;
+  results.forEach((r, i) => {
+    const counted = r.status === 'ok' ? r.res.tokens : undefined;
+    n += counted ? counted.reduce((a, b) => a + b, 0) : estimateTokens([inputs[i] as string]);
+  });
+  return n;
 }
 
 /** The request's text is what one envelope may carry: MAX_CHUNKS inputs, MAX_ENVELOPE_BYTES in all. */

@@ -128,9 +128,9 @@ export function modelsResponse(models: readonly string[], created: number) {
 }
 
 /**
- * Tokens are counted by the workers' tokenizers, which do not report them;
- * `usage` is an estimate of a WordPiece count: words, numbers and each
- * punctuation mark, plus [CLS] and [SEP] per input.
+ * An estimate of a WordPiece count, for inputs whose result carries no
+ * count of the worker's (answered from stored or cached vectors): words,
+ * numbers and each punctuation mark, plus [CLS] and [SEP] per input.
  */
 export function estimateTokens(inputs: readonly string[]): number {
   let n = 0;

@@ -16,6 +16,8 @@ export interface Entry {
   envelope: Envelope;
   vectors: Float32Array[];
   truncated: boolean[];
+  /** Tokens the model read per chunk; set once a chunk is computed (not for stored or cached vectors). */
+  tokens?: number[];
   remaining: number;
   failure?: StreambedError;
   computeMs: number;

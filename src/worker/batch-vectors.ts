@@ -1,7 +1,8 @@
 /**
  * One text of an entry on its way through the pool (`TextItem`), and what a
  * finished batch does to its texts: each vector goes into its entry, in
- * one pass that also counts tokens per source for the metrics. A vector with
+ * one pass that also counts tokens, per text for its result and per source
+ * for the metrics. A vector with
  * NaN or Infinity is held back (in-flight.ts runs its text again alone), and
  * a text an earlier run already answered is left as it is.
  */
@@ -47,6 +48,7 @@ export function spreadVectors(items: readonly TextItem[], out: EmbedTaskResult):
     item.done = true;
     item.entry.vectors[item.chunk] = vector;
     item.entry.truncated[item.chunk] = out.truncated[k] === 1;
+    (item.entry.tokens ??= new Array<number>(item.entry.vectors.length).fill(0))[item.chunk] = n;
     item.entry.computeMs += out.ms / items.length;
     if (--item.entry.remaining === 0) spread.done.push(item.entry);
   });

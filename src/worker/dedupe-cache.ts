@@ -20,6 +20,7 @@ export interface Dedupable {
   envelope: { texts: string[] };
   vectors: Float32Array[];
   truncated: boolean[];
+  tokens?: number[];
   remaining: number;
   failure?: Error;
   deduped?: boolean;
@@ -129,6 +130,7 @@ export class DedupeCache {
       for (const f of (this.followers.get(e) ?? []) as E[]) {
         f.vectors = e.vectors;
         f.truncated = e.truncated;
+        if (e.tokens) f.tokens = e.tokens;
         f.remaining = 0;
         if (e.failure) f.failure = e.failure;
         f.deduped = true;

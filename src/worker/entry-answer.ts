@@ -32,6 +32,7 @@ export function entryAnswer(e: Entry, model: LoadedModel, opts: EntryAnswerOptio
       dim: model.dim,
       vectors: e.vectors,
       truncated: e.truncated,
+      ...(e.tokens && { tokens: e.tokens }),
       ...(e.spans && { spans: e.spans }),
       ...(e.envelope.pageVector && { pageVector: pageVector(e.vectors) }),
       hash: contentHash(e.envelope.texts),
