@@ -15,6 +15,7 @@ import {
   parseEmbeddings,
   requestBody,
   retryAfterMs,
+  shareTokens,
 } from '../src/worker/backends/openai-protocol.js';
 import { classify, decide } from '../src/worker/batch-failures.js';
 
@@ -83,6 +84,17 @@ describe('provider failures by class', () => {
 });
 
 describe('provider answers', () => {
+  it("shares a request's usage between its inputs by their estimates, adding up exactly", () => {
+    expect(Array.from(shareTokens(7, [1, 1]))).toEqual([4, 3]);
+    expect(Array.from(shareTokens(100, [10, 30, 60]))).toEqual([10, 30, 60]);
+    const shares = shareTokens(101, [3, 5, 7, 11]);
+    expect(shares.reduce((a, b) => a + b, 0)).toBe(101);
+    // In proportion: the longest input's share is the largest.
+    expect(Math.max(...shares)).toBe(shares[3]);
+    expect(Array.from(shareTokens(0, [2, 2]))).toEqual([0, 0]);
+    expect(Array.from(shareTokens(5, []))).toEqual([]);
+  });
+
   it('decodes base64 and float vectors in index order, with usage tokens', () => {
     const out = parseEmbeddings(
       {

@@ -37,6 +37,7 @@ import {
   requestBody,
   type RequestOutcome,
   retryAfterMs,
+  shareTokens,
 } from './openai-protocol.js';
 import { Slots } from './slots.js';
 
@@ -168,16 +169,13 @@ export class OpenAiBackend implements EmbedBackend {
         throw new StreambedError('model_load_failed', `model ${model} is not loaded here`);
       if (!Array.isArray(input))
         throw new StreambedError('internal', `remote model ${model} was sent token ids`);
-      const estimate = input.reduce(
-        (n, t) => n + estimateTokens(t, remote.opts.maxRequestTokens),
-        0,
-      );
+      const estimates = input.map((t) => estimateTokens(t, remote.opts.maxRequestTokens));
       await remote.slots.take();
       try {
-        await remote.limiter.acquire(estimate);
+        await remote.limiter.acquire(estimates.reduce((a, b) => a + b, 0));
         startedAt = Date.now();
         calling = true;
-        return await this.call(remote, input, estimate);
+        return await this.call(remote, input, estimates);
       } finally {
         calling = false;
         remote.slots.give();
@@ -216,8 +214,14 @@ export class OpenAiBackend implements EmbedBackend {
     this.abort.abort();
   }
 
-  private async call(remote: Remote, input: string[], estimate: number): Promise<EmbedTaskResult> {
+  /** One request; `estimates`: each input's estimated tokens, as the fleet limit was charged. */
+  private async call(
+    remote: Remote,
+    input: string[],
+    estimates: readonly number[],
+  ): Promise<EmbedTaskResult> {
     const { spec, opts } = remote;
+    const estimate = estimates.reduce((a, b) => a + b, 0);
     const t0 = performance.now();
     const report = (outcome: RequestOutcome, extra: { status?: number; tokens?: number } = {}) =>
       this.deps.events.emit('provider', {
@@ -295,12 +299,11 @@ export class OpenAiBackend implements EmbedBackend {
         .catch((err: Error) =>
           this.deps.log.warn({ model: spec.name, err: err.message }, 'token reconcile failed'),
         );
-    const perText = Math.round(tokens / input.length);
     return {
       data: answer.data,
       dim: answer.dim,
       truncated: new Uint8Array(input.length),
-      tokens: new Uint32Array(input.length).fill(perText),
+      tokens: shareTokens(tokens, estimates),
       paddedTokens: tokens,
       ms: performance.now() - t0,
     };

@@ -92,6 +92,28 @@ function malformed(why: string): StreambedError {
 }
 
 /** Retry-After as ms: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or an HTTP date. */
+/**
+ * A request's token count shared between its inputs in proportion to their
+ * estimates (`usage` is per request), rounded so the shares add up to the
+ * total exactly: a consumer summing its results' `tokens` gets the
+ * provider's count.
+ */
+export function shareTokens(total: number, estimates: readonly number[]): Uint32Array {
+  const out = new Uint32Array(estimates.length);
+  const weight = estimates.reduce((a, b) => a + b, 0);
+  if (estimates.length === 0 || total <= 0 || weight <= 0) return out;
+  const exact = estimates.map((e) => (total * e) / weight);
+  let left = total;
+  exact.forEach((x, i) => {
+    out[i] = Math.floor(x);
+    left -= out[i] as number;
+  });
+  // Largest remainders first get the units rounding down left over.
+  const order = exact.map((x, i) => [x - Math.floor(x), i] as const).sort((a, b) => b[0] - a[0]);
+  for (const [, i] of order.slice(0, left)) out[i] = (out[i] as number) + 1;
+  return out;
+}
+
 export function retryAfterMs(headers: Headers, now = Date.now()): number | undefined {
   const ms = Number(headers.get('retry-after-ms'));
   if (headers.get('retry-after-ms') !== null && Number.isFinite(ms) && ms >= 0) return ms;
