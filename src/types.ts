@@ -59,7 +59,7 @@ export interface OkPayload {
   /**
    * Tokens the model read per chunk, special tokens included, after any
    * truncation (a remote model: its provider's `usage` for the request,
-   * shared evenly between the request's inputs). Absent when the vectors were
+   * shared between the request's inputs by their estimated length, adding up to it). Absent when the vectors were
    * not computed for this entry (stored in the sink, or cached).
    */
   tokens?: number[];
