@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
-import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
 import type { EmbedResult } from '../src/types.js';
 import type { WorkerHandle } from '../src/worker/worker-process.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { readResults } from './helpers/results.js';
 import { startTestWorker, stopAllWorkers } from './helpers/worker.js';
 
 const redis = redisClient();
@@ -45,10 +45,7 @@ afterAll(async () => {
 
 async function answers(ids: string[]): Promise<Map<string, EmbedResult>> {
   return until(`answers for ${ids.join(',')}`, async () => {
-    const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-    const byId = new Map(
-      entries.map(([id, f]) => decodeResult(id.toString(), f)).map((r) => [r.id, r]),
-    );
+    const byId = new Map((await readResults(redis, reply)).map((r) => [r.id, r]));
     return ids.every((id) => byId.has(id)) ? byId : undefined;
   });
 }

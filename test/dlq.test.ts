@@ -9,7 +9,6 @@ import { promisify } from 'node:util';
 import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { decodeResult } from '../src/codec/result.js';
 import { purgeDlq } from '../src/dlq/purge.js';
 import { REPLAY_LUA, replayDlq } from '../src/dlq/replay.js';
 import { selectDlq } from '../src/dlq/select.js';
@@ -17,6 +16,7 @@ import { keys } from '../src/keys.js';
 import type { EmbedResult } from '../src/types.js';
 import { tinyModel } from './helpers/models.js';
 import { deletePrefix, randomPrefix, REDIS_URL, redisClient, until } from './helpers/redis.js';
+import { readResults } from './helpers/results.js';
 import { BIN, startTestWorker, stopAllWorkers } from './helpers/worker.js';
 
 const run = promisify(execFile);
@@ -55,14 +55,9 @@ async function sourceProgress(source: string): Promise<Record<string, unknown> |
   return report.sources.find((s) => s.source === source);
 }
 
+/** The reply stream's results by request entry id (rid). */
 async function results(): Promise<Map<string, EmbedResult>> {
-  const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-  return new Map(
-    entries.map(([id, fields]) => {
-      const r = decodeResult(id.toString(), fields);
-      return [r.rid, r];
-    }),
-  );
+  return new Map((await readResults(redis, reply)).map((r) => [r.rid, r]));
 }
 
 beforeAll(async () => {

@@ -6,12 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
-import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
 import type { EmbedResult } from '../src/types.js';
 import type { WorkerHandle } from '../src/worker/worker-process.js';
 import { fill } from '../workers/fixture-core.js';
-import { deletePrefix, groupInfo, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { deletePrefix, groupInfo, randomPrefix, redisClient } from './helpers/redis.js';
+import { resultsById } from './helpers/results.js';
 import { startTestWorker, stopAllWorkers } from './helpers/worker.js';
 
 const redis = redisClient();
@@ -41,15 +41,7 @@ async function submitAndWait(texts: string[], tag: string): Promise<Map<string, 
   const reply = `${prefix}:reply:s/${tag}`;
   const pages = texts.map((text, i) => ({ id: `${tag}-${i}`, source: 's', text }));
   await client.submit(pages, { model: 'fx', replyTo: reply });
-  return until(
-    `${tag} answered`,
-    async () => {
-      const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-      const all = entries.map(([id, f]) => decodeResult(id.toString(), f));
-      return all.length >= texts.length ? new Map(all.map((r) => [r.id, r])) : undefined;
-    },
-    60_000,
-  );
+  return resultsById(redis, reply, texts.length, 60_000);
 }
 
 describe.each([

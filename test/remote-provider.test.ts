@@ -14,10 +14,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
-import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
 import { workerMetrics } from '../src/metrics/worker-metrics.js';
-import type { EmbedResult } from '../src/types.js';
 import {
   type FakeProvider,
   fakeVector,
@@ -25,6 +23,7 @@ import {
   textHash,
 } from './helpers/fake-provider.js';
 import { deletePrefix, groupInfo, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { readResults, resultsById } from './helpers/results.js';
 import {
   type ChildWorker,
   spawnWorker,
@@ -59,11 +58,6 @@ function prefixFor(tag: string): string {
   const p = randomPrefix(tag);
   prefixes.push(p);
   return p;
-}
-
-async function results(reply: string): Promise<EmbedResult[]> {
-  const entries = (await redis.xrangeBuffer(reply, '-', '+')) as Array<[Buffer, Buffer[]]>;
-  return entries.map(([id, f]) => decodeResult(id.toString(), f));
 }
 
 async function freePort(): Promise<number> {
@@ -145,7 +139,7 @@ describe('two worker processes against a rate-limited provider', () => {
         250,
       );
       const seconds = (Date.now() - started) / 1000;
-      const all = await results(reply);
+      const all = await readResults(redis, reply);
       expect(all).toHaveLength(N);
       const byId = new Map(all.map((r) => [r.id, r]));
       expect(byId.size).toBe(N);
@@ -274,7 +268,7 @@ describe('a key the provider refuses', () => {
         30_000,
         100,
       );
-      const all = await results(reply);
+      const all = await readResults(redis, reply);
       expect(all.map((r) => r.status)).toEqual(Array(30).fill('ok'));
       expect(await redis.xlen(k.dlq('emb'))).toBe(0);
       expect((await groupInfo(redis, k.request('emb'), k.group))?.pending).toBe(0);
@@ -303,8 +297,7 @@ describe('an input the provider rejects', () => {
       MODELS: `emb=openai:fake-embed;baseUrl=${fake.baseUrl};maxInputs=32`,
     });
     try {
-      await until('answered', async () => (await redis.xlen(reply)) >= 20 || undefined, 30_000);
-      const byId = new Map((await results(reply)).map((r) => [r.id, r]));
+      const byId = await resultsById(redis, reply, 20, 30_000);
       texts.forEach((text, i) => {
         const r = byId.get(`r${i}`);
         if (i === 7) {
