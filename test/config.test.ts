@@ -92,7 +92,23 @@ describe('model table', () => {
     expect(modelRef(specs[0] as ModelSpec)).toBe(modelRef(specs[2] as ModelSpec));
   });
 
+  it('takes the shorter sizes of a Matryoshka model, local or remote, kept out of the sink model ref', () => {
+    const specs = parseModelTable(
+      'nomic=./models/nomic;matryoshka=512|256|256,remote=openai:text-embedding-3-small;dimensions=1536;matryoshka=256|1024,plain=./models/nomic',
+      '/srv',
+    );
+    expect(specs.map((s) => s.matryoshka)).toEqual([[256, 512], [256, 1024], undefined]);
+    // A remote model's own dimensions (what its provider is asked for) is another option.
+    expect(specs[1]?.remote?.dimensions).toBe(1536);
+    expect(parseModelTable(formatModelTable(specs), '/srv')).toEqual(specs);
+    // Cutting happens at the gateway: the computed vector, and so the stored one, is the same.
+    expect(modelRef(specs[0] as ModelSpec)).toBe(modelRef(specs[2] as ModelSpec));
+  });
+
   it.each([
+    ['a=x;matryoshka=0', /matryoshka: "0" is not a size/],
+    ['a=x;matryoshka=256,512', /"512" is not name=model/],
+    ['a=x;matryoshka=256|x', /matryoshka: "x" is not a size/],
     ['Bad=x', /model name/],
     ['a=x;colour=red', /colour/],
     ['a=x;dtype=int4', /dtype/],

@@ -30,6 +30,7 @@ let gateway: ChildGateway;
 let sdk: StreambedClient;
 let api: OpenAI;
 let modelDir: string;
+let keysFile: string;
 
 /** What the model's own tokenizer counts for the texts, [CLS] and [SEP] included. */
 async function tokenCount(texts: string[]): Promise<number> {
@@ -48,7 +49,7 @@ beforeAll(async () => {
   const model = await tinyModel();
   modelDir = model.dir;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-gw-keys-'));
-  const keysFile = path.join(dir, 'keys');
+  keysFile = path.join(dir, 'keys');
   fs.writeFileSync(keysFile, `# key source rpm\n${KEY} alpha\n${LIMITED} limited 2\n`);
   worker = spawnWorker(prefix, { MODELS: `tiny=${model.dir};dtype=fp32` });
   gateway = await spawnGateway(prefix, {
@@ -122,6 +123,48 @@ describe('POST /v1/embeddings', () => {
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect((err as APIError).param).toBe('dimensions');
+  });
+
+  it("cuts a Matryoshka model's vectors to a size its MODELS entry lists, normalised again", async () => {
+    // A gateway given the workers' table, as the chart does, where the model lists shorter sizes.
+    const sized = await spawnGateway(prefix, {
+      GATEWAY_KEYS_FILE: keysFile,
+      MODELS: `tiny=${modelDir};dtype=fp32;matryoshka=16|32`,
+    });
+    try {
+      const client = sized.client(KEY);
+      const input = ['cut one', 'cut two, a little longer'];
+      const full = await expected(input);
+      const res = await client.embeddings.create({
+        model: 'tiny',
+        input,
+        dimensions: 32,
+        encoding_format: 'float',
+      });
+      res.data.forEach((d, i) => {
+        const head = full[i]!.slice(0, 32);
+        const norm = Math.hypot(...head);
+        expect(d.embedding).toHaveLength(32);
+        d.embedding.forEach((x, j) => expect(x).toBeCloseTo(head[j]! / norm, 5));
+      });
+      // Through base64 (the client's default) too, and still unit length.
+      const b64 = await client.embeddings.create({ model: 'tiny', input: 'cut', dimensions: 16 });
+      expect(b64.data[0]!.embedding).toHaveLength(16);
+      expect(Math.hypot(...b64.data[0]!.embedding)).toBeCloseTo(1, 5);
+      const full64 = await client.embeddings.create({
+        model: 'tiny',
+        input: 'cut',
+        dimensions: 64,
+      });
+      expect(full64.data[0]!.embedding).toEqual((await expected(['cut']))[0]);
+      const err = await client.embeddings
+        .create({ model: 'tiny', input: 'cut', dimensions: 20 })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as APIError).message).toMatch(/can return 16, 32, 64, not 20/);
+    } finally {
+      await sized.stop();
+    }
   });
 
   it('serves the bulk lane on X-Streambed-Lane: bulk, under the key source', async () => {

@@ -25,6 +25,7 @@ import {
   estimateTokens,
   GatewayError,
   modelNotFound,
+  shortenVector,
 } from './openai-shapes.js';
 import type { ReplyRouter } from './reply-router.js';
 
@@ -50,8 +51,9 @@ export async function embed(
   if (!served) throw modelNotFound(model);
   checkLimits(deps, inputs);
   const known = deps.catalog.dimension(model);
-  if (req.dimensions !== undefined && known !== undefined && req.dimensions !== known)
-    throw unsupportedDimensions(model, known, req.dimensions);
+  const shorter = deps.catalog.shorterSizes(model);
+  if (req.dimensions !== undefined && known !== undefined && !fits(req.dimensions, known, shorter))
+    throw unsupportedDimensions(model, known, req.dimensions, shorter);
 
   const base = randomUUID();
   const ids = inputs.map((_, i) => `gw-${base}-${i}`);
@@ -99,9 +101,16 @@ export async function embed(
   const vectors = results.map((r) => vectorOf(r, model));
   const dim = vectors[0]?.length ?? 0;
   deps.catalog.noteDimension(model, dim);
-  if (req.dimensions !== undefined && req.dimensions !== dim)
-    throw unsupportedDimensions(model, dim, req.dimensions);
-  return embeddingsResponse(model, vectors, req.encoding, promptTokens(results, inputs));
+  const size = req.dimensions ?? dim;
+  if (!fits(size, dim, shorter)) throw unsupportedDimensions(model, dim, size, shorter);
+  const normalize = deps.catalog.normalizes(model);
+  const sized = size < dim ? vectors.map((v) => shortenVector(v, size, normalize)) : vectors;
+  return embeddingsResponse(model, sized, req.encoding, promptTokens(results, inputs));
+}
+
+/** The full size, or a shorter one the model's MODELS entry allows (Matryoshka models). */
+function fits(size: number, dim: number, shorter: readonly number[]): boolean {
+  return size === dim || (size < dim && shorter.includes(size));
 }
 
 /**
@@ -137,9 +146,16 @@ function checkLimits(deps: EmbedDeps, inputs: readonly string[]): void {
     );
 }
 
-function unsupportedDimensions(model: string, dim: number, asked: number): GatewayError {
+function unsupportedDimensions(
+  model: string,
+  dim: number,
+  asked: number,
+  shorter: readonly number[],
+): GatewayError {
+  const sizes = [...shorter.filter((n) => n < dim), dim];
+  const can = sizes.length > 1 ? `can return ${sizes.join(', ')}` : 'cannot return other sizes';
   return badRequest(
-    `model '${model}' returns ${dim}-dimensional vectors and cannot return ${asked}; omit dimensions`,
+    `model '${model}' returns ${dim}-dimensional vectors and ${can}, not ${asked}; omit dimensions or send one of those`,
     'dimensions',
     'unsupported_dimensions',
   );

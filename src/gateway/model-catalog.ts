@@ -5,18 +5,23 @@
  * request stream `{p}:req:{model}` on which the consumer group exists (a
  * worker has started on it), found by SCAN and cached CACHE_MS so a
  * request costs no Redis call. Also remembers each model's vector
- * dimension once seen, to refuse a `dimensions` it cannot give up front.
+ * dimension once seen, to refuse a `dimensions` it cannot give up front,
+ * and, from MODELS, the shorter sizes a model's vectors may be cut to
+ * (`;matryoshka=256|512`) and whether they are
+ * normalised.
  */
 import type { Redis } from 'ioredis';
 
 import { StreambedError } from '../errors.js';
 import type { Keys } from '../keys.js';
-import { MODEL_NAME } from '../models/table.js';
+import { MODEL_NAME, type ModelSpec, parseModelTable } from '../models/table.js';
 
 const CACHE_MS = 5_000;
 
 export class ModelCatalog {
   private readonly fixed: string[] | undefined;
+  /** MODELS entries with a ref (a bare name says nothing of its options). */
+  private readonly specs: Map<string, ModelSpec>;
   private cached: { at: number; models: string[] } | undefined;
   private refreshing: Promise<string[]> | undefined;
   private readonly dims = new Map<string, number>();
@@ -28,6 +33,18 @@ export class ModelCatalog {
   ) {
     const names = modelNames(modelsSetting);
     this.fixed = names.length > 0 ? names : undefined;
+    const withRefs = modelsSetting.split(',').filter((item) => item.includes('='));
+    this.specs = new Map(parseModelTable(withRefs.join(',')).map((s) => [s.name, s]));
+  }
+
+  /** Sizes the model's vectors may be cut to besides their full size (MODELS `matryoshka`). */
+  shorterSizes(model: string): readonly number[] {
+    return this.specs.get(model)?.matryoshka ?? [];
+  }
+
+  /** Whether the model's vectors are L2-normalised (then a cut one is normalised again). */
+  normalizes(model: string): boolean {
+    return this.specs.get(model)?.normalize !== false;
   }
 
   async list(): Promise<string[]> {

@@ -102,6 +102,21 @@ export function encodeVector(v: Float32Array, encoding: 'float' | 'base64'): num
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
 }
 
+/**
+ * A Matryoshka model's vector cut to its first `size` components, and
+ * L2-normalised again when the model's vectors are normalised: what OpenAI's
+ * `dimensions` returns for text-embedding-3 models.
+ */
+export function shortenVector(v: Float32Array, size: number, normalize: boolean): Float32Array {
+  const out = v.slice(0, size);
+  if (!normalize) return out;
+  let norm = 0;
+  for (const x of out) norm += x * x;
+  norm = Math.sqrt(norm);
+  if (norm > 0) for (let i = 0; i < size; i++) out[i] = (out[i] as number) / norm;
+  return out;
+}
+
 export function embeddingsResponse(
   model: string,
   vectors: readonly Float32Array[],

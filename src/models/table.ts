@@ -3,6 +3,7 @@
  * Hugging Face id, a local folder or a remote provider, with per-model options:
  *   minilm=Xenova/all-MiniLM-L6-v2,tiny=./models/tiny;dtype=fp32;maxTokens=256
  *   embed=openai:text-embedding-3-small;apiKeyEnv=OPENAI_API_KEY;rpm=3000
+ *   nomic=nomic-ai/nomic-embed-text-v1.5;matryoshka=256|512
  * Short names keep slashes out of stream keys (docs/design.md, "Keys"). A
  * ref's scheme picks its backend (src/worker/backends/registry.ts).
  */
@@ -37,6 +38,14 @@ export interface ModelSpec {
   remote?: RemoteOptions;
   /** Chunking of long pages by default (chunk-options.ts); unset: off. */
   chunk?: ChunkDefaults;
+  /**
+   * Shorter sizes the gateway may cut this model's vectors to (the OpenAI
+   * API's `dimensions`), for a model trained Matryoshka-style, whose first N
+   * components, re-normalised, are an N-dimensional embedding. Written
+   * `matryoshka=256|512` (`,` separates models). Unset: only its full size.
+   * (A remote model's own `dimensions` asks its provider for one size.)
+   */
+  matryoshka?: number[];
 }
 
 /** Ref prefix of a model served by an OpenAI-compatible `/v1/embeddings` endpoint. */
@@ -67,9 +76,14 @@ export function parseModelTable(table: string, cwd = process.cwd()): ModelSpec[]
     if (!MODEL_NAME.test(name)) fail(`model name "${name}" must be 1-32 chars of [a-z0-9_-]`);
     if (!ref) fail(`model "${name}" has no id or path`);
     if (specs.some((s) => s.name === name)) fail(`model name "${name}" appears twice`);
-    const { chunk, rest: given, error } = takeChunkOptions(Object.fromEntries(opts.map(splitOption)));
+    const { chunk, rest, error } = takeChunkOptions(Object.fromEntries(opts.map(splitOption)));
     if (error) fail(`model "${name}" ${error}`);
-    const chunking = chunk && { chunk };
+    const { matryoshka, ...given } = rest;
+    // Options any model takes, local or remote.
+    const common = {
+      ...(chunk && { chunk }),
+      ...(matryoshka !== undefined && { matryoshka: parseSizes(name, matryoshka) }),
+    };
     if (ref.startsWith(OPENAI_SCHEME)) {
       if (ref.length === OPENAI_SCHEME.length) fail(`model "${name}" has no provider model`);
       const remote = checked(name, remoteOptionsSchema.safeParse(given));
@@ -79,7 +93,7 @@ export function parseModelTable(table: string, cwd = process.cwd()): ModelSpec[]
         local: false,
         dtype: 'fp32',
         remote: stripUndefined(remote) as RemoteOptions,
-        ...chunking,
+        ...common,
       });
       continue;
     }
@@ -90,7 +104,7 @@ export function parseModelTable(table: string, cwd = process.cwd()): ModelSpec[]
       ref: local ? path.resolve(cwd, ref) : ref,
       local,
       ...stripUndefined(parsed.data),
-      ...chunking,
+      ...common,
     });
   }
   return specs;
@@ -142,6 +156,15 @@ function stripUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
+/** `256|512`: distinct sizes, ascending in the result. */
+function parseSizes(name: string, value: string): number[] {
+  const sizes = value.split('|').map((s) => s.trim());
+  const bad = sizes.find((s) => !/^[1-9][0-9]{0,5}$/.test(s));
+  if (bad !== undefined)
+    fail(`model "${name}" option matryoshka: "${bad}" is not a size (write e.g. matryoshka=256|512)`);
+  return [...new Set(sizes.map(Number))].sort((a, b) => a - b);
+}
+
 function fail(message: string): never {
   throw new StreambedError('config', `MODELS: ${message}`);
 }
@@ -151,7 +174,8 @@ export function formatModelTable(specs: ModelSpec[]): string {
   return specs
     .map((s) => {
       const opts = s.remote ? formatRemoteOptions(s.remote) : localOptions(s);
-      return [`${s.name}=${s.ref}`, ...opts, ...formatChunkOptions(s.chunk)].join(';');
+      const sizes = s.matryoshka ? [`matryoshka=${s.matryoshka.join('|')}`] : [];
+      return [`${s.name}=${s.ref}`, ...opts, ...formatChunkOptions(s.chunk), ...sizes].join(';');
     })
     .join(',');
 }
