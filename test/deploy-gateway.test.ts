@@ -13,6 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import type { Config } from '../src/config/load.js';
 import { flagName, SETTINGS } from '../src/config/settings.js';
+import { parseModelTable } from '../src/models/table.js';
 import {
   CHART_DIR,
   helm,
@@ -92,6 +93,13 @@ describe('helm chart: gateway', () => {
     for (const key of ['keyPrefix', 'group', 'maxEnvelopeBytes', 'maxChunks'] as const)
       expect(config[key], key).toEqual(worker[key]);
     expect(config.maxEnvelopeBytes).toBe(262144);
+    // Both read the same table, options included: the gateway cuts sizes the workers agree on.
+    const minilm = parseModelTable(config.models).find((m) => m.name === 'minilm');
+    expect(minilm).toMatchObject({
+      chunk: { on: true, window: 128, overlap: 16 },
+      matryoshka: [128, 256],
+    });
+    expect(config.models).toBe(worker.models);
     expect(config).toMatchObject({ gatewayTimeoutMs: 20000, gatewayMaxBacklog: 5000 });
     expect(env.has('REDIS_URL')).toBe(true);
   });

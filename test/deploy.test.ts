@@ -458,6 +458,11 @@ describe('helm chart', () => {
     for (const pooling of props.pooling.enum) parseModelTable(`m=org/model;pooling=${pooling}`);
     parseModelTable(`m=org/model;maxTokens=${props.maxTokens.minimum}`);
     parseModelTable(`m=org/model;maxTokens=${props.maxTokens.maximum}`);
+    for (const chunk of [true, false]) parseModelTable(`m=org/model;chunk=${chunk}`);
+    parseModelTable(`m=org/model;chunkWindow=${props.chunkWindow.minimum};chunkOverlap=0`);
+    parseModelTable(`m=org/model;chunkWindow=${props.chunkWindow.maximum}`);
+    const size = props.matryoshka.items;
+    parseModelTable(`m=org/model;matryoshka=${size.minimum}|${size.maximum}`);
   });
 });
 

@@ -87,6 +87,10 @@ the rendered ConfigMap (and its checksum) only changes when a value does.
 {{- if hasKey . "pooling" }}{{ $e = printf "%s;pooling=%s" $e .pooling }}{{ end -}}
 {{- if hasKey . "normalize" }}{{ $e = printf "%s;normalize=%t" $e .normalize }}{{ end -}}
 {{- if hasKey . "maxTokens" }}{{ $e = printf "%s;maxTokens=%d" $e (int64 .maxTokens) }}{{ end -}}
+{{- if hasKey . "chunk" }}{{ $e = printf "%s;chunk=%t" $e .chunk }}{{ end -}}
+{{- if hasKey . "chunkWindow" }}{{ $e = printf "%s;chunkWindow=%d" $e (int64 .chunkWindow) }}{{ end -}}
+{{- if hasKey . "chunkOverlap" }}{{ $e = printf "%s;chunkOverlap=%d" $e (int64 .chunkOverlap) }}{{ end -}}
+{{- if hasKey . "matryoshka" }}{{ $sizes := list }}{{ range .matryoshka }}{{ $sizes = append $sizes (toString (int64 .)) }}{{ end }}{{ $e = printf "%s;matryoshka=%s" $e (join "|" $sizes) }}{{ end -}}
 {{- /* Remote options in key order; numbers as integers (YAML gives floats: 1e+06). */}}
 {{- range $k, $v := (.remote | default dict) }}{{ $e = printf "%s;%s=%s" $e $k (ternary (toString (int64 $v)) (toString $v) (kindIs "float64" $v)) }}{{ end -}}
 {{- $entries = append $entries $e -}}
