@@ -9,6 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 import type { Redis } from 'ioredis';
+import { Tiktoken } from 'js-tiktoken/lite';
+import cl100k from 'js-tiktoken/ranks/cl100k_base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { okFields } from '../src/codec/result.js';
@@ -16,6 +18,7 @@ import { bearer, KeyRing, KeysFile } from '../src/gateway/keys-file.js';
 import { estimateTokens, parseEmbeddingsRequest } from '../src/gateway/openai-shapes.js';
 import { RateLimiter } from '../src/gateway/rate-limit.js';
 import { ReplyRouter } from '../src/gateway/reply-router.js';
+import { textOfTokenIds } from '../src/gateway/token-ids.js';
 import { keys } from '../src/keys.js';
 import { createLogger } from '../src/log.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
@@ -256,6 +259,21 @@ describe('parseEmbeddingsRequest', () => {
     ).toMatchObject({ inputs: ['a', 'b'], encoding: 'base64' });
   });
 
+  it('takes cl100k_base token ids, one list or several, for the route to decode', async () => {
+    expect(parseEmbeddingsRequest({ model: 'm', input: [15339, 29895] })).toMatchObject({
+      inputs: [],
+      tokenIds: [[15339, 29895]],
+    });
+    const two = parseEmbeddingsRequest({ model: 'm', input: [[15339], [29895, 11]] });
+    expect(two.tokenIds).toEqual([[15339], [29895, 11]]);
+    // What LangChain's OpenAIEmbeddings sends for "hello gateway, ..." (tiktoken cl100k_base).
+    const enc = new Tiktoken(cl100k);
+    const texts = ['hello gateway', 'ünïcode 日本語 🙂, a page'];
+    expect(await textOfTokenIds(texts.map((t) => enc.encode(t)))).toEqual(texts);
+    const blank = await textOfTokenIds([[220]]).catch((e: unknown) => e);
+    expect((blank as { param: string }).param).toBe('input');
+  });
+
   it('names the parameter of what it refuses', () => {
     const param = (body: unknown) => {
       try {
@@ -268,7 +286,8 @@ describe('parseEmbeddingsRequest', () => {
     expect(param({ input: 'a' })).toBe('model');
     expect(param({ model: 'm' })).toBe('input');
     expect(param({ model: 'm', input: [] })).toBe('input');
-    expect(param({ model: 'm', input: [1, 2] })).toBe('input');
+    for (const ids of [[-1], [1.5], [100277], [[1], []], [['a']], [1, 'a']])
+      expect(param({ model: 'm', input: ids }), JSON.stringify(ids)).toBe('input');
     expect(param({ model: 'm', input: 'a', encoding_format: 'int8' })).toBe('encoding_format');
     expect(param({ model: 'm', input: 'a', dimensions: 0 })).toBe('dimensions');
   });

@@ -47,7 +47,7 @@ const requestSchema = z.object({
   input: z.union([
     z.string(),
     z.array(z.string()),
-    // Token ids: accepted by the schema only to be refused with a clear message below.
+    // cl100k_base token ids, as LangChain's OpenAIEmbeddings sends them (token-ids.ts).
     z.array(z.number()),
     z.array(z.array(z.number())),
   ]),
@@ -58,7 +58,10 @@ const requestSchema = z.object({
 
 export interface EmbeddingsRequest {
   model: string;
+  /** The texts; empty while `tokenIds` holds the inputs (decoded by the route: token-ids.ts). */
   inputs: string[];
+  /** Inputs sent as cl100k_base token ids, one list per input. */
+  tokenIds?: number[][];
   encoding: 'float' | 'base64';
   dimensions?: number;
 }
@@ -78,22 +81,32 @@ export function parseEmbeddingsRequest(body: unknown): EmbeddingsRequest {
   const { model, input, encoding_format, dimensions } = parsed.data;
   const list: unknown[] = typeof input === 'string' ? [input] : input;
   if (list.length === 0) throw badRequest('input is empty', 'input');
-  if (list.some((x) => typeof x !== 'string'))
-    throw badRequest(
-      "token-id arrays are not supported: send input as text (a string or an array of strings); each model's workers tokenize with its own tokenizer",
-      'input',
-      'unsupported_input',
-    );
+  const common = {
+    model,
+    encoding: encoding_format ?? 'float',
+    ...(dimensions !== undefined && { dimensions }),
+  } as const;
+  if (typeof list[0] !== 'string') {
+    // One list of ids, or a list of them.
+    const lists = (typeof list[0] === 'number' ? [list] : list) as number[][];
+    const bad = lists.findIndex((ids) => ids.length === 0 || !ids.every(isTokenId));
+    if (bad >= 0)
+      throw badRequest(
+        `input[${bad}]: token ids must be cl100k_base ids (integers 0-${CL100K_MAX_ID}), as tiktoken gives them; or send text`,
+        'input',
+        'invalid_token_ids',
+      );
+    return { ...common, inputs: [], tokenIds: lists };
+  }
   const inputs = list as string[];
   const blank = inputs.findIndex((t) => t.trim().length === 0);
   if (blank >= 0) throw badRequest(`input[${blank}] is empty`, 'input');
-  return {
-    model,
-    inputs,
-    encoding: encoding_format ?? 'float',
-    ...(dimensions !== undefined && { dimensions }),
-  };
+  return { ...common, inputs };
 }
+
+/** Ids cl100k_base defines (token-ids.ts): ranks 0-100255 and its special tokens up to <|endofprompt|>. */
+const CL100K_MAX_ID = 100276;
+const isTokenId = (id: number) => Number.isInteger(id) && id >= 0 && id <= CL100K_MAX_ID;
 
 /** A vector as OpenAI returns it: numbers, or base64 of its little-endian float32 bytes. */
 export function encodeVector(v: Float32Array, encoding: 'float' | 'base64'): number[] | string {

@@ -20,6 +20,7 @@ import {
   parseEmbeddingsRequest,
 } from './openai-shapes.js';
 import type { RateLimiter } from './rate-limit.js';
+import { textOfTokenIds } from './token-ids.js';
 
 export interface RouteDeps extends EmbedDeps {
   keys: Pick<KeyRing, 'find'> | undefined;
@@ -61,7 +62,10 @@ async function handle(
     labels.source = await authenticate(deps, req);
     if (isEmbed) {
       if (req.method !== 'POST') throw notAllowed('POST');
-      const body = parseEmbeddingsRequest(await readJson(req, bodyLimit(deps.maxEnvelopeBytes)));
+      const parsed = parseEmbeddingsRequest(await readJson(req, bodyLimit(deps.maxEnvelopeBytes)));
+      const body = parsed.tokenIds
+        ? { ...parsed, inputs: await textOfTokenIds(parsed.tokenIds) }
+        : parsed;
       const known =
         deps.catalog.hasNow(body.model) ??
         (await withDeadline(deps.catalog.has(body.model), REDIS_WAIT_MS));
