@@ -90,7 +90,7 @@ describe('helm chart: gateway', () => {
     );
     expect(modelNames(config.models)).toEqual(['minilm', 'tiny']);
     expect(modelNames(config.models)).toEqual(modelNames(worker.models));
-    for (const key of ['keyPrefix', 'group', 'maxEnvelopeBytes', 'maxChunks'] as const)
+    for (const key of ['keyPrefix', 'group', 'maxEnvelopeBytes'] as const)
       expect(config[key], key).toEqual(worker[key]);
     expect(config.maxEnvelopeBytes).toBe(262144);
     // Both read the same table, options included: the gateway cuts sizes the workers agree on.

@@ -58,7 +58,8 @@ beforeAll(async () => {
     GATEWAY_KEYS_FILE: keysFile,
     GATEWAY_MAX_BACKLOG: 50,
     MAX_ENVELOPE_BYTES: 4096,
-    MAX_CHUNKS: 16,
+    GATEWAY_MAX_INPUTS: 16,
+    GATEWAY_MAX_REQUEST_BYTES: 8192,
   });
   api = gateway.client(KEY);
   sdk = new StreambedClient({ redis: REDIS_URL, prefix });
@@ -142,6 +143,21 @@ describe('POST /v1/embeddings', () => {
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect((err as APIError).param).toBe('dimensions');
   });
+
+  it("takes 1000 inputs in one request, as LangChain's embed_documents sends them", async () => {
+    // Default limits (GATEWAY_MAX_INPUTS 2048): a request is no longer bounded like one envelope.
+    const wide = await spawnGateway(prefix, { GATEWAY_KEYS_FILE: keysFile });
+    try {
+      const input = Array.from({ length: 1000 }, (_, i) => `document ${i} of a large batch`);
+      const res = await wide.client(KEY).embeddings.create({ model: 'tiny', input });
+      expect(res.data.map((d) => d.index)).toEqual(input.map((_, i) => i));
+      const some = [0, 499, 999];
+      const want = await expected(some.map((i) => input[i]!));
+      some.forEach((i, k) => expect(res.data[i]!.embedding, input[i]).toEqual(want[k]));
+    } finally {
+      await wide.stop();
+    }
+  }, 60_000);
 
   it("cuts a Matryoshka model's vectors to a size its MODELS entry lists, normalised again", async () => {
     // A gateway given the workers' table, as the chart does, where the model lists shorter sizes.
@@ -228,9 +244,18 @@ describe('errors in OpenAI shapes', () => {
     const big = await fail(api.embeddings.create({ model: 'tiny', input: 'word '.repeat(1000) }));
     expect(big).toBeInstanceOf(OpenAI.APIError);
     expect((big as APIError).status).toBe(413);
-    expect((big as APIError).message).toMatch(/over the limit of 4096/);
-    const body = await fail(api.embeddings.create({ model: 'tiny', input: 'x'.repeat(80_000) }));
+    expect((big as APIError).message).toMatch(
+      /input\[0\] is 5000 bytes .* limit of 4096 per input/,
+    );
+    // Each input within its own limit, the request over its total.
+    const all = await fail(
+      api.embeddings.create({ model: 'tiny', input: Array(3).fill('y'.repeat(3000)) }),
+    );
+    expect((all as APIError).status).toBe(413);
+    expect((all as APIError).message).toMatch(/9000 bytes .* limit of 8192 per request/);
+    const body = await fail(api.embeddings.create({ model: 'tiny', input: 'x'.repeat(100_000) }));
     expect((body as APIError).status).toBe(413);
+    expect((body as APIError).message).toMatch(/request body is over/);
     const many = await fail(api.embeddings.create({ model: 'tiny', input: Array(17).fill('a') }));
     expect(many).toBeInstanceOf(OpenAI.BadRequestError);
     expect((many as APIError).message).toMatch(/17 inputs exceed the limit of 16/);

@@ -271,6 +271,18 @@ export const SETTINGS = {
     10000,
     "`streambed serve`: a request is refused 429 (with Retry-After) before anything is queued while its model's stream holds more than this many unprocessed entries (lag + pending, read at most every 250 ms).",
   ),
+  gatewayMaxInputs: setting(
+    'GATEWAY_MAX_INPUTS',
+    int(1, 100000),
+    2048,
+    "`streambed serve`: most inputs in one request (OpenAI's own limit; LangChain's OpenAIEmbeddings sends up to 1000). Each input is its own envelope, so each is bounded by MAX_ENVELOPE_BYTES.",
+  ),
+  gatewayMaxRequestBytes: setting(
+    'GATEWAY_MAX_REQUEST_BYTES',
+    int(1),
+    4194304,
+    '`streambed serve`: most bytes of text in one request, all inputs together (413 above it); its JSON body may be up to about twice this.',
+  ),
   gatewayKeysFile: setting(
     'GATEWAY_KEYS_FILE',
     optionalString,

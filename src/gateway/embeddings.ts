@@ -34,8 +34,12 @@ export interface EmbedDeps {
   client: Pick<StreambedClient, 'submit'>;
   router: ReplyRouter;
   catalog: ModelCatalog;
+  /** Text of one input (it is one envelope): MAX_ENVELOPE_BYTES. */
   maxEnvelopeBytes: number;
-  maxChunks: number;
+  /** GATEWAY_MAX_INPUTS. */
+  maxInputs: number;
+  /** Text of all inputs together: GATEWAY_MAX_REQUEST_BYTES. */
+  maxRequestBytes: number;
   timeoutMs: number;
 }
 
@@ -127,23 +131,35 @@ function promptTokens(results: readonly EmbedResult[], inputs: readonly string[]
   return n;
 }
 
-/** The request's text is what one envelope may carry: MAX_CHUNKS inputs, MAX_ENVELOPE_BYTES in all. */
+/**
+ * Each input is one envelope (MAX_ENVELOPE_BYTES of text); a request holds
+ * at most GATEWAY_MAX_INPUTS of them and GATEWAY_MAX_REQUEST_BYTES of text in
+ * all.
+ */
 function checkLimits(deps: EmbedDeps, inputs: readonly string[]): void {
-  if (inputs.length > deps.maxChunks)
+  if (inputs.length > deps.maxInputs)
     throw badRequest(
-      `${inputs.length} inputs exceed the limit of ${deps.maxChunks} per request`,
+      `${inputs.length} inputs exceed the limit of ${deps.maxInputs} per request`,
       'input',
       'too_many_inputs',
     );
-  const bytes = inputs.reduce((n, t) => n + Buffer.byteLength(t, 'utf8'), 0);
-  if (bytes > deps.maxEnvelopeBytes)
-    throw new GatewayError(
-      413,
-      'invalid_request_error',
-      'request_too_large',
-      `input is ${bytes} bytes of text, over the limit of ${deps.maxEnvelopeBytes} per request`,
-      'input',
+  let total = 0;
+  inputs.forEach((text, i) => {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    total += bytes;
+    if (bytes > deps.maxEnvelopeBytes)
+      throw tooLarge(
+        `input[${i}] is ${bytes} bytes of text, over the limit of ${deps.maxEnvelopeBytes} per input`,
+      );
+  });
+  if (total > deps.maxRequestBytes)
+    throw tooLarge(
+      `input is ${total} bytes of text, over the limit of ${deps.maxRequestBytes} per request`,
     );
+}
+
+function tooLarge(message: string): GatewayError {
+  return new GatewayError(413, 'invalid_request_error', 'request_too_large', message, 'input');
 }
 
 function unsupportedDimensions(

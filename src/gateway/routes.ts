@@ -34,7 +34,7 @@ export interface RouteDeps extends EmbedDeps {
 }
 
 /** JSON text is at most ~2x its strings (escapes), plus room for the rest of the body. */
-const bodyLimit = (maxEnvelopeBytes: number) => 2 * maxEnvelopeBytes + 64 * 1024;
+const bodyLimit = (maxRequestBytes: number) => 2 * maxRequestBytes + 64 * 1024;
 const STARTED_S = Math.floor(Date.now() / 1000);
 
 export function gatewayRoutes(deps: RouteDeps) {
@@ -62,7 +62,7 @@ async function handle(
     labels.source = await authenticate(deps, req);
     if (isEmbed) {
       if (req.method !== 'POST') throw notAllowed('POST');
-      const parsed = parseEmbeddingsRequest(await readJson(req, bodyLimit(deps.maxEnvelopeBytes)));
+      const parsed = parseEmbeddingsRequest(await readJson(req, bodyLimit(deps.maxRequestBytes)));
       const body = parsed.tokenIds
         ? { ...parsed, inputs: await textOfTokenIds(parsed.tokenIds) }
         : parsed;

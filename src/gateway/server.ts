@@ -34,7 +34,8 @@ export type GatewayConfig = Pick<
   | 'models'
   | 'consumerName'
   | 'maxEnvelopeBytes'
-  | 'maxChunks'
+  | 'gatewayMaxInputs'
+  | 'gatewayMaxRequestBytes'
   | 'drainTimeoutMs'
   | 'gatewayPort'
   | 'gatewayTimeoutMs'
@@ -91,7 +92,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     router,
     catalog: new ModelCatalog(redis, keys, config.models),
     maxEnvelopeBytes: config.maxEnvelopeBytes,
-    maxChunks: config.maxChunks,
+    maxInputs: config.gatewayMaxInputs,
+    maxRequestBytes: config.gatewayMaxRequestBytes,
     timeoutMs: config.gatewayTimeoutMs,
     keys: keyRing,
     defaultSource: config.gatewaySource,
