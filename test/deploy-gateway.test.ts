@@ -100,7 +100,11 @@ describe('helm chart: gateway', () => {
       matryoshka: [128, 256],
     });
     expect(config.models).toBe(worker.models);
-    expect(config).toMatchObject({ gatewayTimeoutMs: 20000, gatewayMaxBacklog: 5000 });
+    expect(config).toMatchObject({
+      gatewayTimeoutMs: 20000,
+      gatewayMaxBacklog: 5000,
+      gatewayLongInput: 'chunk',
+    });
     expect(env.has('REDIS_URL')).toBe(true);
   });
 

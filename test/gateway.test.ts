@@ -121,6 +121,31 @@ describe('POST /v1/embeddings', () => {
     expect(one.data[0]!.embedding).toEqual(want[0]);
   });
 
+  it('an input longer than the model: cut by default, whole with chunk, 400 with error', async () => {
+    // ~1000 tokens: twice what the tiny model reads (512), within MAX_ENVELOPE_BYTES (4096).
+    const long = Array.from({ length: 500 }, (_, i) => `w${i % 50}`).join(' ');
+    const mode = (m: string) => ({
+      headers: { 'X-Streambed-Long-Input': m },
+    });
+    const body = { model: 'tiny', input: long, encoding_format: 'float' } as const;
+    const cut = await api.embeddings.create(body);
+    expect(cut.data[0]!.embedding).toEqual((await expected([long]))[0]);
+    expect(cut.usage.prompt_tokens).toBe(512);
+    const whole = await api.embeddings.create(body, mode('chunk'));
+    // Every token read (chunks overlap, so more than the text's own count) and one unit vector.
+    expect(whole.usage.prompt_tokens).toBeGreaterThan(await tokenCount([long]));
+    expect(Math.hypot(...whole.data[0]!.embedding)).toBeCloseTo(1, 5);
+    expect(whole.data[0]!.embedding).not.toEqual(cut.data[0]!.embedding);
+    // A short input in chunk mode is one chunk: the same vector as ever.
+    const short = await api.embeddings.create({ ...body, input: 'hello gateway' }, mode('chunk'));
+    expect(short.data[0]!.embedding).toEqual((await expected(['hello gateway']))[0]);
+    const err = await api.embeddings.create(body, mode('error')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as APIError).code).toBe('input_too_long');
+    const bad = await api.embeddings.create(body, mode('sometimes')).catch((e: unknown) => e);
+    expect((bad as APIError).code).toBe('invalid_long_input');
+  });
+
   it('sends base64 as little-endian float32 bytes', async () => {
     const r = await fetch(`${gateway.url}/v1/embeddings`, {
       method: 'POST',

@@ -24,6 +24,7 @@ const USED = [
   'gatewayMaxBacklog',
   'gatewayMaxInputs',
   'gatewayMaxRequestBytes',
+  'gatewayLongInput',
   'gatewayKeysFile',
   'gatewaySource',
   'logLevel',

@@ -283,6 +283,12 @@ export const SETTINGS = {
     4194304,
     '`streambed serve`: most bytes of text in one request, all inputs together (413 above it); its JSON body may be up to about twice this.',
   ),
+  gatewayLongInput: setting(
+    'GATEWAY_LONG_INPUT',
+    z.enum(['truncate', 'chunk', 'error']),
+    'truncate',
+    "`streambed serve`: an input longer than its model reads: `truncate` embeds its first tokens (the model's limit), `chunk` embeds it whole as the normalised mean of its chunks' vectors, `error` answers 400 `input_too_long` (OpenAI's behaviour). A request's `X-Streambed-Long-Input` header overrides it.",
+  ),
   gatewayKeysFile: setting(
     'GATEWAY_KEYS_FILE',
     optionalString,

@@ -41,13 +41,28 @@ export interface EmbedDeps {
   /** Text of all inputs together: GATEWAY_MAX_REQUEST_BYTES. */
   maxRequestBytes: number;
   timeoutMs: number;
+  /** GATEWAY_LONG_INPUT: the default for requests without X-Streambed-Long-Input. */
+  longInput: LongInput;
+}
+
+/**
+ * An input longer than its model reads: its first tokens embedded
+ * (`truncate`), the whole of it as the normalised mean of its chunks'
+ * vectors (`chunk`: the worker's page chunking and `page_vector`), or a 400
+ * (`error`, as OpenAI answers).
+ */
+export type LongInput = 'truncate' | 'chunk' | 'error';
+
+export interface EmbedContext {
+  source: string;
+  lane: Lane;
+  longInput: LongInput;
 }
 
 export async function embed(
   deps: EmbedDeps,
   req: EmbeddingsRequest,
-  source: string,
-  lane: Lane,
+  { source, lane, longInput }: EmbedContext,
 ): Promise<ReturnType<typeof embeddingsResponse>> {
   const { model, inputs } = req;
   const served =
@@ -66,8 +81,15 @@ export async function embed(
   try {
     const rids = await withDeadline(
       deps.client.submit(
-        // One embedding per input (OpenAI's contract): never chunked, even where the model chunks by default.
-        inputs.map((text, i) => ({ id: ids[i] as string, source, text, deadlineMs, chunk: false })),
+        // One embedding per input (OpenAI's contract): one vector, or one page vector of its chunks.
+        inputs.map((text, i) => ({
+          id: ids[i] as string,
+          source,
+          text,
+          deadlineMs,
+          chunk: longInput === 'chunk',
+          ...(longInput === 'chunk' && { pageVector: true }),
+        })),
         { model, lane, replyTo: deps.router.streamFor(source) },
       ),
       deps.timeoutMs,
@@ -102,6 +124,7 @@ export async function embed(
       );
     throw err;
   }
+  if (longInput === 'error') refuseTruncated(results);
   const vectors = results.map((r) => vectorOf(r, model));
   const dim = vectors[0]?.length ?? 0;
   deps.catalog.noteDimension(model, dim);
@@ -177,9 +200,25 @@ function unsupportedDimensions(
   );
 }
 
-/** A worker's error answer as an HTTP error (the first failed input decides). */
+/** `error` mode: an input the model read only in part is a 400 (after computing it: only the worker knows). */
+function refuseTruncated(results: readonly EmbedResult[]): void {
+  const cut = results.findIndex((r) => r.status === 'ok' && r.res.truncated.some(Boolean));
+  if (cut >= 0)
+    throw badRequest(
+      `input[${cut}] is longer than the model reads; send shorter text, or X-Streambed-Long-Input: chunk to embed it whole`,
+      'input',
+      'input_too_long',
+    );
+}
+
+/**
+ * One input's vector, or a worker's error answer as an HTTP error (the first
+ * failed input decides). A chunked input (`chunk` mode) of one chunk is that
+ * chunk's vector; of several, their page vector.
+ */
 function vectorOf(r: EmbedResult, model: string): Float32Array {
-  if (r.status === 'ok') return r.res.vectors[0] as Float32Array;
+  if (r.status === 'ok')
+    return (r.res.vectors.length > 1 ? r.res.pageVector : r.res.vectors[0]) as Float32Array;
   const { code, message } = r.res;
   switch (code) {
     case 'invalid':

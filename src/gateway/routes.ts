@@ -10,7 +10,7 @@ import type http from 'node:http';
 import type { Lane } from '../keys.js';
 import type { Logger } from '../log.js';
 import { REDIS_WAIT_MS, withDeadline } from './deadline.js';
-import { embed, type EmbedDeps } from './embeddings.js';
+import { embed, type EmbedDeps, type LongInput } from './embeddings.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import { bearer, type KeyRing } from './keys-file.js';
 import {
@@ -71,7 +71,8 @@ async function handle(
         (await withDeadline(deps.catalog.has(body.model), REDIS_WAIT_MS));
       if (known) labels.model = body.model;
       inputs = body.inputs.length;
-      send(res, 200, await embed(deps, body, labels.source, laneOf(req)));
+      const how = { source: labels.source, lane: laneOf(req), longInput: longInputOf(deps, req) };
+      send(res, 200, await embed(deps, body, how));
     } else if (path === '/v1/models' || path.startsWith('/v1/models/')) {
       if (req.method !== 'GET') throw notAllowed('GET');
       const models = await withDeadline(deps.catalog.list(), REDIS_WAIT_MS);
@@ -137,6 +138,18 @@ function laneOf(req: http.IncomingMessage): Lane {
     'invalid_request_error',
     'invalid_lane',
     'X-Streambed-Lane must be interactive or bulk',
+  );
+}
+
+function longInputOf(deps: RouteDeps, req: http.IncomingMessage): LongInput {
+  const asked = req.headers['x-streambed-long-input'];
+  if (asked === undefined) return deps.longInput;
+  if (asked === 'truncate' || asked === 'chunk' || asked === 'error') return asked;
+  throw new GatewayError(
+    400,
+    'invalid_request_error',
+    'invalid_long_input',
+    'X-Streambed-Long-Input must be truncate, chunk or error',
   );
 }
 

@@ -36,6 +36,7 @@ export type GatewayConfig = Pick<
   | 'maxEnvelopeBytes'
   | 'gatewayMaxInputs'
   | 'gatewayMaxRequestBytes'
+  | 'gatewayLongInput'
   | 'drainTimeoutMs'
   | 'gatewayPort'
   | 'gatewayTimeoutMs'
@@ -94,6 +95,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     maxEnvelopeBytes: config.maxEnvelopeBytes,
     maxInputs: config.gatewayMaxInputs,
     maxRequestBytes: config.gatewayMaxRequestBytes,
+    longInput: config.gatewayLongInput,
     timeoutMs: config.gatewayTimeoutMs,
     keys: keyRing,
     defaultSource: config.gatewaySource,
