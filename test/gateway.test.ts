@@ -291,6 +291,29 @@ describe('errors in OpenAI shapes', () => {
     expect(empty).toBeInstanceOf(OpenAI.BadRequestError);
   });
 
+  it('an input the model fails on: 422, which the client does not retry (nothing computed twice)', async () => {
+    // A second worker serving a fixture model on the same fleet: `@@throw` throws in the model.
+    const fx = spawnWorker(prefix, { MODELS: 'fx=fixture:8' });
+    try {
+      await until('the gateway lists fx', async () =>
+        (await api.models.list()).data.some((m) => m.id === 'fx'),
+      );
+      // The SDK's default retries (2): a 5xx here would be sent, computed and dead-lettered 3 times.
+      const retrying = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEY, maxRetries: 2 });
+      const err = await fail(
+        retrying.embeddings.create({ model: 'fx', input: 'bad @@throw text' }),
+      );
+      expect(err).toBeInstanceOf(OpenAI.UnprocessableEntityError);
+      expect((err as APIError).code).toBe('model_error');
+      expect(await redis.xlen(k.dlq('fx'))).toBe(1);
+      const ok = await retrying.embeddings.create({ model: 'fx', input: 'fine text' });
+      expect(ok.data[0]!.embedding).toHaveLength(8);
+    } finally {
+      fx.proc.kill('SIGTERM');
+      await fx.exited;
+    }
+  });
+
   it('a key over its requests per minute: RateLimitError with Retry-After', async () => {
     const limited = gateway.client(LIMITED);
     await limited.embeddings.create({ model: 'tiny', input: 'one' });

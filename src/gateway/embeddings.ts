@@ -228,6 +228,11 @@ function vectorOf(r: EmbedResult, model: string): Float32Array {
       throw modelNotFound(model);
     case 'expired':
       throw new GatewayError(504, 'server_error', 'timeout', message);
+    case 'model_error':
+    case 'max_deliveries':
+      // This input fails (or took its run down) every time: a 5xx would have the client's
+      // SDK send it again (OpenAI's retry 5xx twice), computing and dead-lettering it again.
+      throw new GatewayError(422, 'invalid_request_error', code, message, 'input');
     default:
       throw new GatewayError(500, 'server_error', code, message);
   }
