@@ -284,6 +284,10 @@ describe('errors in OpenAI shapes', () => {
     const many = await fail(api.embeddings.create({ model: 'tiny', input: Array(17).fill('a') }));
     expect(many).toBeInstanceOf(OpenAI.BadRequestError);
     expect((many as APIError).message).toMatch(/17 inputs exceed the limit of 16/);
+    const manyIds = await fail(
+      api.embeddings.create({ model: 'tiny', input: Array(17).fill([1]) }),
+    );
+    expect((manyIds as APIError).message).toMatch(/17 inputs exceed the limit of 16/);
     const tokens = await fail(api.embeddings.create({ model: 'tiny', input: [[1, -2, 3]] }));
     expect(tokens).toBeInstanceOf(OpenAI.BadRequestError);
     expect((tokens as APIError).code).toBe('invalid_token_ids');

@@ -160,12 +160,7 @@ function promptTokens(results: readonly EmbedResult[], inputs: readonly string[]
  * all.
  */
 function checkLimits(deps: EmbedDeps, inputs: readonly string[]): void {
-  if (inputs.length > deps.maxInputs)
-    throw badRequest(
-      `${inputs.length} inputs exceed the limit of ${deps.maxInputs} per request`,
-      'input',
-      'too_many_inputs',
-    );
+  checkInputCount(deps, inputs.length);
   let total = 0;
   inputs.forEach((text, i) => {
     const bytes = Buffer.byteLength(text, 'utf8');
@@ -178,6 +173,16 @@ function checkLimits(deps: EmbedDeps, inputs: readonly string[]): void {
   if (total > deps.maxRequestBytes)
     throw tooLarge(
       `input is ${total} bytes of text, over the limit of ${deps.maxRequestBytes} per request`,
+    );
+}
+
+/** GATEWAY_MAX_INPUTS; also checked before token ids are decoded, so a huge list costs no decoding. */
+export function checkInputCount(deps: Pick<EmbedDeps, 'maxInputs'>, count: number): void {
+  if (count > deps.maxInputs)
+    throw badRequest(
+      `${count} inputs exceed the limit of ${deps.maxInputs} per request`,
+      'input',
+      'too_many_inputs',
     );
 }
 

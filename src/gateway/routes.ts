@@ -10,7 +10,7 @@ import type http from 'node:http';
 import type { Lane } from '../keys.js';
 import type { Logger } from '../log.js';
 import { REDIS_WAIT_MS, withDeadline } from './deadline.js';
-import { embed, type EmbedDeps, type LongInput } from './embeddings.js';
+import { checkInputCount, embed, type EmbedDeps, type LongInput } from './embeddings.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import { bearer, type KeyRing } from './keys-file.js';
 import {
@@ -63,6 +63,7 @@ async function handle(
     if (isEmbed) {
       if (req.method !== 'POST') throw notAllowed('POST');
       const parsed = parseEmbeddingsRequest(await readJson(req, bodyLimit(deps.maxRequestBytes)));
+      if (parsed.tokenIds) checkInputCount(deps, parsed.tokenIds.length);
       const body = parsed.tokenIds
         ? { ...parsed, inputs: await textOfTokenIds(parsed.tokenIds) }
         : parsed;
