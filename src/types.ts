@@ -59,8 +59,8 @@ export interface OkPayload {
   /**
    * Tokens the model read per chunk, special tokens included, after any
    * truncation (a remote model: its provider's `usage` for the request,
-   * shared between the request's inputs by their estimated length, adding up to it). Absent when the vectors were
-   * not computed for this entry (stored in the sink, or cached).
+   * shared between the request's inputs by their estimated length, adding up to it). Absent for vectors the sink
+   * already held (its table keeps no count), or cached before counts were kept.
    */
   tokens?: number[];
   /**

@@ -7,7 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
+import { contentHash } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
+import { modelRef, parseModelTable } from '../src/models/table.js';
 import type { EmbedResult } from '../src/types.js';
 import type { WorkerHandle } from '../src/worker/worker-process.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
@@ -93,6 +95,11 @@ describe('dedupe cache', () => {
     expect(computed - before).toBe(2);
     expect(vector(first.get('d2'))).toEqual(vector(first.get('d1')));
     expect(vector(later.get('d3'))).toEqual(vector(first.get('d1')));
+    // Answers from the cache carry the tokens the model read, as the computed one does.
+    const tokens = (r: EmbedResult | undefined) => (r?.status === 'ok' ? r.res.tokens : undefined);
+    expect(tokens(first.get('d1'))?.[0]).toBeGreaterThan(0);
+    expect(tokens(later.get('d3'))).toEqual(tokens(first.get('d1')));
+    expect(tokens(first.get('d2'))).toEqual(tokens(first.get('d1')));
     expect(later.get('d3')?.status).toBe('ok');
     const progress = await redis.hgetall(k.progress('dd'));
     expect(progress).toMatchObject({ submitted: '4', done: '2', deduped: '2' });
@@ -121,6 +128,23 @@ describe('dedupe cache', () => {
     expect(computedTwo).toBe(0);
     expect(vector(got.get('x2'))).toEqual(vector(got.get('x1')));
     expect(await redis.hget(k.progress('fw'), 'deduped')).toBe('1');
+  });
+
+  it('reads a vector an older worker cached without a token count, and answers it without one', async () => {
+    // The format before counts were kept: a flag byte (not truncated), then the floats.
+    const old = Float32Array.from({ length: 8 }, (_, i) => (i + 1) / 10);
+    const value = Buffer.concat([Buffer.from([0]), Buffer.from(old.buffer)]);
+    // The cache key: the model's reference (what changes its vectors) and the text.
+    const ref = modelRef(parseModelTable('fx=fixture:8')[0]!);
+    const hash = contentHash([ref, 'cached by an older worker']);
+    await redis.set(k.dedupe('fx', hash), value, 'EX', 60);
+    await client.submit([{ id: 'o1', source: 'od', text: 'cached by an older worker' }], {
+      model: 'fx',
+      replyTo: reply,
+    });
+    const got = (await answers(['o1'])).get('o1');
+    expect(vector(got)).toEqual(Array.from(old));
+    expect(got?.status === 'ok' && got.res.tokens).toBeUndefined();
   });
 
   it('is bounded (fills per TTL window) and expiring', async () => {

@@ -143,7 +143,7 @@ function fits(size: number, dim: number, shorter: readonly number[]): boolean {
 /**
  * `usage.prompt_tokens`: what the workers' tokenizers counted (a remote
  * model: its provider's usage), and an estimate only for an input answered
- * from stored or cached vectors, which carries no count.
+ * from vectors the sink already held, which carries no count.
  */
 function promptTokens(results: readonly EmbedResult[], inputs: readonly string[]): number {
   let n = 0;

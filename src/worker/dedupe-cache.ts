@@ -47,7 +47,7 @@ export class DedupeCache {
   /** Model -> the fill window whose budget this process saw spent. */
   private readonly spent = new Map<string, number>();
   /** `${model} ${hash}` -> vector computed here, until its fill has landed. */
-  private readonly recent = new Map<string, { vector: Float32Array; truncated: boolean }>();
+  private readonly recent = new Map<string, Cached>();
 
   constructor(
     private readonly redis: Redis,
@@ -94,6 +94,9 @@ export class DedupeCache {
       if (hits.every((v) => v !== undefined)) {
         e.vectors = hits.map((v) => v.vector);
         e.truncated = hits.map((v) => v.truncated);
+        // Cached before counts were kept: no count (the gateway then estimates).
+        if (hits.every((v) => v.tokens !== undefined))
+          e.tokens = hits.map((v) => v.tokens as number);
         e.remaining = 0;
         e.deduped = true;
         cached.push(e);
@@ -119,8 +122,7 @@ export class DedupeCache {
    */
   settle<E extends Dedupable>(entries: E[]): E[] {
     const out: E[] = [];
-    const fills: Array<{ model: string; hash: string; vector: Float32Array; truncated: boolean }> =
-      [];
+    const fills: Array<Cached & { model: string; hash: string }> = [];
     for (const e of entries) {
       out.push(e);
       const hs = this.hashes.get(e);
@@ -146,6 +148,7 @@ export class DedupeCache {
             hash,
             vector,
             truncated: e.truncated[chunk] === true,
+            ...(e.tokens && { tokens: e.tokens[chunk] }),
           });
       });
     }
@@ -182,8 +185,7 @@ export class DedupeCache {
         .multi()
         .incrby(budget, list.length)
         .expire(budget, 2 * ttlS);
-      for (const f of list)
-        tx.set(keys.dedupe(model, f.hash), encodeVector(f.vector, f.truncated), 'EX', ttlS);
+      for (const f of list) tx.set(keys.dedupe(model, f.hash), encodeVector(f), 'EX', ttlS);
       // Settled at once (never an unhandled rejection while an earlier one is awaited).
       return { model, list, done: tx.exec().catch((err: Error) => err) };
     });
@@ -206,16 +208,37 @@ export class DedupeCache {
 }
 
 /** One flag byte (bit 0: truncated), then the float32 little-endian vector. */
-function encodeVector(v: Float32Array, truncated: boolean): Buffer {
-  const out = Buffer.alloc(1 + v.byteLength);
-  out[0] = truncated ? 1 : 0;
-  Buffer.from(v.buffer, v.byteOffset, v.byteLength).copy(out, 1);
+/** A cached chunk: its vector, whether the model cut its text, and the tokens it read. */
+interface Cached {
+  vector: Float32Array;
+  truncated: boolean;
+  tokens?: number;
+}
+
+/** Flag bits of a cached value's first byte; with HAS_TOKENS, a uint32 LE count follows it. */
+const TRUNCATED = 1;
+const HAS_TOKENS = 2;
+
+function encodeVector({ vector: v, truncated, tokens }: Cached): Buffer {
+  const head = tokens === undefined ? 1 : 5;
+  const out = Buffer.alloc(head + v.byteLength);
+  out[0] = (truncated ? TRUNCATED : 0) | (tokens === undefined ? 0 : HAS_TOKENS);
+  if (tokens !== undefined) out.writeUInt32LE(tokens, 1);
+  Buffer.from(v.buffer, v.byteOffset, v.byteLength).copy(out, head);
   return out;
 }
 
-function decodeVector(b: Buffer | null): { vector: Float32Array; truncated: boolean } | undefined {
+/** Also reads values cached before token counts were kept (a flag byte, then the floats). */
+function decodeVector(b: Buffer | null): Cached | undefined {
   if (!b || b.length < 5 || (b.length - 1) % 4 !== 0) return undefined;
-  const vector = new Float32Array((b.length - 1) / 4);
-  new Uint8Array(vector.buffer).set(b.subarray(1));
-  return { vector, truncated: ((b[0] as number) & 1) === 1 };
+  const flags = b[0] as number;
+  const head = flags & HAS_TOKENS ? 5 : 1;
+  if (b.length - head < 4) return undefined;
+  const vector = new Float32Array((b.length - head) / 4);
+  new Uint8Array(vector.buffer).set(b.subarray(head));
+  return {
+    vector,
+    truncated: (flags & TRUNCATED) === TRUNCATED,
+    ...(flags & HAS_TOKENS && { tokens: b.readUInt32LE(1) }),
+  };
 }
