@@ -385,6 +385,16 @@ describe('operator surface', () => {
       /streambed_gateway_request_duration_seconds_count\{model="tiny",code="200"\} [1-9]/,
     );
     expect(text).toContain('streambed_gateway_in_flight_requests 0');
+    // Each tenant's usage: the counter moves by exactly a response's usage.
+    const metered = async () =>
+      Number(
+        /streambed_gateway_tokens_total\{model="tiny",source="alpha"\} (\d+)/.exec(
+          await (await fetch(`${gateway.url}/metrics`)).text(),
+        )?.[1] ?? 0,
+      );
+    const before = await metered();
+    const used = await api.embeddings.create({ model: 'tiny', input: ['metered', 'text'] });
+    expect((await metered()) - before).toBe(used.usage.prompt_tokens);
     expect(text).toContain('process_resident_memory_bytes');
     // Every metric docs/gateway.md names is served.
     const doc = fs.readFileSync(new URL('../docs/gateway.md', import.meta.url), 'utf8');

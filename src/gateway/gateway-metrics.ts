@@ -10,7 +10,10 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 export interface GatewayMetrics {
   registry: Registry;
   /** Start timing a request; call the returned function once with its outcome. */
-  begin(): (labels: { model: string; code: number; source: string }, inputs: number) => void;
+  begin(): (
+    labels: { model: string; code: number; source: string },
+    answered: { inputs: number; tokens: number },
+  ) => void;
   setWaiting(read: () => number): void;
 }
 
@@ -26,6 +29,12 @@ export function gatewayMetrics(): GatewayMetrics {
   const inputs = new Counter({
     name: 'streambed_gateway_inputs_total',
     help: 'Input strings of answered (200) embedding requests, by model and source.',
+    labelNames: ['model', 'source'],
+    registers: [registry],
+  });
+  const tokens = new Counter({
+    name: 'streambed_gateway_tokens_total',
+    help: "Tokens the models read for answered (200) embedding requests (their usage.prompt_tokens), by model and source: each tenant's usage.",
     labelNames: ['model', 'source'],
     registers: [registry],
   });
@@ -55,11 +64,13 @@ export function gatewayMetrics(): GatewayMetrics {
     begin() {
       const t0 = performance.now();
       inFlight.inc();
-      return ({ model, code, source }, n) => {
+      return ({ model, code, source }, answered) => {
         inFlight.dec();
         requests.inc({ model, code: String(code), source });
         seconds.observe({ model, code: String(code) }, (performance.now() - t0) / 1000);
-        if (code === 200) inputs.inc({ model, source }, n);
+        if (code !== 200) return;
+        inputs.inc({ model, source }, answered.inputs);
+        tokens.inc({ model, source }, answered.tokens);
       };
     },
     setWaiting(read) {

@@ -55,7 +55,7 @@ async function handle(
   const isEmbed = path === '/v1/embeddings';
   const done = isEmbed ? deps.metrics.begin() : undefined;
   const labels = { model: 'unknown', code: 200, source: 'unknown' };
-  let inputs = 0;
+  const answered = { inputs: 0, tokens: 0 };
   try {
     if (deps.draining())
       throw new GatewayError(503, 'server_error', 'shutting_down', 'the gateway is shutting down');
@@ -71,9 +71,11 @@ async function handle(
         deps.catalog.hasNow(body.model) ??
         (await withDeadline(deps.catalog.has(body.model), REDIS_WAIT_MS));
       if (known) labels.model = body.model;
-      inputs = body.inputs.length;
       const how = { source: labels.source, lane: laneOf(req), longInput: longInputOf(deps, req) };
-      send(res, 200, await embed(deps, body, how));
+      const response = await embed(deps, body, how);
+      answered.inputs = body.inputs.length;
+      answered.tokens = response.usage.prompt_tokens;
+      send(res, 200, response);
     } else if (path === '/v1/models' || path.startsWith('/v1/models/')) {
       if (req.method !== 'GET') throw notAllowed('GET');
       const models = await withDeadline(deps.catalog.list(), REDIS_WAIT_MS);
@@ -100,7 +102,7 @@ async function handle(
     // The rest of an oversize body is not worth reading.
     if (e.status === 413) req.resume();
   } finally {
-    done?.(labels, inputs);
+    done?.(labels, answered);
   }
 }
 
