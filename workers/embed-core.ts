@@ -19,6 +19,7 @@ import {
 } from '@huggingface/transformers';
 
 import { fixtureEmbedder } from './fixture-core.js';
+import { l2normalize } from './l2normalize.js';
 import { encodeText, joinRows, loadTokenizer, type TokenizedBatch } from './tokenize.js';
 
 export interface CoreSpec {
@@ -170,15 +171,6 @@ function pool(
     for (let d = 0; d < dim; d++) out[i * dim + d]! /= count;
   }
   return out;
-}
-
-function l2normalize(data: Float32Array, dim: number): void {
-  for (let off = 0; off < data.length; off += dim) {
-    let sum = 0;
-    for (let d = 0; d < dim; d++) sum += (data[off + d] as number) ** 2;
-    const inv = sum > 0 ? 1 / Math.sqrt(sum) : 0;
-    for (let d = 0; d < dim; d++) data[off + d]! *= inv;
-  }
 }
 
 /** sentence-transformers folders say how they pool and whether they normalise. */

@@ -25,6 +25,7 @@ import {
   estimateTokens,
   GatewayError,
   modelNotFound,
+  requestTooLarge,
   shortenVector,
 } from './openai-shapes.js';
 import type { ReplyRouter } from './reply-router.js';
@@ -166,13 +167,15 @@ function checkLimits(deps: EmbedDeps, inputs: readonly string[]): void {
     const bytes = Buffer.byteLength(text, 'utf8');
     total += bytes;
     if (bytes > deps.maxEnvelopeBytes)
-      throw tooLarge(
+      throw requestTooLarge(
         `input[${i}] is ${bytes} bytes of text, over the limit of ${deps.maxEnvelopeBytes} per input`,
+        'input',
       );
   });
   if (total > deps.maxRequestBytes)
-    throw tooLarge(
+    throw requestTooLarge(
       `input is ${total} bytes of text, over the limit of ${deps.maxRequestBytes} per request`,
+      'input',
     );
 }
 
@@ -184,10 +187,6 @@ export function checkInputCount(deps: Pick<EmbedDeps, 'maxInputs'>, count: numbe
       'input',
       'too_many_inputs',
     );
-}
-
-function tooLarge(message: string): GatewayError {
-  return new GatewayError(413, 'invalid_request_error', 'request_too_large', message, 'input');
 }
 
 function unsupportedDimensions(

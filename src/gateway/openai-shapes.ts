@@ -6,6 +6,8 @@
  */
 import { z } from 'zod';
 
+import { l2normalize } from '../../workers/l2normalize.js';
+
 export type ErrorType =
   'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
 
@@ -32,6 +34,10 @@ export class GatewayError extends Error {
 
 export const badRequest = (message: string, param: string | null = null, code = 'invalid_value') =>
   new GatewayError(400, 'invalid_request_error', code, message, param);
+
+/** 413: the body, one input or all of them over their limit. */
+export const requestTooLarge = (message: string, param: string | null = null) =>
+  new GatewayError(413, 'invalid_request_error', 'request_too_large', message, param);
 
 export const modelNotFound = (model: string) =>
   new GatewayError(
@@ -122,12 +128,7 @@ export function encodeVector(v: Float32Array, encoding: 'float' | 'base64'): num
  */
 export function shortenVector(v: Float32Array, size: number, normalize: boolean): Float32Array {
   const out = v.slice(0, size);
-  if (!normalize) return out;
-  let norm = 0;
-  for (const x of out) norm += x * x;
-  norm = Math.sqrt(norm);
-  if (norm > 0) for (let i = 0; i < size; i++) out[i] = (out[i] as number) / norm;
-  return out;
+  return normalize ? l2normalize(out) : out;
 }
 
 export function embeddingsResponse(

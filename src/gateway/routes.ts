@@ -18,6 +18,7 @@ import {
   modelNotFound,
   modelsResponse,
   parseEmbeddingsRequest,
+  requestTooLarge,
 } from './openai-shapes.js';
 import type { RateLimiter } from './rate-limit.js';
 import { textOfTokenIds } from './token-ids.js';
@@ -157,13 +158,7 @@ function longInputOf(deps: RouteDeps, req: http.IncomingMessage): LongInput {
 }
 
 async function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
-  const tooLarge = () =>
-    new GatewayError(
-      413,
-      'invalid_request_error',
-      'request_too_large',
-      `request body is over ${limit} bytes`,
-    );
+  const tooLarge = () => requestTooLarge(`request body is over ${limit} bytes`);
   if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
   // Events, not for-await: leaving a for-await destroys the socket, and the 413 with it.
   const text = await new Promise<string>((resolve, reject) => {

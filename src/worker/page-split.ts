@@ -5,6 +5,7 @@
  * remembers where each chunk lies in the page for the answer. A page of more
  * than MAX_CHUNKS chunks is answered `too_large` here, nothing computed.
  */
+import { l2normalize } from '../../workers/l2normalize.js';
 import { type ChunkOptions, chunkPage } from '../chunking/page-chunker.js';
 import { estimatedTokenizer } from '../chunking/tokenizers.js';
 import { contentHash } from '../codec/result.js';
@@ -86,9 +87,5 @@ export function pageVector(vectors: readonly Float32Array[]): Float32Array {
   const out = new Float32Array(dim);
   for (const v of vectors)
     for (let i = 0; i < dim; i++) out[i] = (out[i] as number) + (v[i] as number);
-  let norm = 0;
-  for (let i = 0; i < dim; i++) norm += (out[i] as number) ** 2;
-  norm = Math.sqrt(norm);
-  if (norm > 0) for (let i = 0; i < dim; i++) out[i] = (out[i] as number) / norm;
-  return out;
+  return l2normalize(out);
 }
