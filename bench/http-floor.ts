@@ -29,7 +29,8 @@ const server = http.createServer((req, res) => {
   });
 });
 // As the gateway's (src/http/server.ts): the same keep-alive behaviour.
-server.keepAliveTimeout = 5_000;
+// As the gateway's default GATEWAY_KEEP_ALIVE_S, so both keep the load's idle connections alike.
+server.keepAliveTimeout = 65_000;
 server.listen(0, '127.0.0.1', () => {
   console.log(JSON.stringify({ port: (server.address() as AddressInfo).port }));
 });

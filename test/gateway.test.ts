@@ -5,6 +5,7 @@
  * and every refusal is the error class an OpenAI client expects.
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -401,6 +402,37 @@ describe('operator surface', () => {
     const named = new Set(doc.match(/\bstreambed_gateway_[a-z_]+\b/g));
     expect(named.size).toBeGreaterThanOrEqual(5);
     for (const name of named) expect(text, name).toContain(`# TYPE ${name} `);
+  });
+
+  it("keeps an idle keep-alive connection open past Node's 5 s default, as a load balancer expects", async () => {
+    // An ALB or nginx ingress reuses an idle upstream connection for up to 60 s;
+    // a gateway that closed it at 5 s would race the proxy's next request (a 502).
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ status: number; port: number; keepAlive: string }>((resolve, reject) => {
+        const req = http.get(
+          `${gateway.url}/v1/models`,
+          { agent, headers: { authorization: `Bearer ${KEY}` } },
+          (res) => {
+            res.resume();
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                port: req.socket?.localPort ?? 0,
+                keepAlive: String(res.headers['keep-alive']),
+              }),
+            );
+          },
+        );
+        req.on('error', reject);
+      });
+    const first = await get();
+    expect(first).toMatchObject({ status: 200, keepAlive: 'timeout=65' });
+    await new Promise((r) => setTimeout(r, 6_500));
+    const second = await get();
+    agent.destroy();
+    // The same socket: the gateway did not close it while idle.
+    expect(second).toEqual(first);
   });
 
   it('keeps its reply stream trimmed as it reads', async () => {

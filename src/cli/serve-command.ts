@@ -20,6 +20,7 @@ const USED = [
   'maxEnvelopeBytes',
   'drainTimeoutMs',
   'gatewayPort',
+  'gatewayKeepAliveS',
   'gatewayTimeoutMs',
   'gatewayMaxBacklog',
   'gatewayMaxInputs',

@@ -259,6 +259,12 @@ export const SETTINGS = {
     8080,
     '`streambed serve`: port of the OpenAI-compatible HTTP gateway (`POST /v1/embeddings`, `GET /v1/models`, /metrics, /healthz, /readyz; 0 = any free port).',
   ),
+  gatewayKeepAliveS: setting(
+    'GATEWAY_KEEP_ALIVE_S',
+    int(1, 3600),
+    65,
+    "`streambed serve`: seconds an idle keep-alive connection stays open. Longer than the idle timeout of what sits in front (AWS ALB and nginx ingress: 60 s), so a proxy or client never sends a request on a connection the gateway is closing, which it sees as a 502 or `socket hang up` (Node's default is 5 s).",
+  ),
   gatewayTimeoutMs: setting(
     'GATEWAY_TIMEOUT_MS',
     int(100),

@@ -39,6 +39,7 @@ export type GatewayConfig = Pick<
   | 'gatewayLongInput'
   | 'drainTimeoutMs'
   | 'gatewayPort'
+  | 'gatewayKeepAliveS'
   | 'gatewayTimeoutMs'
   | 'gatewayMaxBacklog'
   | 'gatewayKeysFile'
@@ -126,6 +127,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       });
       return true;
     },
+    { keepAliveMs: config.gatewayKeepAliveS * 1000 },
   );
   const port = boundPort(server);
   log.info({ port, replyStreams: router.streams }, 'gateway listening');

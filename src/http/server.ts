@@ -16,11 +16,17 @@ export interface HealthSource {
 /** Handles the request and returns true, or returns false to leave it to the operator routes. */
 export type Routes = (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 
+export interface HttpOptions {
+  /** How long an idle keep-alive connection stays open (default 5 s, Node's). */
+  keepAliveMs?: number;
+}
+
 export async function startHttp(
   port: number,
   health: HealthSource,
   registry: Registry,
   routes?: Routes,
+  options: HttpOptions = {},
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     if (routes?.(req, res)) return;
@@ -43,7 +49,11 @@ export async function startHttp(
     }
     send(res, 404, 'not found\n');
   });
-  server.keepAliveTimeout = 5_000;
+  server.keepAliveTimeout = options.keepAliveMs ?? 5_000;
+  // The headers timer must not end a connection before the idle timer does
+  // (and Node wants the request timer no shorter than the headers timer).
+  server.headersTimeout = Math.max(server.headersTimeout, server.keepAliveTimeout + 1_000);
+  server.requestTimeout = Math.max(server.requestTimeout, server.headersTimeout);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, resolve);
