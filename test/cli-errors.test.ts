@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { flagName, REDIS_SETTINGS, SETTINGS } from '../src/config/settings.js';
 import { runCli } from './helpers/cli.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
 import { freePort, type PrivateRedis, privateRedis } from './helpers/redis-server.js';
@@ -20,6 +21,8 @@ import { spawnWorker } from './helpers/worker.js';
 const prefix = randomPrefix('clierr');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-clierr-'));
 const PASSWORD = 'pw-not-to-be-printed';
+/** --redis-url, --redis-tls-ca-file, --redis-sentinels, ... */
+const SETTINGS_FLAGS = REDIS_SETTINGS.map((k) => flagName(SETTINGS[k].env));
 let redis: Redis;
 let locked: PrivateRedis;
 
@@ -246,6 +249,25 @@ describe('help and version', () => {
     expect(help).toContain('choices: "pretty", "json"');
     expect(help).toContain('choices: "none", "hnsw", "ivfflat"');
     expect(help).not.toContain('(default: )');
+  });
+
+  it("every command that reaches the fleet's Redis takes all of its settings (TLS, Sentinel, Cluster)", async () => {
+    // demo is left out: it runs against a private or local Redis of its own.
+    const commands = [
+      ['worker'],
+      ['submit'],
+      ['backfill'],
+      ['search'],
+      ['dlq', 'list'],
+      ['status'],
+      ['console'],
+      ['serve'],
+    ];
+    for (const cmd of commands) {
+      const r = await runCli([...cmd, '--help']);
+      for (const flag of SETTINGS_FLAGS)
+        expect(r.stdout, `${cmd.join(' ')} ${flag}`).toContain(flag);
+    }
   });
 
   it('submit and search take the Redis TLS CA file', async () => {

@@ -23,6 +23,7 @@ import { keys } from '../src/keys.js';
 import type { Page } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
 import { startCluster } from './helpers/cluster.js';
+import { expectGatewayAndConsoleReach } from './helpers/gateway.js';
 import { activeNames, chartTriggers, readTriggers } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import type { PrivateRedis } from './helpers/redis-server.js';
@@ -161,4 +162,16 @@ describe('Redis Cluster', () => {
     expect(activeNames(readings)).toEqual([]);
     await client.close();
   }, 90_000);
+
+  it('the gateway and the console work on the cluster, finding its models on every node', async () => {
+    children.push(
+      spawnWorker(PREFIX, { REDIS_URL: seed, REDIS_CLUSTER: 'true', MODELS: 'fx=fixture:8' }),
+    );
+    await expectGatewayAndConsoleReach(
+      PREFIX,
+      { REDIS_URL: seed, REDIS_CLUSTER: 'true' },
+      'fx',
+      k.request('fx'),
+    );
+  }, 60_000);
 });

@@ -8,7 +8,8 @@
  * CPU request covers the threads, bad values are refused, and the image runs
  * the same `streambed worker` as the README.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -347,6 +348,39 @@ describe('helm chart', () => {
       name: 'redis-sentinel',
       key: 'sentinel-password',
     });
+  });
+
+  it('Sentinel and Cluster: the gateway and the console get the same Redis settings as the workers', () => {
+    const frontDoors = join(mkdtempSync(join(tmpdir(), 'sb-front-')), 'values.yaml');
+    writeFileSync(frontDoors, 'gateway:\n  enabled: true\nconsole:\n  enabled: true\n');
+    const redisEnv = (set: string) => {
+      const objects = helmTemplate([ciFile(set), frontDoors]);
+      return objects
+        .filter((o) => o.kind === 'Deployment')
+        .map((d) => {
+          const [container] = d.spec.template.spec.containers;
+          const env = containerEnv(objects, container);
+          const names = ['REDIS_URL', 'REDIS_CLUSTER', 'REDIS_SENTINELS', 'REDIS_SENTINEL_NAME'];
+          return {
+            container: container.name,
+            ...Object.fromEntries(names.map((n) => [n, env.get(n)])),
+            sentinelPassword: env.has('REDIS_SENTINEL_PASSWORD'),
+          };
+        });
+    };
+    const sentinels = [0, 1, 2].map((i) => `redis-node-${i}.redis-headless:26379`).join(',');
+    const viaSentinels = redisEnv('sentinel');
+    expect(viaSentinels.map((c) => c.container).sort()).toEqual(['console', 'gateway', 'worker']);
+    for (const c of viaSentinels)
+      expect(c, c.container).toMatchObject({
+        REDIS_URL: 'redis://fleet:s3cret@unused:6379/1',
+        REDIS_SENTINELS: sentinels,
+        REDIS_SENTINEL_NAME: 'mymaster',
+        sentinelPassword: true,
+      });
+    const onCluster = redisEnv('cluster');
+    expect(onCluster).toHaveLength(3);
+    for (const c of onCluster) expect(c, c.container).toMatchObject({ REDIS_CLUSTER: 'true' });
   });
 
   it('Cluster: triggers of the cluster kinds on the keys under the hash tag {keyPrefix}', () => {

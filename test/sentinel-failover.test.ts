@@ -19,6 +19,7 @@ import { keys } from '../src/keys.js';
 import { connectRedis, type RedisTarget } from '../src/redis/connect.js';
 import { runCli } from './helpers/cli.js';
 import { settle, submitLoad, tailReplies, verdict } from './helpers/failover.js';
+import { expectGatewayAndConsoleReach } from './helpers/gateway.js';
 import { activeNames, chartTriggers, readTriggers } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import { replicaCaughtUp, type SentinelSetup, sentinelSetup } from './helpers/sentinel.js';
@@ -136,4 +137,19 @@ describe('Redis Sentinel', () => {
       onNew.disconnect();
     }
   }, 120_000);
+
+  it('the gateway and the console find the (new) master through the sentinels too', async () => {
+    // REDIS_URL's host is unused.invalid: only the sentinels can lead them to the master.
+    await expectGatewayAndConsoleReach(
+      prefix,
+      {
+        REDIS_URL: target.url,
+        REDIS_SENTINELS: setup.sentinels,
+        REDIS_SENTINEL_NAME: setup.name,
+        REDIS_SENTINEL_PASSWORD: sentinelPassword,
+      },
+      'fx',
+      k.request('fx'),
+    );
+  }, 60_000);
 });

@@ -9,11 +9,11 @@ import { once } from 'node:events';
 import { Command, InvalidArgumentError } from 'commander';
 
 import { loadSettings } from '../config/load.js';
+import { REDIS_SETTINGS } from '../config/settings.js';
 import { addSettingOptions } from './settings-options.js';
 
 const USED = [
-  'redisUrl',
-  'redisTlsCaFile',
+  ...REDIS_SETTINGS,
   'keyPrefix',
   'group',
   'consolePort',
@@ -39,7 +39,7 @@ export function consoleCommand(): Command {
       { consoleUrl, startConsoleServer },
       { keys: buildKeys },
       { createLogger },
-      { connectClient, connectRedis },
+      { connectClient, connectRedis, redisTarget },
     ] = await Promise.all([
       import('../console/admin-key.js'),
       import('../console/sampler.js'),
@@ -50,7 +50,7 @@ export function consoleCommand(): Command {
     ]);
     const admin = readAdminKey(config.consoleAdminKeyFile);
     const log = createLogger(config.logLevel, { component: 'console' }, config.logFormat);
-    const connection = { url: config.redisUrl, tlsCaFile: config.redisTlsCaFile };
+    const connection = redisTarget(config);
     // One PING with the CLI's bounded retries, so a wrong REDIS_URL ends here with exit 3;
     // the console's own connection then reconnects for as long as it runs.
     (await connectClient({ ...connection, name: 'streambed-console' })).disconnect();

@@ -6,13 +6,13 @@
 import { Command } from 'commander';
 
 import { loadSettings } from '../config/load.js';
+import { REDIS_SETTINGS } from '../config/settings.js';
 import { startGateway } from '../gateway/server.js';
 import { createLogger, defaultLogFormat } from '../log.js';
 import { addSettingOptions } from './settings-options.js';
 
 const USED = [
-  'redisUrl',
-  'redisTlsCaFile',
+  ...REDIS_SETTINGS,
   'keyPrefix',
   'group',
   'models',

@@ -15,6 +15,7 @@ import type { Redis } from 'ioredis';
 import { StreambedError } from '../errors.js';
 import type { Keys } from '../keys.js';
 import { MODEL_NAME, type ModelSpec, parseModelTable } from '../models/table.js';
+import { scanKeys } from '../status/scan.js';
 
 const CACHE_MS = 5_000;
 
@@ -84,26 +85,13 @@ export class ModelCatalog {
   }
 
   private async discover(): Promise<string[]> {
-    const head = `${this.keys.prefix}:req:`;
+    const head = this.keys.request('');
     const found = new Set<string>();
-    let cursor = '0';
-    do {
-      const [next, batch] = (await this.redis.call(
-        'SCAN',
-        cursor,
-        'MATCH',
-        `${head}*`,
-        'COUNT',
-        '1000',
-        'TYPE',
-        'stream',
-      )) as [string, string[]];
-      cursor = next;
-      for (const key of batch) {
-        const model = key.slice(head.length);
-        if (MODEL_NAME.test(model)) found.add(model);
-      }
-    } while (cursor !== '0');
+    // On every node: a Cluster's SCAN sees one node's keys only.
+    for (const key of await scanKeys(this.redis, this.keys.request('*'), 'stream')) {
+      const model = key.slice(head.length);
+      if (MODEL_NAME.test(model)) found.add(model);
+    }
     const models = [...found].sort();
     const pipe = this.redis.pipeline();
     for (const m of models) pipe.xinfo('GROUPS', this.keys.request(m));

@@ -12,10 +12,11 @@ import type http from 'node:http';
 
 import { StreambedClient } from '../client/client.js';
 import type { Config } from '../config/load.js';
+import type { REDIS_SETTINGS } from '../config/settings.js';
 import { boundPort, startHttp } from '../http/server.js';
 import { keys as buildKeys } from '../keys.js';
 import type { Logger } from '../log.js';
-import { connectRedis } from '../redis/connect.js';
+import { connectRedis, redisTarget } from '../redis/connect.js';
 import { consumerName } from '../worker/consumer-name.js';
 import { gatewayMetrics } from './gateway-metrics.js';
 import { KeysFile } from './keys-file.js';
@@ -27,8 +28,7 @@ import { SubmitCoalescer } from './submit-coalescer.js';
 
 export type GatewayConfig = Pick<
   Config,
-  | 'redisUrl'
-  | 'redisTlsCaFile'
+  | (typeof REDIS_SETTINGS)[number]
   | 'keyPrefix'
   | 'group'
   | 'models'
@@ -67,8 +67,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const name = consumerName(config.consumerName);
   const connect = (role: string) =>
     connectRedis({
-      url: config.redisUrl,
-      ...(config.redisTlsCaFile && { tlsCaFile: config.redisTlsCaFile }),
+      ...redisTarget(config),
       name: `streambed-gateway-${role}-${name}`,
       log,
     });

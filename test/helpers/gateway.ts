@@ -6,8 +6,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 
 import OpenAI from 'openai';
+import { expect } from 'vitest';
 
-import { REDIS_URL } from './redis.js';
+import { startConsole } from './console.js';
+import { REDIS_URL, until } from './redis.js';
 import { BIN } from './worker.js';
 
 export interface ChildGateway {
@@ -62,4 +64,45 @@ export async function spawnGateway(
       return exited;
     },
   };
+}
+
+/**
+ * `streambed serve` and `streambed console` started with `env` (how this
+ * test's Redis is reached: sentinels, a cluster) find it as the workers do:
+ * the gateway embeds two inputs through the fleet's `model` (no MODELS: it
+ * discovers the model's stream) and the console's state names that stream.
+ */
+export async function expectGatewayAndConsoleReach(
+  prefix: string,
+  env: Record<string, string>,
+  model: string,
+  stream: string,
+): Promise<void> {
+  const gateway = await spawnGateway(prefix, env);
+  try {
+    const api = gateway.client();
+    await until('the gateway lists the model', async () =>
+      (await api.models.list()).data.some((m) => m.id === model),
+    );
+    const answer = await api.embeddings.create({ model, input: ['one', 'two'] });
+    expect(answer.data.map((d) => d.index)).toEqual([0, 1]);
+    expect(answer.data[0]!.embedding.length).toBeGreaterThan(0);
+  } finally {
+    expect(await gateway.stop()).toBe(0);
+  }
+  const console = await startConsole(prefix, env);
+  try {
+    let state = '';
+    await until(
+      'the console has sampled the fleet',
+      async () => {
+        state = await (await fetch(new URL('/api/state', console.url))).text();
+        return state.includes(JSON.stringify(stream));
+      },
+      15_000,
+    ).catch(() => undefined);
+    expect(state).toContain(JSON.stringify(stream));
+  } finally {
+    await console.stop();
+  }
 }

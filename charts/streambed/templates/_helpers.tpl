@@ -165,6 +165,38 @@ limits:
 
 {{- define "streambed.redisCaDir" -}}/etc/streambed/redis-tls{{- end -}}
 
+{{/*
+Where Redis is, beyond REDIS_URL: Cluster or Sentinel settings, as ConfigMap
+data. Every process that connects (workers, gateway, console) gets the same.
+*/}}
+{{- define "streambed.redisTopology" -}}
+{{- if .Values.redis.cluster.enabled }}
+REDIS_CLUSTER: "true"
+{{- end }}
+{{- with .Values.redis.sentinel.hosts }}
+REDIS_SENTINELS: {{ join "," . | quote }}
+REDIS_SENTINEL_NAME: {{ $.Values.redis.sentinel.masterName | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The Redis secrets as container env: REDIS_URL and, with sentinels, their password. */}}
+{{- define "streambed.redisSecretEnv" -}}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "streambed.redisSecretName" . }}
+      key: {{ include "streambed.redisSecretKey" . }}
+{{- with .Values.redis.sentinel }}
+{{- if and .hosts .existingSecret }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .existingSecretKey }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* The model cache's volume source. */}}
 {{- define "streambed.modelCacheVolume" -}}
 {{- $p := .Values.modelCache.persistence -}}
