@@ -292,10 +292,19 @@ describe('ACL profiles', () => {
         encoding: 'utf8',
         timeout: 30_000,
       });
+    // A backfill job with answers: status counts its failed ones in a script, which a
+    // read-only user may run only as EVAL_RO (EVAL on %R~ keys was NOPERM).
+    const corpus = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-acl-bf-'));
+    for (let i = 0; i < 3; i++) fs.writeFileSync(path.join(corpus, `p${i}.md`), `page ${i}`);
+    const bf = run(server.url, ['backfill', corpus, '-m', 'fx', '--job', 'acl-job', '--wait']);
+    fs.rmSync(corpus, { recursive: true, force: true });
+    expect(bf.status, bf.stderr).toBe(0);
     const status = run(opUrl, ['status', '--json']);
     expect(status.stderr).not.toMatch(/NOPERM/);
     expect(status.status).toBe(0);
-    expect(JSON.parse(status.stdout).models.length).toBeGreaterThan(0);
+    const report = JSON.parse(status.stdout) as { models: unknown[]; jobs: Array<{ job: string }> };
+    expect(report.models.length).toBeGreaterThan(0);
+    expect(report.jobs.map((j) => j.job)).toContain('acl-job');
     const list = run(opUrl, ['dlq', 'list', '-m', 'fx']);
     expect(list.stderr).not.toMatch(/NOPERM/);
     expect(list.status).toBe(0);

@@ -9,6 +9,7 @@
  * the cluster, acknowledged history is trimmed, no worker ever saw CROSSSLOT, and the chart's
  * redis-cluster triggers see the backlog and then none.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +24,7 @@ import { keys } from '../src/keys.js';
 import type { Page } from '../src/types.js';
 import { runCli } from './helpers/cli.js';
 import { startCluster } from './helpers/cluster.js';
-import { expectGatewayAndConsoleReach } from './helpers/gateway.js';
+import { expectGatewayAndConsoleReach, expectGatewayReaches } from './helpers/gateway.js';
 import { activeNames, chartTriggers, readTriggers } from './helpers/keda.js';
 import { until } from './helpers/redis.js';
 import type { PrivateRedis } from './helpers/redis-server.js';
@@ -162,6 +163,39 @@ describe('Redis Cluster', () => {
     expect(activeNames(readings)).toEqual([]);
     await client.close();
   }, 90_000);
+
+  it('least privilege on the cluster: `streambed acl --redis-cluster` users, on every node, run a worker, the gateway and status', async () => {
+    const PW = 'acl-pw-0123456789';
+    // ACL users are per node in a Cluster: the printed line goes to each one.
+    const aclUser = async (profile: string) => {
+      const args = ['acl', '--profile', profile, '--user', `sb-${profile}`, '--key-prefix', PREFIX];
+      const r = await runCli([...args, '--redis-cluster', 'true']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`{${PREFIX}}:`);
+      for (const n of nodes) {
+        const applied = spawnSync('redis-cli', ['-p', String(n.port)], {
+          input: r.stdout.replace('REPLACE_WITH_PASSWORD', PW),
+          encoding: 'utf8',
+        });
+        expect(applied.stdout.trim(), applied.stderr).toBe('OK');
+      }
+      return {
+        REDIS_URL: `redis://sb-${profile}:${PW}@127.0.0.1:${nodes[0]!.port}`,
+        REDIS_CLUSTER: 'true',
+      };
+    };
+    // A model only this worker serves, so its answers are the least-privilege worker's.
+    const worker = spawnWorker(PREFIX, { ...(await aclUser('worker')), MODELS: 'acl=fixture:8' });
+    children.push(worker);
+    await expectGatewayReaches(PREFIX, await aclUser('gateway'), 'acl');
+    const status = await runCli(
+      ['status', '--json', '--key-prefix', PREFIX],
+      await aclUser('operator'),
+    );
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(k.request('acl'));
+    expect(worker.output()).not.toContain('NOPERM');
+  }, 60_000);
 
   it('the gateway and the console work on the cluster, finding its models on every node', async () => {
     children.push(

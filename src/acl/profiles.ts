@@ -23,8 +23,21 @@ export interface AclOptions {
   models?: readonly string[];
 }
 
-/** Connection housekeeping every client does (ioredis: INFO ready check, CLIENT SETNAME). */
-const CONNECTION = ['+ping', '+info', '+client|setname', '+hello', '+select'];
+/**
+ * Connection housekeeping every client does (ioredis: INFO ready check and,
+ * behind sentinels, role check; CLIENT SETNAME; on a Cluster, CLUSTER SLOTS
+ * to learn which node holds the fleet's slot and CLUSTER INFO as its ready
+ * check).
+ */
+const CONNECTION = [
+  '+ping',
+  '+info',
+  '+client|setname',
+  '+hello',
+  '+select',
+  '+cluster|slots',
+  '+cluster|info',
+];
 
 /** What `streambed worker` runs, directly and inside its scripts (publish, lease, bulk scheduler, trim). */
 const WORKER_COMMANDS = [
@@ -102,9 +115,8 @@ const OPERATOR_COMMANDS = [
   '+type',
   '+scan',
   '+time',
-  '+eval',
-  '+evalsha',
-  '+script|load',
+  // status counts a job's failed answers in a read-only script (EVAL on %R~ keys is refused)
+  '+eval_ro',
 ];
 
 /** The rules after `ACL SETUSER <user> on >password`: keys, channels and commands. */
@@ -123,6 +135,10 @@ export function aclRules(profile: AclProfile, o: AclOptions): string[] {
         'resetchannels',
         '-@all',
         ...OPERATOR_COMMANDS,
+        // dlq replay: one script over the DLQ, the request stream and the schedule
+        '+eval',
+        '+evalsha',
+        '+script|load',
         '+xadd',
         '+rpush',
         '+xdel',

@@ -145,10 +145,6 @@ return {last, #rows, errors}
 /** Entries per script call: a short call, so Redis is never held for long. */
 const CHUNK = 1000;
 
-interface WithCountErrors {
-  countErrors(stream: string, after: string, count: number): Promise<[string, number, number]>;
-}
-
 /**
  * Error counts per reply stream, carried between samples so each sample
  * reads only answers added since the last (a --watch over a 200K-page job
@@ -173,14 +169,16 @@ export class FailureTally {
       t && (r.added < t.read || (r.firstId !== null && newerId(r.firstId, t.after)));
     if (!t || restarted) t = { after: '0-0', read: 0, failed: 0 };
     if (r.added > 0) {
-      if (!('countErrors' in redis))
-        redis.defineCommand('countErrors', { numberOfKeys: 1, lua: COUNT_ERRORS_LUA });
       for (;;) {
-        const [last, read, failed] = await (redis as unknown as WithCountErrors).countErrors(
+        // EVAL_RO: the script only reads, so a read-only user (the operator's %R~ keys) may run it.
+        const [last, read, failed] = (await redis.call(
+          'EVAL_RO',
+          COUNT_ERRORS_LUA,
+          1,
           r.stream,
           t.after,
           CHUNK,
-        );
+        )) as [string, number, number];
         t = { after: String(last), read: t.read + Number(read), failed: t.failed + Number(failed) };
         if (Number(read) < CHUNK) break;
       }

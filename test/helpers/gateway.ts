@@ -67,16 +67,15 @@ export async function spawnGateway(
 }
 
 /**
- * `streambed serve` and `streambed console` started with `env` (how this
- * test's Redis is reached: sentinels, a cluster) find it as the workers do:
- * the gateway embeds two inputs through the fleet's `model` (no MODELS: it
- * discovers the model's stream) and the console's state names that stream.
+ * `streambed serve` started with `env` (how this test's Redis is reached:
+ * sentinels, a cluster, an ACL user) finds it as the workers do: it embeds
+ * two inputs through the fleet's `model` (no MODELS: it discovers the
+ * model's stream).
  */
-export async function expectGatewayAndConsoleReach(
+export async function expectGatewayReaches(
   prefix: string,
   env: Record<string, string>,
   model: string,
-  stream: string,
 ): Promise<void> {
   const gateway = await spawnGateway(prefix, env);
   try {
@@ -90,6 +89,16 @@ export async function expectGatewayAndConsoleReach(
   } finally {
     expect(await gateway.stop()).toBe(0);
   }
+}
+
+/** The gateway as above, then `streambed console` with the same env: its state names `stream`. */
+export async function expectGatewayAndConsoleReach(
+  prefix: string,
+  env: Record<string, string>,
+  model: string,
+  stream: string,
+): Promise<void> {
+  await expectGatewayReaches(prefix, env, model);
   const console = await startConsole(prefix, env);
   try {
     let state = '';
