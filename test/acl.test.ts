@@ -24,6 +24,7 @@ import { type AclProfile, aclRules } from '../src/acl/profiles.js';
 import { StreambedClient } from '../src/client/client.js';
 import { decodeResult } from '../src/codec/result.js';
 import { keys } from '../src/keys.js';
+import { startConsole } from './helpers/console.js';
 import { spawnGateway } from './helpers/gateway.js';
 import { until } from './helpers/redis.js';
 import { type PrivateRedis, privateRedis } from './helpers/redis-server.js';
@@ -305,6 +306,24 @@ describe('ACL profiles', () => {
     const report = JSON.parse(status.stdout) as { models: unknown[]; jobs: Array<{ job: string }> };
     expect(report.models.length).toBeGreaterThan(0);
     expect(report.jobs.map((j) => j.job)).toContain('acl-job');
+    // The console reads the same as an operator: its state, the job and the DLQ list.
+    const web = await startConsole(prefix, { REDIS_URL: opUrl });
+    try {
+      const state = await until('the console sampled', async () => {
+        const s = (await (await fetch(new URL('/api/state', web.url))).json()) as {
+          report: { jobs: Array<{ job: string }> } | null;
+          error: string | null;
+        };
+        return s.report || s.error ? s : undefined;
+      });
+      expect(state.error).toBeNull();
+      expect(state.report?.jobs.map((j) => j.job)).toContain('acl-job');
+      const dlq = await fetch(new URL('/api/dlq?model=fx', web.url));
+      expect(dlq.status, await dlq.clone().text()).toBe(200);
+      expect(web.output()).not.toMatch(/NOPERM/);
+    } finally {
+      await web.stop();
+    }
     const list = run(opUrl, ['dlq', 'list', '-m', 'fx']);
     expect(list.stderr).not.toMatch(/NOPERM/);
     expect(list.status).toBe(0);

@@ -383,6 +383,38 @@ describe('helm chart', () => {
     for (const c of onCluster) expect(c, c.container).toMatchObject({ REDIS_CLUSTER: 'true' });
   });
 
+  it('the gateway and the console may each log in as their own ACL user (their own REDIS_URL Secret)', () => {
+    const values = join(mkdtempSync(join(tmpdir(), 'sb-users-')), 'values.yaml');
+    writeFileSync(
+      values,
+      [
+        'gateway:',
+        '  enabled: true',
+        '  redis: {existingSecret: sb-gateway-redis, existingSecretKey: url}',
+        'console:',
+        '  enabled: true',
+        '  redis: {existingSecret: sb-operator-redis, existingSecretKey: url}',
+        '',
+      ].join('\n'),
+    );
+    const urlRef = (objects: K8sObject[]) =>
+      Object.fromEntries(
+        objects
+          .filter((o) => o.kind === 'Deployment')
+          .map((d) => {
+            const [c] = d.spec.template.spec.containers;
+            const ref = c.env.find((e: Json) => e.name === 'REDIS_URL').valueFrom.secretKeyRef;
+            return [c.name, `${ref.name}/${ref.key}`];
+          }),
+      );
+    const own = urlRef(helmTemplate([ciFile('sentinel'), values]));
+    expect(own).toEqual({
+      worker: urlRef(render('sentinel')).worker,
+      gateway: 'sb-gateway-redis/url',
+      console: 'sb-operator-redis/url',
+    });
+  });
+
   it('Cluster: triggers of the cluster kinds on the keys under the hash tag {keyPrefix}', () => {
     const objects = render('cluster');
     const w = checkWorkload(objects);

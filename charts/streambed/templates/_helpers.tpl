@@ -179,14 +179,25 @@ REDIS_SENTINEL_NAME: {{ $.Values.redis.sentinel.masterName | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* The Redis secrets as container env: REDIS_URL and, with sentinels, their password. */}}
+{{/*
+The Redis secrets as container env: REDIS_URL and, with sentinels, their
+password. (dict "root" . "own" .Values.gateway.redis): a component's own
+REDIS_URL Secret (its ACL user, docs/acl.md) when set, else the workers'.
+*/}}
 {{- define "streambed.redisSecretEnv" -}}
+{{- $root := .root -}}
+{{- $own := .own | default dict -}}
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "streambed.redisSecretName" . }}
-      key: {{ include "streambed.redisSecretKey" . }}
-{{- with .Values.redis.sentinel }}
+      {{- if $own.existingSecret }}
+      name: {{ $own.existingSecret }}
+      key: {{ $own.existingSecretKey }}
+      {{- else }}
+      name: {{ include "streambed.redisSecretName" $root }}
+      key: {{ include "streambed.redisSecretKey" $root }}
+      {{- end }}
+{{- with $root.Values.redis.sentinel }}
 {{- if and .hosts .existingSecret }}
 - name: REDIS_SENTINEL_PASSWORD
   valueFrom:
