@@ -90,8 +90,10 @@ describe('helm chart: gateway', () => {
     );
     expect(modelNames(config.models)).toEqual(['minilm', 'tiny']);
     expect(modelNames(config.models)).toEqual(modelNames(worker.models));
-    for (const key of ['keyPrefix', 'group', 'maxEnvelopeBytes'] as const)
+    for (const key of ['keyPrefix', 'group', 'maxEnvelopeBytes', 'replyToPattern'] as const)
       expect(config[key], key).toEqual(worker[key]);
+    // The workers' own pattern: the gateway checks its reply streams against it at start.
+    expect(config.replyToPattern).toBe('sb:reply:{source}/*');
     expect(config.maxEnvelopeBytes).toBe(262144);
     // Both read the same table, options included: the gateway cuts sizes the workers agree on.
     const minilm = parseModelTable(config.models).find((m) => m.name === 'minilm');

@@ -25,6 +25,18 @@ afterAll(() => {
   for (const g of gateways) if (g.proc.exitCode === null) g.proc.kill('SIGKILL');
 });
 
+describe('gateway misconfigured', () => {
+  it("refuses to start when the workers' REPLY_TO_PATTERN would refuse its reply streams", async () => {
+    // Started, it would have sent every request to the DLQ (reply_to_denied) and answered 504.
+    const refused = start({ MODELS: 'm', REPLY_TO_PATTERN: 'elsewhere:{source}/*' });
+    await expect(refused).rejects.toThrow(/exited \(2\)[\s\S]*REPLY_TO_PATTERN=elsewhere/);
+    // The pattern the workers use by default (and the open one) lets it start.
+    const open = await start({ MODELS: 'm', REPLY_TO_PATTERN: `*` });
+    expect((await fetch(`${open.url}/healthz`)).status).toBe(200);
+    expect(await open.stop()).toBe(0);
+  });
+});
+
 describe('gateway with Redis out of reach', () => {
   it('serves /healthz, is not ready, answers 503 and stops on SIGTERM', async () => {
     const g = await start({ MODELS: 'm', GATEWAY_TIMEOUT_MS: 500 });

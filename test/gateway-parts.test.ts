@@ -18,6 +18,7 @@ import { bearer, KeyRing, KeysFile } from '../src/gateway/keys-file.js';
 import { estimateTokens, parseEmbeddingsRequest } from '../src/gateway/openai-shapes.js';
 import { RateLimiter } from '../src/gateway/rate-limit.js';
 import { ReplyRouter } from '../src/gateway/reply-router.js';
+import { gatewayReplyStreams } from '../src/gateway/reply-streams.js';
 import { textOfTokenIds } from '../src/gateway/token-ids.js';
 import { keys } from '../src/keys.js';
 import { createLogger } from '../src/log.js';
@@ -127,6 +128,18 @@ describe('ReplyRouter, one stream per source', () => {
       async () => (await redis.xlen(late)) <= 1 && (await redis.xlen(stream)) <= 1,
     );
     expect(await redis.ttl(late)).toBeGreaterThan(0);
+  });
+});
+
+describe('gatewayReplyStreams', () => {
+  it("names each source's stream, and refuses one the workers' pattern would refuse", () => {
+    const k = keys('p');
+    expect(gatewayReplyStreams(k, 'g1')('a')).toBe('p:reply:a/gateway-g1');
+    expect(gatewayReplyStreams(k, 'g1', 'p:reply:*')('b')).toBe('p:reply:b/gateway-g1');
+    // A source first seen later (a reloaded keys file) is refused when its stream is asked for.
+    const streamOf = gatewayReplyStreams(k, 'g1', 'p:reply:docs/*');
+    expect(streamOf('docs')).toBe('p:reply:docs/gateway-g1');
+    expect(() => streamOf('web')).toThrow(/REPLY_TO_PATTERN=p:reply:docs\/\* refuses/);
   });
 });
 

@@ -28,6 +28,7 @@ const USED = [
   'gatewayLongInput',
   'gatewayKeysFile',
   'gatewaySource',
+  'replyToPattern',
   'logLevel',
   'logFormat',
 ] as const;

@@ -75,6 +75,8 @@ export async function embed(
   if (req.dimensions !== undefined && known !== undefined && !fits(req.dimensions, known, shorter))
     throw unsupportedDimensions(model, known, req.dimensions, shorter);
 
+  // Before anything waits: a source the workers' REPLY_TO_PATTERN refuses throws (reply-streams.ts).
+  const replyTo = deps.router.streamFor(source);
   const base = randomUUID();
   const ids = inputs.map((_, i) => `gw-${base}-${i}`);
   const waiting = deps.router.wait(ids, deps.timeoutMs);
@@ -91,7 +93,7 @@ export async function embed(
           chunk: longInput === 'chunk',
           ...(longInput === 'chunk' && { pageVector: true }),
         })),
-        { model, lane, replyTo: deps.router.streamFor(source) },
+        { model, lane, replyTo },
       ),
       deps.timeoutMs,
     );

@@ -23,6 +23,7 @@ import { KeysFile } from './keys-file.js';
 import { ModelCatalog } from './model-catalog.js';
 import { RateLimiter } from './rate-limit.js';
 import { ReplyRouter } from './reply-router.js';
+import { gatewayReplyStreams } from './reply-streams.js';
 import { gatewayRoutes } from './routes.js';
 import { SubmitCoalescer } from './submit-coalescer.js';
 
@@ -44,6 +45,7 @@ export type GatewayConfig = Pick<
   | 'gatewayMaxBacklog'
   | 'gatewayKeysFile'
   | 'gatewaySource'
+  | 'replyToPattern'
 >;
 
 export interface Gateway {
@@ -65,6 +67,11 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       'GATEWAY_KEYS_FILE is not set: the gateway serves anyone who can reach it, as one source',
     );
   const name = consumerName(config.consumerName);
+  const keys = buildKeys(config.keyPrefix, config.group);
+  const streamOf = gatewayReplyStreams(keys, name, config.replyToPattern);
+  const sources = [...(keyRing?.sources ?? []), ...(keyRing ? [] : [config.gatewaySource])];
+  // Refused before anything connects: a fleet that would dead-letter every request.
+  sources.forEach(streamOf);
   const connect = (role: string) =>
     connectRedis({
       ...redisTarget(config),
@@ -73,9 +80,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     });
   const redis = connect('cmd');
   const reader = connect('reply');
-  const keys = buildKeys(config.keyPrefix, config.group);
-  const router = new ReplyRouter(redis, reader, (source) => keys.gatewayReply(source, name), log);
-  router.start([...(keyRing?.sources ?? []), ...(keyRing ? [] : [config.gatewaySource])]);
+  const router = new ReplyRouter(redis, reader, streamOf, log);
+  router.start(sources);
   const client = new StreambedClient({
     redis,
     prefix: config.keyPrefix,
