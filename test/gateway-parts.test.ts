@@ -8,13 +8,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { Tiktoken } from 'js-tiktoken/lite';
 import cl100k from 'js-tiktoken/ranks/cl100k_base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { okFields } from '../src/codec/result.js';
 import { bearer, KeyRing, KeysFile } from '../src/gateway/keys-file.js';
+import { ModelCatalog } from '../src/gateway/model-catalog.js';
 import { estimateTokens, parseEmbeddingsRequest } from '../src/gateway/openai-shapes.js';
 import { RateLimiter } from '../src/gateway/rate-limit.js';
 import { ReplyRouter } from '../src/gateway/reply-router.js';
@@ -23,6 +24,7 @@ import { textOfTokenIds } from '../src/gateway/token-ids.js';
 import { keys } from '../src/keys.js';
 import { createLogger } from '../src/log.js';
 import { deletePrefix, randomPrefix, redisClient, until } from './helpers/redis.js';
+import { privateRedis } from './helpers/redis-server.js';
 
 const prefix = randomPrefix('gwparts');
 let redis: Redis;
@@ -128,6 +130,30 @@ describe('ReplyRouter, one stream per source', () => {
       async () => (await redis.xlen(late)) <= 1 && (await redis.xlen(stream)) <= 1,
     );
     expect(await redis.ttl(late)).toBeGreaterThan(0);
+  });
+});
+
+describe('ModelCatalog', () => {
+  it('looks again for a model it does not know at most once a second, however many requests ask', async () => {
+    // A private server: its command counts are this test's alone.
+    const server = await privateRedis();
+    const r = new Redis(server.url);
+    try {
+      const k = keys('cat');
+      await r.xgroup('CREATE', k.request('m1'), k.group, '$', 'MKSTREAM');
+      const catalog = new ModelCatalog(r, k, '');
+      expect(await catalog.has('m1')).toBe(true);
+      await r.config('RESETSTAT');
+      for (let i = 0; i < 50; i++) expect(await catalog.has('typo')).toBe(false);
+      const scans = Number(/cmdstat_scan:calls=(\d+)/.exec(await r.info('commandstats'))?.[1] ?? 0);
+      expect(scans).toBeLessThanOrEqual(2);
+      // A model whose worker starts later is still found, once the gap has passed.
+      await r.xgroup('CREATE', k.request('m2'), k.group, '$', 'MKSTREAM');
+      await until('m2 is found', () => catalog.has('m2'), 5_000, 100);
+    } finally {
+      r.disconnect();
+      await server.stop();
+    }
   });
 });
 

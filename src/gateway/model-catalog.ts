@@ -18,6 +18,12 @@ import { MODEL_NAME, type ModelSpec, parseModelTable } from '../models/table.js'
 import { scanKeys } from '../status/scan.js';
 
 const CACHE_MS = 5_000;
+/**
+ * A model missing from a scan younger than this is not looked for again, so
+ * requests for a misspelt model (a client retrying in a loop) cost Redis at
+ * most one SCAN of the keyspace per RESCAN_MS, not one each.
+ */
+const RESCAN_MS = 1_000;
 
 export class ModelCatalog {
   private readonly fixed: string[] | undefined;
@@ -72,6 +78,7 @@ export class ModelCatalog {
     if ((await this.list()).includes(model)) return true;
     // A model that appeared since the last scan should not wait CACHE_MS to be served.
     if (this.fixed) return false;
+    if (this.cached && Date.now() - this.cached.at < RESCAN_MS) return false;
     this.cached = undefined;
     return (await this.list()).includes(model);
   }
