@@ -18,12 +18,6 @@ import { MODEL_NAME, type ModelSpec, parseModelTable } from '../models/table.js'
 import { scanKeys } from '../status/scan.js';
 
 const CACHE_MS = 5_000;
-/**
- * A model missing from a scan younger than this is not looked for again, so
- * requests for a misspelt model (a client retrying in a loop) cost Redis at
- * most one SCAN of the keyspace per RESCAN_MS, not one each.
- */
-const RESCAN_MS = 1_000;
 
 export class ModelCatalog {
   private readonly fixed: string[] | undefined;
@@ -76,11 +70,24 @@ export class ModelCatalog {
   async has(model: string): Promise<boolean> {
     if (!MODEL_NAME.test(model)) return false;
     if ((await this.list()).includes(model)) return true;
-    // A model that appeared since the last scan should not wait CACHE_MS to be served.
     if (this.fixed) return false;
-    if (this.cached && Date.now() - this.cached.at < RESCAN_MS) return false;
-    this.cached = undefined;
-    return (await this.list()).includes(model);
+    // Not in the last scan: its own stream is asked (one command), not the keyspace
+    // scanned again, so a model whose worker just started is served at once and a
+    // client retrying a misspelt one in a loop costs Redis no SCAN per request.
+    let rows: unknown;
+    try {
+      rows = await this.redis.xinfo('GROUPS', this.keys.request(model));
+    } catch (err) {
+      if (/no such key/i.test((err as Error).message)) return false;
+      throw err;
+    }
+    const served = this.hasGroup(rows);
+    if (served) this.cached?.models.push(model);
+    return served;
+  }
+
+  private hasGroup(xinfoGroups: unknown): boolean {
+    return (xinfoGroups as unknown[][]).some((g) => g[1] === this.keys.group);
   }
 
   dimension(model: string): number | undefined {
@@ -105,7 +112,7 @@ export class ModelCatalog {
     const groups = (await pipe.exec()) ?? [];
     const served = models.filter((_, i) => {
       const [err, rows] = groups[i] ?? [];
-      return !err && (rows as unknown[][]).some((g) => g[1] === this.keys.group);
+      return !err && this.hasGroup(rows);
     });
     this.cached = { at: Date.now(), models: served };
     return served;
