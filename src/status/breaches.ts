@@ -2,12 +2,14 @@
  * What `status --check` fails on, each breach with the stream, DLQ, model or
  * source concerned and a one-line message (docs/observability.md).
  */
+import { evictionMessage, type EvictionRisk } from '../redis/eviction.js';
 import { duration } from './format.js';
 import type { ModelSample } from './gather.js';
 import type { ModelStatus } from './model-status.js';
 import type { SourceStatus } from './progress.js';
 
-export type BreachKind = 'pending_age' | 'dlq' | 'stale' | 'no_live_consumer' | 'unserved';
+export type BreachKind =
+  'pending_age' | 'dlq' | 'stale' | 'no_live_consumer' | 'unserved' | 'eviction';
 
 export interface Breach {
   kind: BreachKind;
@@ -36,8 +38,15 @@ export function findBreaches(
   models: readonly ModelStatus[],
   sources: readonly SourceStatus[],
   t: Thresholds,
+  evictionRisks: readonly EvictionRisk[] = [],
 ): Breach[] {
-  const out: Breach[] = [];
+  const out: Breach[] = evictionRisks.map((r) => ({
+    kind: 'eviction',
+    subject: r.node,
+    value: r.maxmemoryBytes,
+    threshold: 0,
+    message: evictionMessage(r),
+  }));
   if (t.maxPendingAgeMs !== null) {
     for (const s of samples.flatMap((m) => m.streams)) {
       if (!s.overIdle) continue;

@@ -10,6 +10,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 
 import { type Keys, type Lane, PLAIN_BULK_MEMBER } from '../keys.js';
 import { MODEL_NAME } from '../models/table.js';
+import { type EvictionRisk, evictionRisks } from '../redis/eviction.js';
 import { discoverJobs, FailureTally, jobReplyStreams, type JobSample, queueJob } from './jobs.js';
 import {
   type ConsumerRecord,
@@ -62,6 +63,8 @@ export interface Sample {
   models: ModelSample[];
   sources: Array<{ source: string; progress: ProgressRecord }>;
   jobs: JobSample[];
+  /** Nodes that may delete the fleet's keys when full (../redis/eviction.ts); absent in an old sample. */
+  evictionRisks?: EvictionRisk[];
 }
 
 export interface GatherOptions {
@@ -124,11 +127,13 @@ export async function gatherSample(redis: Redis, o: GatherOptions): Promise<Samp
     jobs: [],
   };
   const tally = o.tally ?? new FailureTally();
-  const [jobSamples] = await Promise.all([
+  const [jobSamples, , risks] = await Promise.all([
     Promise.all(jobReads.map((read) => tally.complete(redis, read(replies)))),
     readOldestPerConsumer(redis, o.keys.group, sample),
+    evictionRisks(redis),
   ]);
   sample.jobs = jobSamples;
+  sample.evictionRisks = risks;
   return sample;
 }
 

@@ -90,6 +90,6 @@ export function buildReport(
     models,
     sources,
     jobs,
-    breaches: findBreaches(now.models, models, sources, t),
+    breaches: findBreaches(now.models, models, sources, t, now.evictionRisks),
   };
 }

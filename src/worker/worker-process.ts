@@ -12,6 +12,7 @@ import { type Keys, keys as buildKeys } from '../keys.js';
 import { createLogger, type Logger, quietInfo } from '../log.js';
 import { modelRef, parseModelTable } from '../models/table.js';
 import { backoffMs, connectRedis, redisTarget } from '../redis/connect.js';
+import { evictionMessage, evictionRisks } from '../redis/eviction.js';
 import { createSink, type Sink } from '../sink/index.js';
 import type { ProviderState } from './backends/openai-http.js';
 import { createBackend } from './backends/registry.js';
@@ -250,6 +251,11 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
     log.info(
       { models: specs.map((s) => s.name), threads, intraOpThreads: config.intraOpThreads, maxHeld },
       'worker starting',
+    );
+    // Said at start: Redis deleting keys cannot be seen afterwards (../redis/eviction.ts).
+    evictionRisks(redis).then(
+      (risks) => risks.forEach((r) => log.warn({ risk: evictionMessage(r) }, 'Redis may evict')),
+      () => undefined,
     );
     const groups = createGroups();
     const loads = specs.map((spec) => loadModel(spec));
