@@ -226,6 +226,20 @@ describe('streambed console', () => {
     }
   });
 
+  it('lists what status --check fails on, while it lasts', async () => {
+    const page = await open(readOnly.url);
+    // Entries for a model no worker serves: the breach `unserved`.
+    const ghost = `${prefix}:req:ghost`;
+    await redis.xadd(ghost, '*', 'v', '1');
+    const item = page.locator('#breaches li[data-kind="unserved"]');
+    await item.waitFor({ timeout: 10_000 });
+    expect(await item.textContent()).toContain('model ghost: 1 entries waiting');
+    expect(await page.locator('#breaches').isVisible()).toBe(true);
+    await redis.del(ghost);
+    await item.waitFor({ state: 'detached', timeout: 10_000 });
+    await page.close();
+  });
+
   it('sends the strict CSP and keeps actions behind the admin key', async () => {
     for (const route of ['/', '/console.js', '/console.css', '/api/state']) {
       const res = await fetch(new URL(route, admin.url));

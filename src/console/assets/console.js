@@ -74,6 +74,17 @@ function banner(text, kind = '') {
   b.textContent = text ?? '';
 }
 
+/** The report's breaches, one line each (kind and message), as `status --check` lists them. */
+function renderBreaches(report) {
+  const list = report.breaches ?? [];
+  $('breaches').hidden = list.length === 0;
+  $('breaches')
+    .querySelector('ul')
+    .replaceChildren(
+      ...list.map((b) => h('li', { 'data-kind': b.kind }, h('code', {}, b.kind), ` ${b.message}`)),
+    );
+}
+
 function fill(tbodyId, emptyId, rows) {
   $(tbodyId)
     .querySelector('tbody')
@@ -420,6 +431,7 @@ async function poll() {
       $('where').textContent = `prefix ${r.prefix} · group ${r.group}`;
       $('updated').textContent =
         `updated ${new Date(r.generatedAtMs).toLocaleTimeString('en-GB', { hour12: false })}`;
+      renderBreaches(r);
       renderModels(r);
       renderProgress(r);
       renderFilters(state);
