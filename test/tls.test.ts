@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
+import { expectGatewayAndConsoleReach } from './helpers/gateway.js';
 import { randomPrefix, until } from './helpers/redis.js';
 import { aclArgs, freePort } from './helpers/redis-server.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
@@ -89,6 +90,13 @@ describe('rediss:// with a CA file and an ACL user', () => {
     } finally {
       await client.close();
     }
+    // The gateway and the console take the same settings and reach the fleet over TLS too.
+    await expectGatewayAndConsoleReach(
+      prefix,
+      { REDIS_URL: url, REDIS_TLS_CA_FILE: file('ca.pem') },
+      'fx',
+      `${prefix}:req:fx`,
+    );
     const clients = String(await redis.client('LIST'));
     expect(clients).toContain(`user=${auth.user}`);
     expect(w.output()).not.toContain(auth.password);
