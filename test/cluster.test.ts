@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { Cluster } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { StreambedClient } from '../src/client/client.js';
@@ -195,6 +195,34 @@ describe('Redis Cluster', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toContain(k.request('acl'));
     expect(worker.output()).not.toContain('NOPERM');
+  }, 60_000);
+
+  it('a node that may evict is reported by the worker and by status --check, by its address', async () => {
+    const node = nodes[1]!;
+    const direct = new Redis(node.url);
+    await direct.config('SET', 'maxmemory', '1gb', 'maxmemory-policy', 'allkeys-lru');
+    try {
+      const w = spawnWorker(PREFIX, {
+        REDIS_URL: seed,
+        REDIS_CLUSTER: 'true',
+        MODELS: 'fx=fixture:8',
+      });
+      children.push(w);
+      await until('the worker warns', () => /Redis may evict/.test(w.output()), 30_000);
+      expect(w.output()).toContain(`127.0.0.1:${node.port}: maxmemory-policy allkeys-lru`);
+      const status = await runCli(['status', '--check', '--json', '--key-prefix', PREFIX], {
+        REDIS_URL: seed,
+        REDIS_CLUSTER: 'true',
+      });
+      const breaches = (
+        JSON.parse(status.stdout) as { breaches: Array<{ kind: string; subject: string }> }
+      ).breaches.filter((b) => b.kind === 'eviction');
+      expect(breaches.map((b) => b.subject)).toEqual([`127.0.0.1:${node.port}`]);
+      expect(status.code).toBe(1);
+    } finally {
+      await direct.config('SET', 'maxmemory', '0', 'maxmemory-policy', 'noeviction');
+      direct.disconnect();
+    }
   }, 60_000);
 
   it('the gateway and the console work on the cluster, finding its models on every node', async () => {

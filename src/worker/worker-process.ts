@@ -252,15 +252,15 @@ export function startWorker(config: Config, opts: { log?: Logger } = {}): Worker
       { models: specs.map((s) => s.name), threads, intraOpThreads: config.intraOpThreads, maxHeld },
       'worker starting',
     );
-    // Said at start: Redis deleting keys cannot be seen afterwards (../redis/eviction.ts).
-    evictionRisks(redis).then(
-      (risks) => risks.forEach((r) => log.warn({ risk: evictionMessage(r) }, 'Redis may evict')),
-      () => undefined,
-    );
     const groups = createGroups();
     const loads = specs.map((spec) => loadModel(spec));
     // Read as soon as the groups exist and the first model is in; the rest join when loaded.
     await Promise.race([groups, fatalStart]);
+    // Said at start, once Redis answers (a Cluster knows its nodes): an eviction leaves no trace.
+    evictionRisks(redis).then(
+      (risks) => risks.forEach((r) => log.warn({ risk: evictionMessage(r) }, 'Redis may evict')),
+      () => undefined,
+    );
     await Promise.race([Promise.race(loads), fatalStart]);
     if (stopping) return;
     leases.start();
