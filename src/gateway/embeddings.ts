@@ -111,6 +111,16 @@ export async function embed(
         null,
         1,
       );
+    // Redis at maxmemory (noeviction) refuses new entries: the fleet is up and full.
+    if (refusedForMemory(err))
+      throw new GatewayError(
+        503,
+        'server_error',
+        'redis_full',
+        "the fleet's Redis is out of memory and refuses new work; retry later",
+        null,
+        5,
+      );
     throw new GatewayError(503, 'server_error', 'unavailable', 'the fleet cannot be reached');
   }
 
@@ -242,4 +252,15 @@ function vectorOf(r: EmbedResult, model: string): Float32Array {
     default:
       throw new GatewayError(500, 'server_error', code, message);
   }
+}
+
+/** Redis refused a write at maxmemory (an XADD's own error, or the reason it carries as `cause`). */
+function refusedForMemory(err: unknown): boolean {
+  for (
+    let e = err as { message?: unknown; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  )
+    if (typeof e.message === 'string' && /\bOOM command not allowed/.test(e.message)) return true;
+  return false;
 }
