@@ -11,6 +11,8 @@ import type { Redis } from 'ioredis';
 
 import type { StreambedClient } from '../client/client.js';
 import { StreambedError } from '../errors.js';
+import { backoffMs } from '../redis/connect.js';
+import { isOutOfMemory } from '../redis/out-of-memory.js';
 import type { Page, ReplyMode } from '../types.js';
 import type { CorpusPage } from './corpus.js';
 import { ReplyFollower } from './follower.js';
@@ -52,6 +54,8 @@ export interface BackfillOptions {
   onPlan?: (plan: BackfillPlan) => void;
   /** One more page of this job answered during this run. */
   onAnswer?: (a: Answered) => void;
+  /** Redis refused a chunk at maxmemory: the job waits for room (called once per wait). */
+  onRedisFull?: () => void;
 }
 
 export interface BackfillPlan {
@@ -80,7 +84,7 @@ export interface BackfillReport extends BackfillPlan {
 export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
   const k = jobKeys(o.client.keys, o.job);
   const checkpoint = await readCheckpoint(o.redis, k, o.job);
-  await o.redis.hsetnx(k.job, 'started_ms', Date.now());
+  await whenRoom(() => o.redis.hsetnx(k.job, 'started_ms', Date.now()), o.onRedisFull);
   const input = o.pages[Symbol.asyncIterator]();
   // Pages submitted and not answered, by key: what answers are matched against.
   const outstanding = new Map<string, number>();
@@ -111,16 +115,19 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
     // Only the first answer of a page we wait for counts (a DLQ replay answers again).
     const mine = new Map<string, Answered>();
     for (const a of answers) if (outstanding.has(a.key) && !mine.has(a.key)) mine.set(a.key, a);
-    const tx = conn.multi();
-    for (const a of mine.values()) {
-      tx.setbit(k.answered, outstanding.get(a.key) as number, 1);
-      if (a.status === 'error') tx.hset(k.failed, a.key, failureValue(a));
-    }
-    tx.hset(k.job, (cursors.get(stream) as ReplyCursor).field, lastId);
-    if (o.replyTtlS) tx.expire(stream, o.replyTtlS);
-    // Status answers say nothing the bitmap does not: once recorded, nobody needs them.
-    if (o.reply === 'status') tx.xtrim(stream, 'MINID', lastId);
-    if (!(await tx.exec())) throw new StreambedError('redis_unavailable', 'checkpoint aborted');
+    const recorded = await whenRoom(() => {
+      const tx = conn.multi();
+      for (const a of mine.values()) {
+        tx.setbit(k.answered, outstanding.get(a.key) as number, 1);
+        if (a.status === 'error') tx.hset(k.failed, a.key, failureValue(a));
+      }
+      tx.hset(k.job, (cursors.get(stream) as ReplyCursor).field, lastId);
+      if (o.replyTtlS) tx.expire(stream, o.replyTtlS);
+      // Status answers say nothing the bitmap does not: once recorded, nobody needs them.
+      if (o.reply === 'status') tx.xtrim(stream, 'MINID', lastId);
+      return tx.exec();
+    }, o.onRedisFull);
+    if (!recorded) throw new StreambedError('redis_unavailable', 'checkpoint aborted');
     // Released only once recorded: the stream then never holds more unrecorded
     // answers than pages in flight, whatever its MAXLEN.
     for (const a of mine.values()) {
@@ -139,7 +146,8 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
   const followSources = async (pages: readonly Page[]) => {
     const fresh = [...new Set(pages.map((p) => p.source))].filter((s) => !cursors.has(k.reply(s)));
     if (fresh.length === 0) return;
-    await o.redis.hset(k.job, ...fresh.flatMap((s) => [readField(s), '0-0']));
+    const fields = fresh.flatMap((s) => [readField(s), '0-0']);
+    await whenRoom(() => o.redis.hset(k.job, ...fields), o.onRedisFull);
     for (const s of fresh) {
       cursors.set(k.reply(s), { field: readField(s), read: '0-0' });
       follower.follow(k.reply(s));
@@ -177,13 +185,17 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
         outstanding.set(key, p.index);
       }
       await followSources(pages);
-      await o.client.submit(pages, {
-        model: o.model,
-        lane: 'bulk',
-        replyTo: k.reply,
-        submittedMark: { hash: k.job, base: index },
-        ...(o.reply !== undefined && { reply: o.reply }),
-      });
+      await whenRoom(
+        () =>
+          o.client.submit(pages, {
+            model: o.model,
+            lane: 'bulk',
+            replyTo: k.reply,
+            submittedMark: { hash: k.job, base: index },
+            ...(o.reply !== undefined && { reply: o.reply }),
+          }),
+        o.onRedisFull,
+      );
       index += part.length;
       submittedNow += part.length;
     }
@@ -214,4 +226,22 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillReport> {
     errors: failures.first,
     timedOut,
   };
+}
+
+/**
+ * Every write of the job, sent again while Redis at maxmemory refuses it:
+ * a MULTI is refused whole (EXECABORT: a chunk's entries and its checkpoint
+ * alike), so sending it again is safe, and workers draining the backlog
+ * make room. A full Redis slows the job down rather than stopping it.
+ */
+async function whenRoom<T>(send: () => Promise<T>, onFull?: () => void): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!isOutOfMemory(err)) throw err;
+      if (attempt === 0) onFull?.();
+      await new Promise((r) => setTimeout(r, backoffMs(attempt, 250, 5_000)));
+    }
+  }
 }

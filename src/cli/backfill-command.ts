@@ -96,6 +96,10 @@ export function backfillCommand(): Command {
           }).start();
         },
         onAnswer: (a) => bar?.tick(a.status === 'error'),
+        onRedisFull: () =>
+          console.error(
+            `backfill ${job}: Redis is full (maxmemory, noeviction): waiting for room, as workers drain the backlog`,
+          ),
       }).finally(() => bar?.finish());
       console.error(summary(job, report, Boolean(o.wait), (Date.now() - startedAt) / 1000));
       if (o.wait && (report.errorCount > 0 || report.timedOut)) process.exitCode = 1;

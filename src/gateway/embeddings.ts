@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { StreambedClient } from '../client/client.js';
 import { StreambedError, toStreambedError } from '../errors.js';
 import type { Lane } from '../keys.js';
+import { isOutOfMemory } from '../redis/out-of-memory.js';
 import type { EmbedResult } from '../types.js';
 import { REDIS_WAIT_MS, withDeadline } from './deadline.js';
 import type { ModelCatalog } from './model-catalog.js';
@@ -112,7 +113,7 @@ export async function embed(
         1,
       );
     // Redis at maxmemory (noeviction) refuses new entries: the fleet is up and full.
-    if (refusedForMemory(err))
+    if (isOutOfMemory(err))
       throw new GatewayError(
         503,
         'server_error',
@@ -252,15 +253,4 @@ function vectorOf(r: EmbedResult, model: string): Float32Array {
     default:
       throw new GatewayError(500, 'server_error', code, message);
   }
-}
-
-/** Redis refused a write at maxmemory (an XADD's own error, or the reason it carries as `cause`). */
-function refusedForMemory(err: unknown): boolean {
-  for (
-    let e = err as { message?: unknown; cause?: unknown } | undefined;
-    e;
-    e = e.cause as typeof e
-  )
-    if (typeof e.message === 'string' && /\bOOM command not allowed/.test(e.message)) return true;
-  return false;
 }
