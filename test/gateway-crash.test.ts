@@ -105,6 +105,42 @@ describe('gateway under a worker crash', () => {
     expect(await gateway.stop()).toBe(0);
   });
 
+  it("answers requests waiting while Redis kills the gateway's connections", async () => {
+    const worker = workers.at(-1)!;
+    const gateway = await spawnGateway(prefix, { MODELS: 'm' });
+    gateways.push(gateway);
+    const api = gateway.client();
+    const inputs = [0, 1, 2].map((r) => textsOf(200 + r, 2));
+    const want = await sdk.embed(inputs.flat(), { model: 'm', timeoutMs: 60_000 });
+    // Held, so the requests wait on the reply stream when their connections die.
+    worker.proc.kill('SIGSTOP');
+    const calls = inputs.map((input) =>
+      api.embeddings.create({ model: 'm', input, encoding_format: 'float' }),
+    );
+    await until('the requests are queued', async () =>
+      (await fetch(`${gateway.url}/metrics`).then((r) => r.text())).includes(
+        'streambed_gateway_in_flight_requests 3',
+      ),
+    );
+    const clients = String(await redis.client('LIST')).split('\n');
+    const mine = clients.filter((c) => / name=streambed-gateway-/.test(c));
+    expect(mine.length).toBeGreaterThanOrEqual(2); // the command and the reply connections
+    for (const c of mine) await redis.client('KILL', 'ID', /\bid=(\d+)/.exec(c)![1]!);
+    worker.proc.kill('SIGCONT');
+    const answered = await Promise.all(calls);
+    answered.forEach((res, r) =>
+      res.data.forEach((d, j) => expect(d.embedding).toEqual(Array.from(want[r * 2 + j]!))),
+    );
+    // And it goes on serving on the connections it made again.
+    const after = await api.embeddings.create({
+      model: 'm',
+      input: inputs[0]!,
+      encoding_format: 'float',
+    });
+    expect(after.data[0]!.embedding).toEqual(Array.from(want[0]!));
+    expect(await gateway.stop()).toBe(0);
+  });
+
   it('drains on SIGTERM: a request in flight is answered, then exit 0', async () => {
     const worker = workers.at(-1)!;
     const gateway = await spawnGateway(prefix, { MODELS: 'm' });
