@@ -1,7 +1,7 @@
 /**
  * Redis that may delete the fleet's keys when full (maxmemory with a policy
  * other than noeviction; managed Redis often defaults to volatile-lru): the
- * worker says so at start and `status --check` fails with breach `eviction`,
+ * worker says so at start and in a gauge, and `status --check` fails with breach `eviction`,
  * on a private redis-server whose policy the test sets and changes.
  */
 import { Redis } from 'ioredis';
@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { runCli } from './helpers/cli.js';
 import { randomPrefix, until } from './helpers/redis.js';
-import { type PrivateRedis, privateRedis } from './helpers/redis-server.js';
+import { freePort, type PrivateRedis, privateRedis } from './helpers/redis-server.js';
 import { type ChildWorker, spawnWorker } from './helpers/worker.js';
 
 const prefix = randomPrefix('evict');
@@ -31,7 +31,13 @@ afterAll(async () => {
 
 describe('a Redis that may evict the fleet keys', () => {
   it('the worker warns at start; status --check breaches until the policy is noeviction', async () => {
+    const port = await freePort();
+    const gauge = async () =>
+      /streambed_redis_may_evict\{node="redis",policy="([^"]+)"\} 1/.exec(
+        await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+      )?.[1];
     worker = spawnWorker(prefix, {
+      METRICS_PORT: String(port),
       REDIS_URL: server.url,
       MODELS: 'fx=fixture:8',
       LOG_LEVEL: 'info',
@@ -50,7 +56,11 @@ describe('a Redis that may evict the fleet keys', () => {
       expect.objectContaining({ kind: 'eviction', subject: 'redis', value: 64 * 1024 * 1024 }),
     ]);
 
+    // The fleet gauge an alert can fire on, read on scrape.
+    expect(await until('the gauge', gauge, 10_000)).toBe('volatile-lru');
+
     await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await until('the gauge is gone', async () => (await gauge()) === undefined, 15_000, 250);
     const safe = await check();
     expect(safe.code, safe.stdout).toBe(0);
     expect(JSON.parse(safe.stdout).breaches).toEqual([]);

@@ -14,6 +14,7 @@ import type { Redis } from 'ioredis';
 import { Gauge, type Registry } from 'prom-client';
 
 import { type Keys, type Lane, PLAIN_BULK_MEMBER } from '../keys.js';
+import { type EvictionRisk, evictionRisks } from '../redis/eviction.js';
 import { LANES } from '../status/gather.js';
 import { type StreamCounts, streamCounts, sumCounts } from '../status/model-status.js';
 import {
@@ -43,6 +44,8 @@ export interface FleetSnapshot {
   bulkSources: Array<{ model: string; source: string } & StreamGauges>;
   dlq: Array<{ model: string; length: number }>;
   sources: Array<{ source: string; progress: ProgressRecord }>;
+  /** Nodes that may delete the fleet's keys when full (../redis/eviction.ts). */
+  evictionRisks: EvictionRisk[];
 }
 
 export interface FleetReaderOptions {
@@ -129,10 +132,14 @@ export class FleetReader {
       source,
       read: queueProgress(p, keys.progress(source)),
     }));
-    const replies = (await p.exec()) ?? [];
+    const [replies, risks] = await Promise.all([
+      p.exec().then((r) => r ?? []),
+      evictionRisks(redis),
+    ]);
     const atMs = time(replies);
     return {
       atMs,
+      evictionRisks: risks,
       streams: plans.flatMap((m) => {
         const bulk = m.bulk.map((b) => b.read(replies));
         return LANES.map((lane) => ({
@@ -214,6 +221,14 @@ export function registerFleetGauges(registry: Registry, reader: FleetReader): vo
   const pending: Value = (s) => (s.groupExists ? s.pending : null);
   const oldestIdle: Value = (s) => (s.oldestIdleMs === null ? null : s.oldestIdleMs / 1000);
 
+  gauge(
+    'streambed_redis_may_evict',
+    "1 per Redis node (each master of a Cluster) whose maxmemory-policy deletes keys when full (maxmemory set, not noeviction): it would lose the fleet's entries or answers.",
+    ['node', 'policy'],
+    (g, snap) => {
+      for (const r of snap.evictionRisks) g.set({ node: r.node, policy: r.policy }, 1);
+    },
+  );
   new Gauge({
     name: 'streambed_fleet_stats_up',
     help: '1 when the last on-scrape read of stream, DLQ and progress state from Redis succeeded.',
