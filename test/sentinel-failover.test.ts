@@ -46,7 +46,7 @@ beforeAll(async () => {
     sentinelName: setup.name,
     sentinelPassword,
   };
-}, 45_000);
+}, 120_000);
 
 afterAll(async () => {
   for (const c of children) c.proc.kill('SIGKILL');

@@ -38,8 +38,21 @@ export interface SentinelOptions {
   sentinelPassword?: string;
 }
 
-/** Replication and sentinel discovery take a few seconds; this waits until a failover can be voted. */
+/**
+ * Replication and sentinel discovery take a few seconds; this waits until a
+ * failover can be voted. Tried twice: a free port found for a sentinel can be
+ * taken by a parallel test before the sentinel binds it, and on a loaded
+ * machine discovery can miss its wait; a second setup on fresh ports settles it.
+ */
 export async function sentinelSetup(opts: SentinelOptions = {}): Promise<SentinelSetup> {
+  try {
+    return await sentinelSetupOnce(opts);
+  } catch {
+    return sentinelSetupOnce(opts);
+  }
+}
+
+async function sentinelSetupOnce(opts: SentinelOptions): Promise<SentinelSetup> {
   const name = opts.name ?? 'sbmaster';
   const { auth, sentinelPassword } = opts;
   const replicaAuth = auth ? ['--masteruser', auth.user, '--masterauth', auth.password] : [];
@@ -128,7 +141,7 @@ export async function sentinelSetup(opts: SentinelOptions = {}): Promise<Sentine
         }
         return true;
       },
-      20_000,
+      30_000,
       200,
     );
   } catch (err) {
