@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 
-import { toRecord } from '../client/backlog.js';
+import { groupRow, toRecord } from '../client/backlog.js';
 import { replyMatcher } from '../codec/envelope.js';
 import { StreambedError } from '../errors.js';
 import type { Keys } from '../keys.js';
@@ -42,11 +42,7 @@ export interface ServedState {
  */
 export async function checkServed(redis: Redis, keys: Keys, model: string): Promise<ServedState> {
   const stream = keys.request(model);
-  const groups = (await redis.xinfo('GROUPS', stream).catch((err: Error) => {
-    if (/no such key/i.test(err.message)) return [];
-    throw err;
-  })) as unknown[][];
-  if (!groups.map(toRecord).some((g) => g.name === keys.group)) {
+  if (!(await groupRow(redis, stream, keys.group))) {
     throw new StreambedError(
       'config',
       `no worker serves model "${model}": ${stream} has no consumer group ${keys.group}. ` +

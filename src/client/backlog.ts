@@ -49,16 +49,28 @@ export class Backlog {
   }
 
   private async readRedis(stream: string): Promise<number> {
-    const groups = (await this.redis.xinfo('GROUPS', stream).catch((err: Error) => {
-      if (err.message.includes('no such key')) return [];
-      throw err;
-    })) as unknown[][];
-    const mine = groups.map(toRecord).find((g) => g.name === this.group);
+    const mine = await groupRow(this.redis, stream, this.group);
     if (!mine) return Number(await this.redis.xlen(stream));
     // lag is null when Redis cannot compute it (after XDEL/trim past the group): fall back to length.
     const lag = mine.lag === null ? Number(await this.redis.xlen(stream)) : Number(mine.lag);
     return lag + Number(mine.pending);
   }
+}
+
+/**
+ * The group's row of XINFO GROUPS as a record; undefined when the stream or
+ * the group does not exist. Any other error (Redis away) is thrown.
+ */
+export async function groupRow(
+  redis: Redis,
+  stream: string,
+  group: string,
+): Promise<Record<string, unknown> | undefined> {
+  const groups = (await redis.xinfo('GROUPS', stream).catch((err: Error) => {
+    if (/no such key/i.test(err.message)) return [];
+    throw err;
+  })) as unknown[][];
+  return groups.map(toRecord).find((g) => g.name === group);
 }
 
 /** A flat XINFO reply (`[k1, v1, k2, v2...]`) as a record. */

@@ -12,6 +12,7 @@
  */
 import type { Redis } from 'ioredis';
 
+import { groupRow, toRecord } from '../client/backlog.js';
 import { StreambedError } from '../errors.js';
 import type { Keys } from '../keys.js';
 import { MODEL_NAME, type ModelSpec, parseModelTable } from '../models/table.js';
@@ -74,20 +75,10 @@ export class ModelCatalog {
     // Not in the last scan: its own stream is asked (one command), not the keyspace
     // scanned again, so a model whose worker just started is served at once and a
     // client retrying a misspelt one in a loop costs Redis no SCAN per request.
-    let rows: unknown;
-    try {
-      rows = await this.redis.xinfo('GROUPS', this.keys.request(model));
-    } catch (err) {
-      if (/no such key/i.test((err as Error).message)) return false;
-      throw err;
-    }
-    const served = this.hasGroup(rows);
+    const served =
+      (await groupRow(this.redis, this.keys.request(model), this.keys.group)) !== undefined;
     if (served) this.cached?.models.push(model);
     return served;
-  }
-
-  private hasGroup(xinfoGroups: unknown): boolean {
-    return (xinfoGroups as unknown[][]).some((g) => g[1] === this.keys.group);
   }
 
   dimension(model: string): number | undefined {
@@ -112,7 +103,7 @@ export class ModelCatalog {
     const groups = (await pipe.exec()) ?? [];
     const served = models.filter((_, i) => {
       const [err, rows] = groups[i] ?? [];
-      return !err && this.hasGroup(rows);
+      return !err && (rows as unknown[][]).map(toRecord).some((g) => g.name === this.keys.group);
     });
     this.cached = { at: Date.now(), models: served };
     return served;
