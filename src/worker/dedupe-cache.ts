@@ -207,7 +207,6 @@ export class DedupeCache {
   }
 }
 
-/** One flag byte (bit 0: truncated), then the float32 little-endian vector. */
 /** A cached chunk: its vector, whether the model cut its text, and the tokens it read. */
 interface Cached {
   vector: Float32Array;
